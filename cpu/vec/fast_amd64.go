@@ -1,0 +1,13 @@
+//go:build amd64 && !purego
+
+package vec
+
+// The assembly kernels come next; until then amd64 runs the Go twins.
+var features = "generic"
+
+func dot(a, b []float32) float32            { return DotGeneric(a, b) }
+func dotF16(w []byte, x []float32) float32  { return DotF16Generic(w, x) }
+func dotBF16(w []byte, x []float32) float32 { return DotBF16Generic(w, x) }
+func dotQ8_0(w []byte, x []float32) float32 { return DotQ8_0Generic(w, x) }
+func dotQ4_0(w []byte, x []float32) float32 { return DotQ4_0Generic(w, x) }
+func axpy(a float32, x, y []float32)        { AxpyGeneric(a, x, y) }
