@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 )
@@ -123,20 +124,20 @@ type dotCase struct {
 	block   int // lengths must be a multiple of this
 }
 
+// f32Bytes returns the memory of s as bytes, without copying.
 func f32Bytes(s []float32) []byte {
-	b := make([]byte, 4*len(s))
-	for i, v := range s {
-		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
-	}
-	return b
+	return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(s))), 4*len(s))
 }
 
+// bytesF32 returns the memory of b, which must be 4-byte aligned, as
+// float32 values without copying. The F32 test case passes weights as bytes
+// like the other types, and its bytes come from f32Bytes or from large
+// (page-aligned) allocations.
 func bytesF32(b []byte) []float32 {
-	s := make([]float32, len(b)/4)
-	for i := range s {
-		s[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	if len(b) < 4 {
+		return nil
 	}
-	return s
+	return unsafe.Slice((*float32)(unsafe.Pointer(unsafe.SliceData(b))), len(b)/4)
 }
 
 var dotCases = []dotCase{
