@@ -105,9 +105,9 @@ type merge struct {
 
 // special is a token matched verbatim in the text before the BPE runs.
 type special struct {
-	text         string
-	id           int32
-	control      bool // only matched with ParseSpecial
+	text    string
+	id      int32
+	control bool // only matched with ParseSpecial
 	lstrip  bool // swallows whitespace before it
 	rstrip  bool // swallows whitespace after it
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/loomllm/loom/internal/testdata"
+	"github.com/loomllm/loom/model"
+	"github.com/loomllm/loom/model/gguf"
 )
 
 // vectorCase is one llama.cpp tokenizer test case.
@@ -39,6 +41,14 @@ func readVectors(t testing.TB, vocab string) []vectorCase {
 		}
 	}
 	return cases
+}
+
+// loadSpec reads the tokenizer data of a GGUF file.
+func loadSpec(t testing.TB, path string) *model.TokenizerSpec {
+	m, err := gguf.Load(path)
+	require.NoError(t, err)
+	require.NoError(t, m.Close())
+	return &m.Tokenizer
 }
 
 func loadVocab(t testing.TB, name string) (*Tokenizer, string) {
