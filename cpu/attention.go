@@ -1,0 +1,272 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/loomllm/loom/runtime/backend"
+)
+
+// kvCache is the CPU key/value cache: one allocation holding, for every
+// layer and block, the keys and then the values of each KV head as
+// BlockSize consecutive rows of HeadDim elements:
+//
+//	[layer][block][K, V][kvHead][slot][headDim]
+//
+// so that attention streams one head's keys (or values) of a block as one
+// contiguous run, and copying a block is one copy per layer.
+type kvCache struct {
+	b         *Backend
+	spec      backend.KVSpec
+	data      []byte
+	eb        int // bytes per element
+	rowBytes  int // one position of one head
+	headBytes int // BlockSize positions of one head
+}
+
+// Spec returns the cache's dimensions.
+func (c *kvCache) Spec() backend.KVSpec { return c.spec }
+
+// Free releases the cache's memory.
+func (c *kvCache) Free() {
+	if c.data != nil {
+		c.b.used.Add(-int64(len(c.data)))
+		c.data = nil
+	}
+}
+
+// off returns the byte offset of slot p of KV head g of block blk in layer l,
+// for keys (kv = 0) or values (kv = 1).
+func (c *kvCache) off(kv, l, blk, g, p int) int {
+	s := c.spec
+	return (((l*s.Blocks+blk)*2+kv)*s.KVHeads+g)*c.headBytes + p*c.rowBytes
+}
+
+// NewKVCache allocates a zeroed paged key/value cache in host memory.
+func (b *Backend) NewKVCache(spec backend.KVSpec) (backend.KVCache, error) {
+	if spec.Layers <= 0 || spec.KVHeads <= 0 || spec.HeadDim <= 0 || spec.BlockSize <= 0 || spec.Blocks <= 0 {
+		return nil, fmt.Errorf("cpu: kv cache %+v: %w: every dimension must be positive", spec, backend.ErrShape)
+	}
+	switch spec.DType {
+	case backend.F32, backend.F16, backend.BF16:
+	default:
+		return nil, fmt.Errorf("cpu: kv cache: %w: %v (want f32, f16 or bf16)", backend.ErrDType, spec.DType)
+	}
+	const limit = 1 << 62
+	size := int64(1)
+	for _, d := range []int{2, spec.Layers, spec.KVHeads, spec.HeadDim, spec.BlockSize, spec.Blocks, spec.DType.BlockBytes()} {
+		if size > limit/int64(d) {
+			return nil, fmt.Errorf("cpu: kv cache %+v: %w: size overflows", spec, backend.ErrOutOfMemory)
+		}
+		size *= int64(d)
+	}
+	data, err := b.allocBytes(int(size))
+	if err != nil {
+		return nil, fmt.Errorf("cpu: kv cache %+v: %w", spec, err)
+	}
+	eb := spec.DType.BlockBytes()
+	return &kvCache{b: b, spec: spec, data: data, eb: eb, rowBytes: spec.HeadDim * eb, headBytes: spec.BlockSize * spec.HeadDim * eb}, nil
+}
+
+// cacheOf returns the cache as this backend's type.
+func (b *Backend) cacheOf(cache backend.KVCache) (*kvCache, error) {
+	c, ok := cache.(*kvCache)
+	if !ok || c == nil || c.b != b {
+		return nil, fmt.Errorf("%w: kv cache does not belong to this backend", backend.ErrShape)
+	}
+	if c.data == nil {
+		return nil, fmt.Errorf("%w: kv cache was freed", backend.ErrShape)
+	}
+	return c, nil
+}
+
+// CopyKVBlock copies block src of every layer onto block dst.
+func (b *Backend) CopyKVBlock(cache backend.KVCache, dst, src int) {
+	if !b.ok() {
+		return
+	}
+	c, err := b.cacheOf(cache)
+	if err == nil && (dst < 0 || src < 0 || dst >= c.spec.Blocks || src >= c.spec.Blocks) {
+		err = fmt.Errorf("%w: cache has %d blocks", backend.ErrIndex, c.spec.Blocks)
+	}
+	if err != nil {
+		b.fail(fmt.Sprintf("CopyKVBlock(dst %d, src %d)", dst, src), err)
+		return
+	}
+	n := 2 * c.spec.KVHeads * c.headBytes
+	for l := 0; l < c.spec.Layers; l++ {
+		copy(c.data[c.off(0, l, dst, 0, 0):][:n], c.data[c.off(0, l, src, 0, 0):][:n])
+	}
+}
+
+// Attention stores this batch's keys and values in the cache, then runs
+// causal grouped-query attention of every row against its sequence's
+// cached positions (see backend.Backend). The work is split by (row, KV
+// head): the query heads sharing a KV head read its keys and values once.
+func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, a backend.Attn) {
+	if !b.ok() {
+		return
+	}
+	j := &b.attn
+	if err := b.prepareAttention(j, out, q, k, v, cache, a); err != nil {
+		b.fail(fmt.Sprintf("Attention(out %v, q %v, k %v, v %v, layer %d, pos %v, seq %v, blocks %v)", out, q, k, v, a.Layer, a.Pos, a.Seq, a.Blocks), err)
+		*j = attnJob{}
+		return
+	}
+	c, hkv, d := j.c, j.c.spec.KVHeads, j.c.spec.HeadDim
+	for r := 0; r < j.q.rows; r++ {
+		p := int(j.pos.d[r*j.pos.stride])
+		blk := int(j.blocks.row(int(j.seq.d[r*j.seq.stride]))[p/c.spec.BlockSize])
+		slot := p % c.spec.BlockSize
+		kr, vr := j.k.row(r), j.v.row(r)
+		for g := 0; g < hkv; g++ {
+			roundRow(c.spec.DType, c.data[c.off(0, j.layer, blk, g, slot):][:c.rowBytes], kr[g*d:(g+1)*d])
+			roundRow(c.spec.DType, c.data[c.off(1, j.layer, blk, g, slot):][:c.rowBytes], vr[g*d:(g+1)*d])
+		}
+	}
+	b.pool.run(j, j.q.rows*hkv, 1)
+	*j = attnJob{}
+}
+
+// prepareAttention checks an Attention call and fills j.
+func (b *Backend) prepareAttention(j *attnJob, out, q, k, v backend.Tensor, cache backend.KVCache, a backend.Attn) error {
+	c, err := b.cacheOf(cache)
+	if err != nil {
+		return err
+	}
+	*j = attnJob{b: b, c: c, layer: a.Layer, scale: a.Scale}
+	if j.out, err = b.f32(out, true); err != nil {
+		return err
+	}
+	if j.q, err = b.f32(q, false); err != nil {
+		return err
+	}
+	if j.k, err = b.f32(k, false); err != nil {
+		return err
+	}
+	if j.v, err = b.f32(v, false); err != nil {
+		return err
+	}
+	if j.pos, err = b.i32(a.Pos); err != nil {
+		return err
+	}
+	if j.seq, err = b.i32(a.Seq); err != nil {
+		return err
+	}
+	if j.blocks, err = b.i32(a.Blocks); err != nil {
+		return err
+	}
+	s := c.spec
+	n, d, kvw := q.Rows(), s.HeadDim, s.KVHeads*s.HeadDim
+	switch {
+	case q.Cols()%d != 0 || (q.Cols()/d)%s.KVHeads != 0:
+		return fmt.Errorf("%w: q has %d columns, not a multiple of %d KV heads × head size %d", backend.ErrShape, q.Cols(), s.KVHeads, d)
+	case out.Rows() != n || out.Cols() != q.Cols():
+		return fmt.Errorf("%w: out and q differ in shape", backend.ErrShape)
+	case k.Rows() != n || v.Rows() != n || k.Cols() != kvw || v.Cols() != kvw:
+		return fmt.Errorf("%w: want k and v %d×%d", backend.ErrShape, n, kvw)
+	case a.Pos.Rows() != n || a.Pos.Cols() != 1 || a.Seq.Rows() != n || a.Seq.Cols() != 1:
+		return fmt.Errorf("%w: want pos and seq %d×1", backend.ErrShape, n)
+	case a.Layer < 0 || a.Layer >= s.Layers:
+		return fmt.Errorf("%w: layer %d of %d", backend.ErrIndex, a.Layer, s.Layers)
+	case overlaps(out, k) || overlaps(out, v):
+		return fmt.Errorf("%w: out overlaps k or v", backend.ErrShape)
+	}
+	j.group = q.Cols() / d / s.KVHeads
+	for r := 0; r < n; r++ {
+		p, sq := int(j.pos.d[r*j.pos.stride]), int(j.seq.d[r*j.seq.stride])
+		if sq < 0 || sq >= j.blocks.rows {
+			return fmt.Errorf("%w: seq[%d] = %d, block table has %d rows", backend.ErrIndex, r, sq, j.blocks.rows)
+		}
+		if p < 0 || p/s.BlockSize >= j.blocks.cols {
+			return fmt.Errorf("%w: pos[%d] = %d, block table holds %d positions", backend.ErrIndex, r, p, j.blocks.cols*s.BlockSize)
+		}
+		for i, blk := range j.blocks.row(sq)[:p/s.BlockSize+1] {
+			if blk < 0 || int(blk) >= s.Blocks {
+				return fmt.Errorf("%w: blocks[%d][%d] = %d, cache has %d blocks", backend.ErrIndex, sq, i, blk, s.Blocks)
+			}
+		}
+	}
+	return nil
+}
+
+// attnJob is one Attention call; unit u is row u/KVHeads, KV head
+// u%KVHeads, with its group of query heads.
+type attnJob struct {
+	b                *Backend
+	c                *kvCache
+	layer            int
+	scale            float32
+	group            int // query heads per KV head
+	out, q, k, v     mat[float32]
+	pos, seq, blocks mat[int32]
+}
+
+func (j *attnJob) run(wk, lo, hi int) {
+	c, kern := j.c, &j.b.k
+	s := c.spec
+	d, grp := s.HeadDim, j.group
+	for u := lo; u < hi; u++ {
+		r, g := u/s.KVHeads, u%s.KVHeads
+		p := int(j.pos.d[r*j.pos.stride])
+		table := j.blocks.row(int(j.seq.d[r*j.seq.stride]))
+		npos := p + 1
+		// Scratch: scores for each head of the group, their output
+		// accumulators, and one widened value row.
+		buf := j.b.scratchFor(wk, grp*npos+grp*d+d)
+		scores, acc, vrow := buf[:grp*npos], buf[grp*npos:grp*npos+grp*d], buf[grp*npos+grp*d:]
+		q := j.q.row(r)[g*grp*d : (g+1)*grp*d]
+
+		for t := 0; t < npos; t++ {
+			kb := c.data[c.off(0, j.layer, int(table[t/s.BlockSize]), g, t%s.BlockSize):][:c.rowBytes]
+			for h := 0; h < grp; h++ {
+				qh := q[h*d : (h+1)*d]
+				var dot float32
+				switch s.DType {
+				case backend.F32:
+					dot = kern.dot(bytesF32(kb), qh)
+				case backend.F16:
+					dot = kern.dotF16(kb, qh)
+				default:
+					dot = kern.dotBF16(kb, qh)
+				}
+				scores[h*npos+t] = j.scale * dot
+			}
+		}
+		for h := 0; h < grp; h++ {
+			softmax(scores[h*npos : (h+1)*npos])
+		}
+		clear(acc)
+		for t := 0; t < npos; t++ {
+			vb := c.data[c.off(1, j.layer, int(table[t/s.BlockSize]), g, t%s.BlockSize):][:c.rowBytes]
+			vr := vrow
+			if s.DType == backend.F32 {
+				vr = bytesF32(vb)
+			} else {
+				dequantRow(s.DType, vrow, vb)
+			}
+			for h := 0; h < grp; h++ {
+				kern.axpy(scores[h*npos+t], vr, acc[h*d:(h+1)*d])
+			}
+		}
+		copy(j.out.row(r)[g*grp*d:(g+1)*grp*d], acc)
+	}
+}
+
+// softmax replaces x by exp(x - max x) / sum.
+func softmax(x []float32) {
+	m := x[0]
+	for _, v := range x[1:] {
+		m = max(m, v)
+	}
+	var sum float32
+	for i, v := range x {
+		e := float32(math.Exp(float64(v - m)))
+		x[i] = e
+		sum += e
+	}
+	inv := 1 / sum
+	for i := range x {
+		x[i] *= inv
+	}
+}

@@ -1,0 +1,272 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/loomllm/loom/runtime/backend"
+)
+
+// elemChunk is the number of columns in one unit of element-wise work, so
+// that a single long row (decode) still spreads across the pool.
+const elemChunk = 2048
+
+type elemOp uint8
+
+const (
+	opAdd elemOp = iota
+	opSwiGLU
+	opGELU
+	opCopy
+)
+
+// elemJob is one element-wise call; its units are chunks of elemChunk
+// columns of one row, row-major.
+type elemJob struct {
+	op        elemOp
+	dst, a, b mat[float32]
+	perRow    int // chunks per row
+}
+
+func (j *elemJob) run(_, lo, hi int) {
+	for u := lo; u < hi; u++ {
+		r, c0 := u/j.perRow, u%j.perRow*elemChunk
+		c1 := min(c0+elemChunk, j.dst.cols)
+		d, a := j.dst.row(r)[c0:c1], j.a.row(r)[c0:c1]
+		switch j.op {
+		case opAdd:
+			rb := r
+			if j.b.rows == 1 {
+				rb = 0
+			}
+			bb := j.b.row(rb)[c0:c1]
+			for i := range d {
+				d[i] = a[i] + bb[i]
+			}
+		case opSwiGLU:
+			up := j.b.row(r)[c0:c1]
+			for i, g := range a {
+				d[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
+			}
+		case opGELU:
+			const c = 0.7978845608028654 // sqrt(2/π)
+			for i, x := range a {
+				d[i] = float32(0.5 * float64(x) * (1 + math.Tanh(c*(float64(x)+0.044715*float64(x)*float64(x)*float64(x)))))
+			}
+		case opCopy:
+			copy(d, a)
+		}
+	}
+}
+
+// elementwise checks shapes and runs an element-wise operation: dst and a
+// are n × d; b (if not zero) is n × d, or 1 × d when broadcast is set.
+func (b *Backend) elementwise(name string, op elemOp, dst, a, bt backend.Tensor, broadcast bool) {
+	if !b.ok() {
+		return
+	}
+	fail := func(err error) {
+		if bt.IsZero() {
+			b.fail(fmt.Sprintf("%s(dst %v, x %v)", name, dst, a), err)
+		} else {
+			b.fail(fmt.Sprintf("%s(dst %v, %v, %v)", name, dst, a, bt), err)
+		}
+	}
+	dm, err := b.f32(dst, true)
+	if err != nil {
+		fail(err)
+		return
+	}
+	am, err := b.f32(a, false)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if a.Rows() != dst.Rows() || a.Cols() != dst.Cols() {
+		fail(fmt.Errorf("%w: operands differ in shape", backend.ErrShape))
+		return
+	}
+	var bm mat[float32]
+	if !bt.IsZero() {
+		if bm, err = b.f32(bt, false); err != nil {
+			fail(err)
+			return
+		}
+		if bt.Cols() != dst.Cols() || (bt.Rows() != dst.Rows() && !(broadcast && bt.Rows() == 1)) {
+			fail(fmt.Errorf("%w: operands differ in shape", backend.ErrShape))
+			return
+		}
+	}
+	j := &b.ew
+	*j = elemJob{op: op, dst: dm, a: am, b: bm, perRow: (dst.Cols() + elemChunk - 1) / elemChunk}
+	units := dst.Rows() * j.perRow
+	grain := 1
+	if op == opAdd || op == opCopy {
+		grain = 8 // memory-bound and cheap: only large tensors are worth splitting
+	}
+	b.pool.run(j, units, grain)
+	b.ew = elemJob{}
+}
+
+// Add sets dst = a + b, broadcasting a one-row b (see backend.Backend).
+func (b *Backend) Add(dst, a, bt backend.Tensor) { b.elementwise("Add", opAdd, dst, a, bt, true) }
+
+// SwiGLU sets dst = silu(gate) * up (see backend.Backend).
+func (b *Backend) SwiGLU(dst, gate, up backend.Tensor) {
+	b.elementwise("SwiGLU", opSwiGLU, dst, gate, up, false)
+}
+
+// GELU applies the tanh approximation of GELU (see backend.Backend).
+func (b *Backend) GELU(dst, x backend.Tensor) {
+	b.elementwise("GELU", opGELU, dst, x, backend.Tensor{}, false)
+}
+
+// Copy copies src into dst (see backend.Backend).
+func (b *Backend) Copy(dst, src backend.Tensor) {
+	b.elementwise("Copy", opCopy, dst, src, backend.Tensor{}, false)
+}
+
+// normJob is one RMSNorm or LayerNorm call; its units are rows.
+type normJob struct {
+	k       *kernels
+	layer   bool // LayerNorm (else RMSNorm)
+	dst, x  mat[float32]
+	w, bias []float32
+	eps     float32
+}
+
+func (j *normJob) run(_, lo, hi int) {
+	d := float32(j.x.cols)
+	for r := lo; r < hi; r++ {
+		x, y := j.x.row(r), j.dst.row(r)
+		if !j.layer {
+			s := 1 / float32(math.Sqrt(float64(j.k.dot(x, x)/d+j.eps)))
+			for i, v := range x {
+				y[i] = v * s * j.w[i]
+			}
+			continue
+		}
+		var sum float32
+		for _, v := range x {
+			sum += v
+		}
+		mean := sum / d
+		var ss float32
+		for _, v := range x {
+			ss += (v - mean) * (v - mean)
+		}
+		s := 1 / float32(math.Sqrt(float64(ss/d+j.eps)))
+		for i, v := range x {
+			y[i] = (v-mean)*s*j.w[i] + j.bias[i]
+		}
+	}
+}
+
+// RMSNorm normalises each row by its root mean square and scales it by w
+// (see backend.Backend).
+func (b *Backend) RMSNorm(dst, x, w backend.Tensor, eps float32) {
+	b.normalize("RMSNorm", false, dst, x, w, backend.Tensor{}, eps)
+}
+
+// LayerNorm normalises each row to zero mean and unit variance, then scales
+// by w and shifts by bias (see backend.Backend).
+func (b *Backend) LayerNorm(dst, x, w, bias backend.Tensor, eps float32) {
+	b.normalize("LayerNorm", true, dst, x, w, bias, eps)
+}
+
+func (b *Backend) normalize(name string, layer bool, dst, x, w, bias backend.Tensor, eps float32) {
+	if !b.ok() {
+		return
+	}
+	fail := func(err error) {
+		b.fail(fmt.Sprintf("%s(dst %v, x %v, w %v)", name, dst, x, w), err)
+	}
+	dm, err := b.f32(dst, true)
+	if err != nil {
+		fail(err)
+		return
+	}
+	xm, err := b.f32(x, false)
+	if err != nil {
+		fail(err)
+		return
+	}
+	wm, err := b.f32(w, false)
+	if err != nil {
+		fail(err)
+		return
+	}
+	d := x.Cols()
+	if dst.Rows() != x.Rows() || dst.Cols() != d || w.Rows() != 1 || w.Cols() != d {
+		fail(fmt.Errorf("%w: want dst and x n×d and w 1×d", backend.ErrShape))
+		return
+	}
+	var bm mat[float32]
+	if layer {
+		if bm, err = b.f32(bias, false); err != nil {
+			fail(err)
+			return
+		}
+		if bias.Rows() != 1 || bias.Cols() != d {
+			fail(fmt.Errorf("%w: bias %v, want 1×%d", backend.ErrShape, bias, d))
+			return
+		}
+	}
+	j := &b.norm
+	*j = normJob{k: &b.k, layer: layer, dst: dm, x: xm, w: wm.row(0), eps: eps}
+	if layer {
+		j.bias = bm.row(0)
+	}
+	b.pool.run(j, x.Rows(), max(1, 16384/d))
+	b.norm = normJob{}
+}
+
+// ArgMax writes the index of each row's largest element of x into dst
+// (backend.ArgMaxer). NaN elements are never the maximum; a row of only
+// NaN gives 0.
+func (b *Backend) ArgMax(dst, x backend.Tensor) {
+	if !b.ok() {
+		return
+	}
+	fail := func(err error) { b.fail(fmt.Sprintf("ArgMax(dst %v, x %v)", dst, x), err) }
+	xm, err := b.f32(x, false)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if dst.DType() != backend.I32 {
+		fail(fmt.Errorf("%w: dst must be i32", backend.ErrDType))
+		return
+	}
+	dm, err := view32[int32](b, dst, backend.I32, true)
+	if err != nil {
+		fail(err)
+		return
+	}
+	if dst.Rows() != x.Rows() || dst.Cols() != 1 {
+		fail(fmt.Errorf("%w: want dst n×1", backend.ErrShape))
+		return
+	}
+	j := &b.am
+	*j = argmaxJob{dst: dm, x: xm}
+	b.pool.run(j, x.Rows(), max(1, 65536/x.Cols()))
+	b.am = argmaxJob{}
+}
+
+// argmaxJob is one ArgMax call; its units are rows.
+type argmaxJob struct {
+	dst mat[int32]
+	x   mat[float32]
+}
+
+func (j *argmaxJob) run(_, lo, hi int) {
+	for r := lo; r < hi; r++ {
+		best, bi := float32(math.Inf(-1)), -1
+		for i, v := range j.x.row(r) {
+			if v > best || (bi < 0 && v == best) {
+				best, bi = v, i
+			}
+		}
+		j.dst.d[r*j.dst.stride] = int32(max(bi, 0))
+	}
+}

@@ -1,0 +1,200 @@
+package cpu
+
+import (
+	"fmt"
+
+	"github.com/loomllm/loom/runtime/backend"
+)
+
+// weights returns the bytes of a contiguous weight tensor of a supported type.
+func (b *Backend) weights(t backend.Tensor) ([]byte, error) {
+	if !b.SupportsWeights(t.DType()) {
+		return nil, fmt.Errorf("%w: weights %v", backend.ErrDType, t)
+	}
+	s, err := b.bytesOf(t, false)
+	if err != nil {
+		return nil, err
+	}
+	if t.DType() == backend.F32 && len(s) > 0 && uintptrOf(s)%4 != 0 {
+		return nil, fmt.Errorf("%w: %v is not 4-byte aligned", backend.ErrShape, t)
+	}
+	return s, nil
+}
+
+// overlaps reports whether two tensors share elements. Views of one
+// buffer with the same stride (column slices of one parent) overlap when
+// both their rows and their columns do; otherwise their byte ranges are
+// compared.
+func overlaps(a, b backend.Tensor) bool {
+	if a.Buffer() != b.Buffer() {
+		return false
+	}
+	as, bs := a.StrideBytes(), b.StrideBytes()
+	if as == bs && a.Rows() > 1 && b.Rows() > 1 {
+		ar, ac := a.Offset()/as, a.Offset()%as
+		br, bc := b.Offset()/bs, b.Offset()%bs
+		if ac+a.RowBytes() <= as && bc+b.RowBytes() <= bs {
+			return ar < br+b.Rows() && br < ar+a.Rows() && ac < bc+b.RowBytes() && bc < ac+a.RowBytes()
+		}
+	}
+	aEnd := a.Offset() + (a.Rows()-1)*as + a.RowBytes()
+	bEnd := b.Offset() + (b.Rows()-1)*bs + b.RowBytes()
+	return a.Offset() < bEnd && b.Offset() < aEnd
+}
+
+// MatMul sets dst = x · wᵀ (see backend.Backend). For one row it is a
+// matrix-vector product split by weight rows across the pool. For several
+// rows the weights are cut into tiles of rows small enough to stay in the
+// core's cache; a worker widens its tile to F32 once and multiplies it with
+// every activation row, so each weight byte is read from memory once per
+// call.
+func (b *Backend) MatMul(dst, x, w backend.Tensor) {
+	if !b.ok() {
+		return
+	}
+	xm, err := b.f32(x, false)
+	if err != nil {
+		b.failMatMul(dst, x, w, err)
+		return
+	}
+	wb, err := b.weights(w)
+	if err != nil {
+		b.failMatMul(dst, x, w, err)
+		return
+	}
+	dm, err := b.f32(dst, true)
+	if err != nil {
+		b.failMatMul(dst, x, w, err)
+		return
+	}
+	n, in, out := x.Rows(), x.Cols(), w.Rows()
+	if w.Cols() != in || dst.Rows() != n || dst.Cols() != out {
+		b.failMatMul(dst, x, w, fmt.Errorf("%w: want x n×%d and dst n×%d for w %d×%d", backend.ErrShape, w.Cols(), out, out, w.Cols()))
+		return
+	}
+	if overlaps(dst, x) {
+		b.failMatMul(dst, x, w, fmt.Errorf("%w: dst overlaps x", backend.ErrShape))
+		return
+	}
+	j := &b.mm
+	*j = matmulJob{b: b, dst: dm, x: xm, w: wb, dt: w.DType(), rowBytes: w.RowBytes(), in: in}
+	if n == 1 {
+		b.pool.run(j, out, splitGrain(out, b.threads, 8))
+	} else {
+		// A tile of weight rows widened to F32 takes about 256 KiB, half
+		// a typical L2, but each thread gets at least one tile.
+		tile := min(max(64<<10/in, 4), 64, (out+b.threads-1)/b.threads)
+		b.pool.run(j, out, tile)
+	}
+	b.mm = matmulJob{}
+}
+
+func (b *Backend) failMatMul(dst, x, w backend.Tensor, err error) {
+	b.fail(fmt.Sprintf("MatMul(dst %v, x %v, w %v)", dst, x, w), err)
+}
+
+// matmulJob is one MatMul call; its units are weight rows (outputs).
+type matmulJob struct {
+	b        *Backend
+	dst, x   mat[float32]
+	w        []byte
+	dt       backend.DType
+	rowBytes int
+	in       int
+}
+
+// rowBlock is the number of activation rows multiplied with one widened
+// weight row while it is in L1.
+const rowBlock = 8
+
+func (j *matmulJob) run(wk, lo, hi int) {
+	k := &j.b.k
+	if j.x.rows == 1 {
+		x, d := j.x.row(0), j.dst.row(0)
+		for o := lo; o < hi; o++ {
+			d[o] = k.dotW(j.dt, j.w[o*j.rowBytes:(o+1)*j.rowBytes], x)
+		}
+		return
+	}
+	// Widen the tile [lo, hi) to F32 once (F32 weights are used in place).
+	var tile []float32
+	if j.dt == backend.F32 {
+		tile = bytesF32(j.w[lo*j.rowBytes : hi*j.rowBytes])
+	} else {
+		tile = j.b.scratchFor(wk, (hi-lo)*j.in)
+		for o := lo; o < hi; o++ {
+			dequantRow(j.dt, tile[(o-lo)*j.in:(o-lo+1)*j.in], j.w[o*j.rowBytes:(o+1)*j.rowBytes])
+		}
+	}
+	for r0 := 0; r0 < j.x.rows; r0 += rowBlock {
+		r1 := min(r0+rowBlock, j.x.rows)
+		for o := lo; o < hi; o++ {
+			wr := tile[(o-lo)*j.in : (o-lo+1)*j.in]
+			for r := r0; r < r1; r++ {
+				j.dst.d[r*j.dst.stride+o] = k.dot(wr, j.x.row(r))
+			}
+		}
+	}
+}
+
+// Embed gathers table rows into dst (see backend.Backend), widening them to F32.
+func (b *Backend) Embed(dst, table, ids backend.Tensor) {
+	if !b.ok() {
+		return
+	}
+	fail := func(err error) { b.fail(fmt.Sprintf("Embed(dst %v, table %v, ids %v)", dst, table, ids), err) }
+	dm, err := b.f32(dst, true)
+	if err != nil {
+		fail(err)
+		return
+	}
+	im, err := b.i32(ids)
+	if err != nil {
+		fail(err)
+		return
+	}
+	var tb []byte
+	if table.DType() == backend.F32 {
+		tb, err = b.span(table, false) // an F32 table may be a strided activation
+		if err == nil && uintptrOf(tb)%4 != 0 {
+			err = fmt.Errorf("%w: %v is not 4-byte aligned", backend.ErrShape, table)
+		}
+	} else {
+		tb, err = b.weights(table)
+	}
+	if err != nil {
+		fail(err)
+		return
+	}
+	n, d := dst.Rows(), dst.Cols()
+	if ids.Rows() != n || ids.Cols() != 1 || table.Cols() != d {
+		fail(fmt.Errorf("%w: want ids n×1 and table V×%d", backend.ErrShape, d))
+		return
+	}
+	for r := 0; r < n; r++ {
+		if id := im.d[r*im.stride]; id < 0 || int(id) >= table.Rows() {
+			fail(fmt.Errorf("%w: ids[%d] = %d, table has %d rows", backend.ErrIndex, r, id, table.Rows()))
+			return
+		}
+	}
+	j := &b.emb
+	*j = embedJob{dst: dm, ids: im, table: tb, dt: table.DType(), strideBytes: table.StrideBytes()}
+	b.pool.run(j, n, max(1, 16384/d))
+	b.emb = embedJob{}
+}
+
+// embedJob is one Embed call; its units are rows of dst.
+type embedJob struct {
+	dst         mat[float32]
+	ids         mat[int32]
+	table       []byte
+	dt          backend.DType
+	strideBytes int
+}
+
+func (j *embedJob) run(_, lo, hi int) {
+	for r := lo; r < hi; r++ {
+		id := int(j.ids.d[r*j.ids.stride])
+		dequantRow(j.dt, j.dst.row(r), j.table[id*j.strideBytes:])
+	}
+}
