@@ -3,6 +3,7 @@ package vec
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 )
 
@@ -87,5 +88,43 @@ func BenchmarkAxpy(b *testing.B) {
 			}
 			b.ReportMetric(2*benchN*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
+	}
+}
+
+// BenchmarkGEMV multiplies a 4096×4096 weight matrix by one vector, rows
+// split evenly across goroutines, the way the cpu backend drives these
+// kernels. GB/s counts the weight bytes.
+func BenchmarkGEMV(b *testing.B) {
+	const rows = 4096
+	r := rand.New(rand.NewPCG(1, 2))
+	x := randF32(r, benchN)
+	y := make([]float32, rows)
+	for _, rt := range dotCases {
+		row, _ := rt.gen(r, benchN)
+		rowBytes := len(row)
+		w := tile(row, rows*rowBytes)
+		for _, impl := range []struct {
+			name string
+			f    func([]byte, []float32) float32
+		}{{"fast", rt.fast}, {"generic", rt.generic}} {
+			for _, threads := range []int{1, 2} {
+				b.Run(fmt.Sprintf("%s/%s/threads=%d", rt.name, impl.name, threads), func(b *testing.B) {
+					b.SetBytes(int64(rows * rowBytes))
+					var wg sync.WaitGroup
+					for b.Loop() {
+						for t := range threads {
+							lo, hi := t*rows/threads, (t+1)*rows/threads
+							wg.Go(func() {
+								for i := lo; i < hi; i++ {
+									y[i] = impl.f(w[i*rowBytes:(i+1)*rowBytes], x)
+								}
+							})
+						}
+						wg.Wait()
+					}
+					b.ReportMetric(2*rows*benchN*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				})
+			}
+		}
 	}
 }

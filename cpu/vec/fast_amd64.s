@@ -2,6 +2,8 @@
 
 #include "textflag.h"
 
+#define PFD 4096
+
 // Reduce the eight lanes of Y0 into the low lane of X0. Clobbers X1.
 #define HSUM_Y0 \
 	VEXTRACTF128 $1, Y0, X1 \
@@ -26,6 +28,10 @@ TEXT ·dotAVX2(SB), NOSPLIT, $0-28
 	JZ     dot_tail8
 
 dot_loop32:
+	PREFETCHT0  PFD(SI)(AX*4)
+	PREFETCHT0  PFD+64(SI)(AX*4)
+	PREFETCHT0  PFD(DI)(AX*4)
+	PREFETCHT0  PFD+64(DI)(AX*4)
 	VMOVUPS     (SI)(AX*4), Y4
 	VMOVUPS     32(SI)(AX*4), Y5
 	VMOVUPS     64(SI)(AX*4), Y6
@@ -86,6 +92,7 @@ TEXT ·dotF16AVX2(SB), NOSPLIT, $0-28
 	JZ     f16_tail8
 
 f16_loop32:
+	PREFETCHT0  PFD(SI)(AX*2)
 	VCVTPH2PS   (SI)(AX*2), Y4
 	VCVTPH2PS   16(SI)(AX*2), Y5
 	VCVTPH2PS   32(SI)(AX*2), Y6
@@ -148,6 +155,8 @@ TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-28
 	JZ     bf16_tail8
 
 bf16_loop32:
+	PREFETCHT0  PFD(SI)(AX*2)
+	PREFETCHT0  PFD(SI)(AX*2)
 	VPMOVZXWD   (SI)(AX*2), Y4
 	VPMOVZXWD   16(SI)(AX*2), Y5
 	VPMOVZXWD   32(SI)(AX*2), Y6
@@ -231,6 +240,7 @@ TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-28
 	JB     q8_tail
 
 q8_loop2:
+	PREFETCHT0 4096(SI)
 	Q8_0_BLOCK(Y0)
 	ADDQ $34, SI
 	ADDQ $128, DI
@@ -297,6 +307,7 @@ TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-28
 	JB     q4_tail
 
 q4_loop2:
+	PREFETCHT0 4096(SI)
 	Q4_0_BLOCK(Y0)
 	ADDQ $18, SI
 	ADDQ $128, DI

@@ -141,8 +141,8 @@ func bytesF32(b []byte) []float32 {
 }
 
 var dotCases = []dotCase{
-	{"F32", func(w []byte, x []float32) float32 { return Dot(bytesF32(w), x) },
-		func(w []byte, x []float32) float32 { return DotGeneric(bytesF32(w), x) },
+	{"F32", func(w []byte, x []float32) float32 { return Dot(bytesF32(w)[:len(x)], x) },
+		func(w []byte, x []float32) float32 { return DotGeneric(bytesF32(w)[:len(x)], x) },
 		func(r *rand.Rand, n int) ([]byte, []float32) { f := randF32(r, n); return f32Bytes(f), f }, 1},
 	{"F16", DotF16, DotF16Generic, randF16, 1},
 	{"BF16", DotBF16, DotBF16Generic, randBF16, 1},
@@ -185,6 +185,90 @@ func TestAxpy(t *testing.T) {
 			tol := 0x1p-23 * (math.Abs(float64(y0[i])) + math.Abs(float64(a)*float64(x[i])))
 			require.InDelta(t, want, float64(y[i]), tol, "Axpy n=%d i=%d", n, i)
 			require.InDelta(t, want, float64(yg[i]), tol, "AxpyGeneric n=%d i=%d", n, i)
+		}
+	}
+}
+
+// TestDotsUnaligned runs every routine on weights and activations that
+// start at every small offset into their allocations, so the assembly's
+// unaligned loads are exercised, and checks fast against generic.
+func TestDotsUnaligned(t *testing.T) {
+	r := newRand(t)
+	for _, c := range dotCases {
+		for _, n := range []int{32, 96, 4096} {
+			w, wf := c.gen(r, n+32)
+			x := randF32(r, n+8)
+			for xo := 0; xo < 8; xo++ {
+				// Byte offsets for the encoded weights (F32 stays 4-byte
+				// aligned: see bytesF32); whole elements for x.
+				step := 1
+				if c.name == "F32" {
+					step = 4
+				}
+				for wo := 0; wo < 16; wo += step {
+					ww := append(make([]byte, wo), w...)[wo:]
+					want, abs := ref64(wf[:n], x[xo:xo+n])
+					requireClose(t, c.name+" fast", n, c.fast(ww, x[xo:xo+n]), want, abs)
+				}
+			}
+		}
+	}
+}
+
+// TestDotsSpecial checks that NaN and infinities in either operand reach
+// the result the same way on both paths.
+func TestDotsSpecial(t *testing.T) {
+	r := newRand(t)
+	nan := float32(math.NaN())
+	inf := float32(math.Inf(1))
+	for _, c := range dotCases {
+		for _, n := range []int{32, 33, 64, 1000, 4097} {
+			n -= n % c.block
+			w, _ := c.gen(r, n)
+			for _, pos := range []int{0, n / 2, n - 1} {
+				x := randF32(r, n)
+				x[pos] = nan
+				require.True(t, isNaN(c.fast(w, x)), "%s fast n=%d NaN at %d", c.name, n, pos)
+				require.True(t, isNaN(c.generic(w, x)), "%s generic n=%d NaN at %d", c.name, n, pos)
+
+				// One infinity meets a weight that may be zero (quantized
+				// weights often are): then both paths must give NaN, else
+				// both the same signed infinity.
+				x[pos] = inf
+				f, g := c.fast(w, x), c.generic(w, x)
+				if isNaN(g) {
+					require.True(t, isNaN(f), "%s n=%d Inf at %d: generic NaN, fast %v", c.name, n, pos, f)
+				} else {
+					require.True(t, math.IsInf(float64(g), 0), "%s generic n=%d Inf at %d gave %v", c.name, n, pos, g)
+					require.Equal(t, g, f, "%s n=%d Inf at %d", c.name, n, pos)
+				}
+			}
+		}
+	}
+}
+
+func isNaN(f float32) bool { return f != f }
+
+// TestF16ToF32 checks the package's private half-precision widening against
+// the IEEE definition for every one of the 65536 encodings.
+func TestF16ToF32(t *testing.T) {
+	for h := 0; h < 1<<16; h++ {
+		sign := 1.0
+		if h&0x8000 != 0 {
+			sign = -1
+		}
+		e, m := h>>10&0x1f, float64(h&0x3ff)
+		got := f16ToF32(uint16(h))
+		switch {
+		case e == 0x1f && m == 0:
+			require.Equal(t, float32(math.Inf(int(sign))), got, "h=%#04x", h)
+		case e == 0x1f:
+			require.True(t, isNaN(got), "h=%#04x", h)
+		case e == 0:
+			require.Equal(t, float32(sign*m*0x1p-24), got, "h=%#04x", h)
+			require.Equal(t, h&0x8000 != 0, math.Signbit(float64(got)), "h=%#04x sign", h)
+		default:
+			require.Equal(t, float32(sign*(1+m/1024)*math.Ldexp(1, e-15)), got, "h=%#04x", h)
 		}
 	}
 }
