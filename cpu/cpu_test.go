@@ -1,6 +1,8 @@
 package cpu
 
 import (
+	"github.com/loomllm/loom/runtime/quant"
+	"github.com/stretchr/testify/require"
 	"testing"
 
 	"github.com/loomllm/loom/runtime/backend"
@@ -22,4 +24,96 @@ func TestConformance(t *testing.T) {
 	t.Run("generic", func(t *testing.T) {
 		conformance.Run(t, newBackend(Options{Generic: true, Threads: 3}), conformance.Options{})
 	})
+}
+
+// decodeStep issues one layer's worth of decode operations (one row per
+// sequence), the shapes of a small Llama.
+type decodeStep struct {
+	b                                       *Backend
+	x, h, q, k, v, att, g, u, logits        backend.Tensor
+	norm, wq, wk, wv, wo, wg, wu, wd, embed backend.Tensor
+	pos, seq, blocks, freqs, ids, next      backend.Tensor
+	cache                                   backend.KVCache
+}
+
+func newDecodeStep(t *testing.T, b *Backend, rows int) *decodeStep {
+	const dim, hidden, heads, kvHeads, headDim, vocab = 256, 688, 8, 2, 32, 320
+	alloc := func(dt backend.DType, r, c int) backend.Tensor {
+		tn, err := b.Alloc(dt, r, c)
+		require.NoError(t, err)
+		if dt != backend.I32 {
+			raw := make([]byte, tn.Bytes())
+			for i := range raw {
+				raw[i] = byte(i * 7 % 61) // small finite values in every type
+			}
+			require.NoError(t, b.Upload(tn, raw))
+		}
+		return tn
+	}
+	s := &decodeStep{b: b,
+		x: alloc(backend.F32, rows, dim), h: alloc(backend.F32, rows, dim), q: alloc(backend.F32, rows, heads*headDim),
+		k: alloc(backend.F32, rows, kvHeads*headDim), v: alloc(backend.F32, rows, kvHeads*headDim), att: alloc(backend.F32, rows, heads*headDim),
+		g: alloc(backend.F32, rows, hidden), u: alloc(backend.F32, rows, hidden), logits: alloc(backend.F32, rows, vocab),
+		norm: alloc(backend.F32, 1, dim), wq: alloc(backend.Q8_0, heads*headDim, dim), wk: alloc(backend.F16, kvHeads*headDim, dim),
+		wv: alloc(backend.BF16, kvHeads*headDim, dim), wo: alloc(backend.Q4_0, dim, heads*headDim), wg: alloc(backend.F32, hidden, dim),
+		wu: alloc(backend.Q8_0, hidden, dim), wd: alloc(backend.F16, dim, hidden), embed: alloc(backend.Q8_0, vocab, dim),
+		pos: alloc(backend.I32, rows, 1), seq: alloc(backend.I32, rows, 1), blocks: alloc(backend.I32, rows, 4),
+		freqs: alloc(backend.F32, 1, headDim/2), ids: alloc(backend.I32, rows, 1), next: alloc(backend.I32, rows, 1),
+	}
+	var err error
+	s.cache, err = b.NewKVCache(backend.KVSpec{Layers: 1, KVHeads: kvHeads, HeadDim: headDim, BlockSize: 16, Blocks: 4 * rows, DType: backend.F16})
+	require.NoError(t, err)
+	tab := make([]int32, 4*rows)
+	for i := range tab {
+		tab[i] = int32(i)
+	}
+	pos := make([]int32, rows)
+	seq := make([]int32, rows)
+	for i := range seq {
+		seq[i], pos[i] = int32(i), int32(40+i)
+	}
+	require.NoError(t, b.Upload(s.blocks, quant.I32Bytes(tab)))
+	require.NoError(t, b.Upload(s.seq, quant.I32Bytes(seq)))
+	require.NoError(t, b.Upload(s.pos, quant.I32Bytes(pos)))
+	return s
+}
+
+func (s *decodeStep) run() {
+	b := s.b
+	b.Embed(s.x, s.embed, s.ids)
+	b.RMSNorm(s.h, s.x, s.norm, 1e-5)
+	b.MatMul(s.q, s.h, s.wq)
+	b.MatMul(s.k, s.h, s.wk)
+	b.MatMul(s.v, s.h, s.wv)
+	b.RoPE(s.q, s.q, s.pos, s.freqs, 32, false)
+	b.RoPE(s.k, s.k, s.pos, s.freqs, 32, true)
+	b.Attention(s.att, s.q, s.k, s.v, s.cache, backend.Attn{Pos: s.pos, Seq: s.seq, Blocks: s.blocks, Scale: 0.17})
+	b.MatMul(s.h, s.att, s.wo)
+	b.Add(s.x, s.x, s.h)
+	b.LayerNorm(s.h, s.x, s.norm, s.norm, 1e-5)
+	b.MatMul(s.g, s.h, s.wg)
+	b.MatMul(s.u, s.h, s.wu)
+	b.SwiGLU(s.g, s.g, s.u)
+	b.GELU(s.u, s.u)
+	b.MatMul(s.h, s.g, s.wd)
+	b.Copy(s.x, s.h)
+	b.MatMul(s.logits, s.x, s.embed)
+	b.ArgMax(s.next, s.logits)
+}
+
+// TestDecodeAllocs checks that a decode step (and a small prefill) allocate
+// nothing once the scratch buffers have grown, on one and several threads.
+func TestDecodeAllocs(t *testing.T) {
+	for _, threads := range []int{1, 2, 4} {
+		for _, rows := range []int{1, 8} {
+			b := New(Options{Threads: threads})
+			s := newDecodeStep(t, b, rows)
+			s.run()
+			require.NoError(t, b.Sync())
+			allocs := testing.AllocsPerRun(20, s.run)
+			require.NoError(t, b.Sync())
+			require.Zero(t, allocs, "threads=%d rows=%d", threads, rows)
+			b.Close()
+		}
+	}
 }

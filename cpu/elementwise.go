@@ -60,13 +60,15 @@ func (j *elemJob) run(_, lo, hi int) {
 }
 
 // elementwise checks shapes and runs an element-wise operation: dst and a
-// are n × d; b (if not zero) is n × d, or 1 × d when broadcast is set.
+// are n × d; for binary operations (Add, SwiGLU) b is n × d, or 1 × d when
+// broadcast is set.
 func (b *Backend) elementwise(name string, op elemOp, dst, a, bt backend.Tensor, broadcast bool) {
+	binary := op == opAdd || op == opSwiGLU
 	if !b.ok() {
 		return
 	}
 	fail := func(err error) {
-		if bt.IsZero() {
+		if !binary {
 			b.fail(fmt.Sprintf("%s(dst %v, x %v)", name, dst, a), err)
 		} else {
 			b.fail(fmt.Sprintf("%s(dst %v, %v, %v)", name, dst, a, bt), err)
@@ -87,7 +89,7 @@ func (b *Backend) elementwise(name string, op elemOp, dst, a, bt backend.Tensor,
 		return
 	}
 	var bm mat[float32]
-	if !bt.IsZero() {
+	if binary {
 		if bm, err = b.f32(bt, false); err != nil {
 			fail(err)
 			return
