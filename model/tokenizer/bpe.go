@@ -24,6 +24,7 @@ type candidate struct {
 	rank     int32
 	left     int32 // index of the left symbol; orders equal ranks left to right
 	idL, idR int32 // the symbols' ids when pushed, to detect stale entries
+	id       int32 // the token the merge forms
 }
 
 // span is a word's byte range in the text being pre-tokenized.
@@ -110,8 +111,9 @@ func (t *Tokenizer) charID(w string, i int) (int32, int) {
 	return -1, size
 }
 
-// bpe appends the tokens of word w to out.
-func (t *Tokenizer) bpe(st *bpeState, w string, out []int32) []int32 {
+// bpe appends the tokens of word w to out. Words of more than short
+// symbols are merged with a heap (short is shortWord except in tests).
+func (t *Tokenizer) bpe(st *bpeState, w string, out []int32, short int) []int32 {
 	syms := st.syms[:0]
 	if t.byteLevel {
 		for i := 0; i < len(w); i++ {
@@ -127,11 +129,83 @@ func (t *Tokenizer) bpe(st *bpeState, w string, out []int32) []int32 {
 	}
 	syms[len(syms)-1].next = -1
 	st.syms = syms
+	if len(syms) <= short {
+		t.mergeShort(syms)
+	} else {
+		t.mergeLong(st, syms)
+	}
 
+	vocab := int32(len(t.pieces))
+	for i := int32(0); i >= 0; i = syms[i].next {
+		s := syms[i]
+		if s.id >= 0 && s.id < vocab {
+			out = append(out, s.id)
+			continue
+		}
+		end := len(w)
+		if s.next >= 0 {
+			end = int(syms[s.next].start)
+		}
+		out = t.appendFallback(out, w[s.start:end])
+	}
+	return out
+}
+
+// shortWord is the length up to which a word is merged by scanning its
+// pairs for the best one each time: cheaper than a heap for short words,
+// and the cost per word stays bounded.
+const shortWord = 24
+
+const noRule = 1<<31 - 1
+
+// mergeShort merges a word of at most shortWord symbols.
+func (t *Tokenizer) mergeShort(syms []symbol) {
+	var rank, id [shortWord]int32
+	for i := 0; i+1 < len(syms); i++ {
+		rank[i] = noRule
+		if m, ok := t.rule(syms[i].id, syms[i+1].id); ok {
+			rank[i], id[i] = m.rank, m.id
+		}
+	}
+	rank[len(syms)-1] = noRule
+	for {
+		best, bestRank := int32(-1), int32(noRule)
+		for i := int32(0); i >= 0; i = syms[i].next {
+			if rank[i] < bestRank {
+				best, bestRank = i, rank[i]
+			}
+		}
+		if best < 0 {
+			return
+		}
+		l := &syms[best]
+		r := &syms[l.next]
+		l.id = id[best]
+		l.next = r.next
+		if r.next >= 0 {
+			syms[r.next].prev = best
+		}
+		rank[best] = noRule
+		if l.next >= 0 {
+			if m, ok := t.rule(l.id, syms[l.next].id); ok {
+				rank[best], id[best] = m.rank, m.id
+			}
+		}
+		if p := l.prev; p >= 0 {
+			rank[p] = noRule
+			if m, ok := t.rule(syms[p].id, l.id); ok {
+				rank[p], id[p] = m.rank, m.id
+			}
+		}
+	}
+}
+
+// mergeLong merges a word with a heap of candidate pairs.
+func (t *Tokenizer) mergeLong(st *bpeState, syms []symbol) {
 	h := st.heap[:0]
 	for i := 0; i+1 < len(syms); i++ {
 		if m, ok := t.rule(syms[i].id, syms[i+1].id); ok {
-			h = append(h, candidate{rank: m.rank, left: int32(i), idL: syms[i].id, idR: syms[i+1].id})
+			h = append(h, candidate{rank: m.rank, left: int32(i), idL: syms[i].id, idR: syms[i+1].id, id: m.id})
 		}
 	}
 	for i := len(h)/2 - 1; i >= 0; i-- {
@@ -150,8 +224,7 @@ func (t *Tokenizer) bpe(st *bpeState, w string, out []int32) []int32 {
 		if r.id != c.idR {
 			continue
 		}
-		m, _ := t.rule(c.idL, c.idR)
-		l.id = m.id
+		l.id = c.id
 		l.next = r.next
 		if r.next >= 0 {
 			syms[r.next].prev = c.left
@@ -161,29 +234,14 @@ func (t *Tokenizer) bpe(st *bpeState, w string, out []int32) []int32 {
 		if l.prev >= 0 {
 			p := &syms[l.prev]
 			if m2, ok := t.rule(p.id, l.id); ok {
-				st.push(candidate{rank: m2.rank, left: l.prev, idL: p.id, idR: l.id})
+				st.push(candidate{rank: m2.rank, left: l.prev, idL: p.id, idR: l.id, id: m2.id})
 			}
 		}
 		if l.next >= 0 {
 			n := &syms[l.next]
 			if m2, ok := t.rule(l.id, n.id); ok {
-				st.push(candidate{rank: m2.rank, left: c.left, idL: l.id, idR: n.id})
+				st.push(candidate{rank: m2.rank, left: c.left, idL: l.id, idR: n.id, id: m2.id})
 			}
 		}
 	}
-
-	vocab := int32(len(t.pieces))
-	for i := int32(0); i >= 0; i = syms[i].next {
-		s := syms[i]
-		if s.id >= 0 && s.id < vocab {
-			out = append(out, s.id)
-			continue
-		}
-		end := len(w)
-		if s.next >= 0 {
-			end = int(syms[s.next].start)
-		}
-		out = t.appendFallback(out, w[s.start:end])
-	}
-	return out
 }

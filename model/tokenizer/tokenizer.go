@@ -407,7 +407,7 @@ func (t *Tokenizer) encodeWord(st *bpeState, w string, out []int32) []int32 {
 			return append(out, id)
 		}
 	}
-	return t.bpe(st, w, out)
+	return t.bpe(st, w, out, shortWord)
 }
 
 // appendFallback appends the tokens for text that is not in the vocabulary:
