@@ -46,12 +46,13 @@ func (j *elemJob) run(_, lo, hi int) {
 		case opSwiGLU:
 			up := j.b.row(r)[c0:c1]
 			for i, g := range a {
-				d[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
+				d[i] = g * sigmoid(g) * up[i]
 			}
 		case opGELU:
-			const c = 0.7978845608028654 // sqrt(2/π)
+			// 0.5·x·(1 + tanh(y)) = x·sigmoid(2y): no cancellation near 0.
+			const c = 2 * 0.7978845608028654 // 2·sqrt(2/π)
 			for i, x := range a {
-				d[i] = float32(0.5 * float64(x) * (1 + math.Tanh(c*(float64(x)+0.044715*float64(x)*float64(x)*float64(x)))))
+				d[i] = x * sigmoid(c*(x+0.044715*x*x*x))
 			}
 		case opCopy:
 			copy(d, a)
