@@ -466,7 +466,7 @@ func decodeFixed(t ValueType, b []byte, n int) any {
 	le := binary.LittleEndian
 	switch t {
 	case TypeUint8:
-		return append([]uint8(nil), b...)
+		return append(make([]uint8, 0, n), b...)
 	case TypeInt8:
 		return fill(n, func(i int) int8 { return int8(b[i]) })
 	case TypeBool:
