@@ -1,0 +1,342 @@
+package generate
+
+import (
+	"context"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/loomllm/loom/cpu"
+	"github.com/loomllm/loom/internal/testdata"
+	"github.com/loomllm/loom/model/arch"
+	"github.com/loomllm/loom/model/loader"
+	"github.com/loomllm/loom/model/tokenizer"
+	"github.com/loomllm/loom/runtime/backend"
+	"github.com/loomllm/loom/runtime/kvcache"
+	"github.com/loomllm/loom/runtime/sample"
+)
+
+// stories is the trained stories260K model on the CPU backend.
+type stories struct {
+	e   *Engine
+	tok *tokenizer.Tokenizer
+}
+
+func loadStories(t testing.TB, opt arch.Options, eopt EngineOptions) *stories {
+	path := testdata.Path(t, "models/stories260K.gguf")
+	desc, err := loader.Open(path)
+	require.NoError(t, err)
+	t.Cleanup(func() { desc.Close() })
+	tok, err := tokenizer.New(&desc.Tokenizer)
+	require.NoError(t, err)
+	be := cpu.New(cpu.Options{Threads: 2})
+	t.Cleanup(func() { be.Close() })
+	m, err := arch.New(be, desc, opt)
+	require.NoError(t, err)
+	t.Cleanup(m.Close)
+	e, err := NewEngine(be, m, eopt)
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	return &stories{e: e, tok: tok}
+}
+
+func (s *stories) options(maxTokens int) Options {
+	return Options{MaxTokens: maxTokens, IsEnd: s.tok.IsEndOfGeneration,
+		NewDecoder: func() Decoder { return s.tok.NewStream() }}
+}
+
+// run generates and returns the ids and the text.
+func (s *stories) run(t testing.TB, prompt []int32, opt Options) ([]int32, string, Stats) {
+	var ids []int32
+	var text strings.Builder
+	st, err := Generate(context.Background(), s.e, prompt, opt, func(tk Token) bool {
+		if tk.ID >= 0 {
+			ids = append(ids, tk.ID)
+		}
+		text.WriteString(tk.Text)
+		return true
+	})
+	require.NoError(t, err)
+	return ids, text.String(), st
+}
+
+func goldenIDs(t *testing.T) []int32 {
+	raw, err := os.ReadFile(testdata.Path(t, "golden/stories260K_greedy_n200_ids.txt"))
+	require.NoError(t, err)
+	var ids []int32
+	for _, f := range strings.Fields(string(raw)) {
+		v, err := strconv.Atoi(f)
+		require.NoError(t, err)
+		ids = append(ids, int32(v))
+	}
+	return ids
+}
+
+// TestGolden reproduces llama2.c's 200 greedy steps from BOS byte for
+// byte, through the on-device argmax and through host-side sampling.
+func TestGolden(t *testing.T) {
+	want, err := os.ReadFile(testdata.Path(t, "golden/stories260K_greedy_n200.txt"))
+	require.NoError(t, err)
+	wantIDs := goldenIDs(t)
+	s := loadStories(t, arch.Options{}, EngineOptions{})
+	for _, name := range []string{"argmax", "logits"} {
+		t.Run(name, func(t *testing.T) {
+			opt := s.options(200)
+			if name == "logits" { // a no-op bias sends the logits to the host sampler
+				opt.Sampling.LogitBias = map[int32]float32{0: 0}
+			}
+			ids, text, st := s.run(t, []int32{s.tok.BOS()}, opt)
+			require.Equal(t, wantIDs, ids)
+			require.Equal(t, string(want), text)
+			require.Equal(t, FinishLength, st.Finish)
+			require.Equal(t, 200, st.Tokens)
+		})
+	}
+}
+
+// TestPrefillChunks: a prompt prefilled as one batch, in chunks and one
+// token at a time gives the same continuation.
+func TestPrefillChunks(t *testing.T) {
+	var results [][]int32
+	for _, rows := range []int{64, 5, 1} {
+		s := loadStories(t, arch.Options{MaxRows: rows, MaxOut: 1}, EngineOptions{})
+		prompt := s.tok.Encode("Once upon a time, a little dog named Max", tokenizer.EncodeOptions{AddSpecial: true})
+		require.Greater(t, len(prompt), 5)
+		ids, _, _ := s.run(t, prompt, s.options(40))
+		results = append(results, ids)
+	}
+	require.Equal(t, results[0], results[1])
+	require.Equal(t, results[0], results[2])
+}
+
+// TestBatchedSteps runs several requests through shared steps (as a
+// scheduler would, starting them at different times) and checks each
+// gets what it gets alone.
+func TestBatchedSteps(t *testing.T) {
+	s := loadStories(t, arch.Options{MaxRows: 64, MaxOut: 8}, EngineOptions{Blocks: 256})
+	prompts := []string{"Once upon a time", "The cat sat", "Lily and Tom went to the park", "One day", "A big red ball"}
+	var alone [][]int32
+	for _, p := range prompts {
+		ids, _, _ := s.run(t, s.tok.Encode(p, tokenizer.EncodeOptions{AddSpecial: true}), s.options(30))
+		alone = append(alone, ids)
+	}
+	var reqs []*Request
+	got := make([][]int32, len(prompts))
+	for step := 0; ; step++ {
+		if step < len(prompts) { // admit one request per step
+			r, err := NewRequest(s.e, s.tok.Encode(prompts[step], tokenizer.EncodeOptions{AddSpecial: true}), s.options(30))
+			require.NoError(t, err)
+			defer r.Close()
+			reqs = append(reqs, r)
+		}
+		var jobs []Job
+		var owners []int
+		for i, r := range reqs {
+			if !r.Done() {
+				jobs = append(jobs, r.Job(8))
+				owners = append(owners, i)
+			}
+		}
+		if len(jobs) == 0 {
+			break
+		}
+		require.NoError(t, s.e.Step(jobs))
+		for k, i := range owners {
+			if tk := reqs[i].Advance(&jobs[k]); tk.ID >= 0 {
+				got[i] = append(got[i], tk.ID)
+			}
+		}
+	}
+	require.Equal(t, alone, got)
+}
+
+func TestSeededSampling(t *testing.T) {
+	s := loadStories(t, arch.Options{}, EngineOptions{})
+	opt := s.options(50)
+	opt.Sampling = sample.Options{Temperature: 1, TopP: 0.9, Seed: 42}
+	a, _, _ := s.run(t, []int32{s.tok.BOS()}, opt)
+	b, _, _ := s.run(t, []int32{s.tok.BOS()}, opt)
+	require.Equal(t, a, b)
+	opt.Sampling.Seed = 43
+	c, _, _ := s.run(t, []int32{s.tok.BOS()}, opt)
+	require.NotEqual(t, a, c)
+}
+
+func TestStopConditions(t *testing.T) {
+	s := loadStories(t, arch.Options{}, EngineOptions{Context: 64})
+	bos := []int32{s.tok.BOS()}
+	_, full, _ := s.run(t, bos, s.options(60))
+	require.Contains(t, full, "Lily")
+
+	// A stop string: neither it nor anything after it is emitted.
+	opt := s.options(60)
+	opt.Stop = []string{"ily"}
+	_, text, st := s.run(t, bos, opt)
+	require.Equal(t, FinishStop, st.Finish)
+	require.Equal(t, full[:strings.Index(full, "ily")], text)
+
+	// The context fills up: 64 positions, 1 of them the prompt.
+	_, _, st = s.run(t, bos, s.options(0))
+	require.Equal(t, FinishContext, st.Finish)
+	require.Equal(t, 63, st.Tokens)
+
+	// Prompts that cannot fit are errors.
+	_, err := NewRequest(s.e, make([]int32, 64), s.options(0))
+	require.ErrorIs(t, err, ErrContext)
+	_, err = NewRequest(s.e, bos, s.options(64))
+	require.ErrorIs(t, err, ErrContext)
+	_, err = NewRequest(s.e, []int32{600}, s.options(1))
+	require.ErrorIs(t, err, ErrBatch)
+
+	// Cancellation.
+	ctx, cancel := context.WithCancel(context.Background())
+	n := 0
+	_, err = Generate(ctx, s.e, bos, s.options(50), func(Token) bool {
+		if n++; n == 3 {
+			cancel()
+		}
+		return true
+	})
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, 3, n)
+	require.Equal(t, s.e.Cache().NumBlocks(), s.e.Cache().FreeBlocks(), "blocks come back")
+}
+
+// TestEndToken: generation ends at an end-of-generation id, which is not
+// emitted.
+func TestEndToken(t *testing.T) {
+	s := loadStories(t, arch.Options{}, EngineOptions{})
+	bos := []int32{s.tok.BOS()}
+	ids, _, _ := s.run(t, bos, s.options(30))
+	end := ids[9]
+	opt := s.options(30)
+	opt.IsEnd = func(id int32) bool { return id == end }
+	got, _, st := s.run(t, bos, opt)
+	require.Equal(t, FinishEnd, st.Finish)
+	require.Equal(t, ids[:9], got)
+}
+
+// fakeDecoder decodes token i as pieces[i].
+type fakeDecoder []string
+
+func (f fakeDecoder) Next(id int32) string { return f[id] }
+func (f fakeDecoder) Flush() string        { return "" }
+
+func TestStopStringAcrossTokens(t *testing.T) {
+	pieces := fakeDecoder{"Hel", "lo wo", "rld", "!", " Hello"}
+	opt := Options{Stop: []string{"world", "lo!"}, NewDecoder: func() Decoder { return pieces }}
+	s := newStopper(opt, nil)
+	var out []string
+	for _, id := range []int32{0, 1, 2, 3} {
+		text, stopped := s.push(id)
+		out = append(out, text)
+		if stopped {
+			break
+		}
+	}
+	require.Equal(t, []string{"He", "llo ", ""}, out, `"l" may start "lo!", "wo" may start "world"`)
+
+	s = newStopper(Options{Stop: []string{"lo!"}, NewDecoder: func() Decoder { return pieces }}, nil)
+	var got []string
+	for _, id := range []int32{0, 0, 1, 0} {
+		text, stopped := s.push(id)
+		require.False(t, stopped)
+		got = append(got, text)
+	}
+	require.Equal(t, []string{"He", "lHe", "llo wo", "He"}, got)
+	require.Equal(t, "l", s.flush(), "the held tail comes out at the end")
+}
+
+// TestBeamSearch: one beam is greedy search, and the best hypothesis of a
+// wider search scores exactly what a fresh run of its tokens gives (the
+// forked KV blocks hold the right keys and values).
+func TestBeamSearch(t *testing.T) {
+	s := loadStories(t, arch.Options{MaxOut: 8}, EngineOptions{Blocks: 128})
+	prompt := s.tok.Encode("Once upon a time", tokenizer.EncodeOptions{AddSpecial: true})
+	greedy, _, _ := s.run(t, prompt, s.options(24))
+	opt := s.options(24)
+	opt.Beams = 1
+	one, _, _ := s.run(t, prompt, opt)
+	require.Equal(t, greedy, one)
+
+	opt.Beams, opt.LengthPenalty = 4, 1
+	best, st, err := beamSearch(context.Background(), s.e, prompt, opt)
+	require.NoError(t, err)
+	require.Equal(t, len(best.ids), st.Tokens)
+	require.Equal(t, s.e.Cache().NumBlocks(), s.e.Cache().FreeBlocks(), "every beam's blocks come back")
+
+	// Score the hypothesis by teacher forcing.
+	seq := s.e.Cache().NewSeq()
+	defer seq.Free()
+	var sum float64
+	jobs := []Job{{Seq: seq, Tokens: prompt, Want: WantLogits}}
+	for _, id := range best.ids {
+		require.NoError(t, s.e.Step(jobs))
+		sum += float64(jobs[0].Logits[id] - sample.LogSumExp(jobs[0].Logits))
+		jobs[0] = Job{Seq: seq, Tokens: []int32{id}, Want: WantLogits}
+	}
+	n := len(best.ids)
+	if best.finish != FinishEnd {
+		require.Equal(t, 24, n)
+	}
+	require.InDelta(t, sum/float64(n), best.score, 1e-4)
+
+	greedyScore := 0.0
+	seq2 := s.e.Cache().NewSeq()
+	defer seq2.Free()
+	jobs = []Job{{Seq: seq2, Tokens: prompt, Want: WantLogits}}
+	for _, id := range greedy {
+		require.NoError(t, s.e.Step(jobs))
+		greedyScore += float64(jobs[0].Logits[id] - sample.LogSumExp(jobs[0].Logits))
+		jobs[0] = Job{Seq: seq2, Tokens: []int32{id}, Want: WantLogits}
+	}
+	t.Logf("beam score %.4f, greedy %.4f", best.score, greedyScore/float64(len(greedy)))
+	require.False(t, math.IsNaN(best.score))
+}
+
+func TestStepErrors(t *testing.T) {
+	s := loadStories(t, arch.Options{MaxRows: 16, MaxOut: 2}, EngineOptions{Context: 64, Blocks: 3, BlockSize: 4})
+	c := s.e.Cache()
+	a, b := c.NewSeq(), c.NewSeq()
+	defer a.Free()
+	defer b.Free()
+	require.ErrorIs(t, s.e.Step(nil), ErrBatch)
+	require.ErrorIs(t, s.e.Step([]Job{{Seq: a}}), ErrBatch)
+	require.ErrorIs(t, s.e.Step([]Job{{Seq: a, Tokens: make([]int32, 17)}}), ErrBatch)
+	require.ErrorIs(t, s.e.Step([]Job{{Seq: a, Tokens: []int32{1}}, {Seq: a, Tokens: []int32{1}}}), ErrBatch)
+	require.ErrorIs(t, s.e.Step([]Job{{Seq: a, Tokens: []int32{-1}}}), backend.ErrIndex)
+	// The pool holds 12 positions: the second job cannot grow and the
+	// first is rolled back.
+	err := s.e.Step([]Job{{Seq: a, Tokens: []int32{1, 2, 3, 4, 5, 6}}, {Seq: b, Tokens: []int32{1, 2, 3, 4, 5, 6, 7}}})
+	require.ErrorIs(t, err, kvcache.ErrCacheFull)
+	require.Zero(t, a.Len())
+	require.Equal(t, 3, c.FreeBlocks())
+}
+
+// TestDecodeAllocatesNothing measures a whole decode step on the CPU:
+// inputs, forward pass, argmax or logits readback. The backend's scratch
+// buffers grow to the longest sequence they have seen, so the steps are
+// measured over positions a first pass has already reached.
+func TestDecodeAllocatesNothing(t *testing.T) {
+	s := loadStories(t, arch.Options{}, EngineOptions{})
+	seq := s.e.Cache().NewSeq()
+	defer seq.Free()
+	for _, want := range []Want{WantArgMax, WantLogits} {
+		jobs := []Job{{Seq: seq, Tokens: []int32{1}, Want: want}}
+		for range 60 {
+			require.NoError(t, s.e.Step(jobs))
+		}
+		require.NoError(t, seq.Truncate(0))
+		allocs := testing.AllocsPerRun(50, func() {
+			if err := s.e.Step(jobs); err != nil {
+				t.Fatal(err)
+			}
+		})
+		require.Zero(t, allocs, "want %d", want)
+		require.NoError(t, seq.Truncate(0))
+	}
+}

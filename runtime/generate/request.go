@@ -1,0 +1,317 @@
+package generate
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/loomllm/loom/runtime/kvcache"
+	"github.com/loomllm/loom/runtime/sample"
+)
+
+// Decoder turns token ids into text as they come, holding back incomplete
+// UTF-8 characters (tokenizer.Stream implements it).
+type Decoder interface {
+	// Next adds a token and returns the text now complete.
+	Next(id int32) string
+	// Flush returns whatever is held back.
+	Flush() string
+}
+
+// Options configures a generation.
+type Options struct {
+	// MaxTokens is the most tokens to generate; 0 means until the context
+	// is full. A prompt plus MaxTokens beyond the context is an error.
+	MaxTokens int
+	// Sampling selects tokens (greedy when its Temperature is 0).
+	Sampling sample.Options
+	// Stop strings end the generation where they appear in the text;
+	// neither they nor what follows them is emitted.
+	Stop []string
+	// IsEnd reports end-of-generation ids (EOS, EOT), which end the
+	// generation without being emitted. nil: none.
+	IsEnd func(id int32) bool
+	// NewDecoder returns a decoder for the text of the tokens, positioned
+	// at the start of a text; nil means no text (Token.Text stays empty
+	// and Stop cannot match).
+	NewDecoder func() Decoder
+
+	// Beams > 1 selects beam search with that many beams (see Beam).
+	Beams int
+	// LengthPenalty is beam search's exponent α: a hypothesis scores its
+	// summed log-probability divided by (generated tokens)^α. 0 means 1.
+	LengthPenalty float64
+	// EarlyStopping ends beam search as soon as Beams hypotheses are
+	// finished, instead of when no running beam can beat them.
+	EarlyStopping bool
+}
+
+// Finish is why a generation ended.
+type Finish string
+
+// Finish reasons.
+const (
+	FinishNone    Finish = ""        // still running
+	FinishEnd     Finish = "end"     // an end-of-generation token
+	FinishStop    Finish = "stop"    // a stop string
+	FinishLength  Finish = "length"  // MaxTokens
+	FinishContext Finish = "context" // the context is full
+)
+
+// Token is one step of output.
+type Token struct {
+	// ID is the generated token, or -1 when the step only releases text
+	// (held back until then) at the end.
+	ID int32
+	// Text is the text completed by this step, with stop-string
+	// candidates held back until they are decided.
+	Text string
+}
+
+// Stats are a generation's counts and times.
+type Stats struct {
+	PromptTokens int
+	Tokens       int           // generated tokens (end tokens not counted)
+	Prefill      time.Duration // until the first token was chosen
+	Decode       time.Duration // after that
+	Finish       Finish
+}
+
+// Request is one sequence being generated: the state a scheduler keeps
+// for it between steps. Use Job to get the next step's work, run it with
+// Engine.Step (alone or with other requests' jobs), and give it back to
+// Advance. It is not safe for concurrent use.
+type Request struct {
+	e       *Engine
+	opt     Options
+	seq     *kvcache.Seq
+	sampler *sample.Sampler
+	prompt  []int32
+	fed     int      // prompt tokens fed so far
+	next    [1]int32 // the token to feed in the next decode step
+	want    Want
+	text    stopper
+	stats   Stats
+	start   time.Time
+	first   time.Time
+	ids     []int32
+}
+
+// NewRequest checks the prompt against the context and prepares its
+// sequence. Release it with Close.
+func NewRequest(e *Engine, prompt []int32, opt Options) (*Request, error) {
+	if len(prompt) == 0 {
+		return nil, fmt.Errorf("generate: %w: empty prompt (it needs at least a BOS token)", ErrBatch)
+	}
+	if len(prompt) >= e.ctx {
+		return nil, fmt.Errorf("generate: a prompt of %d tokens %w of %d", len(prompt), ErrContext, e.ctx)
+	}
+	if opt.MaxTokens < 0 {
+		return nil, fmt.Errorf("generate: %w: max tokens %d", ErrBatch, opt.MaxTokens)
+	}
+	if opt.MaxTokens > 0 && len(prompt)+opt.MaxTokens > e.ctx {
+		return nil, fmt.Errorf("generate: a prompt of %d tokens plus %d to generate %w of %d", len(prompt), opt.MaxTokens, ErrContext, e.ctx)
+	}
+	for _, t := range prompt {
+		if t < 0 || int(t) >= e.vocab {
+			return nil, fmt.Errorf("generate: prompt token %d outside the vocabulary of %d: %w", t, e.vocab, ErrBatch)
+		}
+	}
+	s, err := sample.New(opt.Sampling)
+	if err != nil {
+		return nil, err
+	}
+	r := &Request{e: e, opt: opt, seq: e.cache.NewSeq(), sampler: s, prompt: prompt, want: WantLogits, start: time.Now()}
+	if opt.Sampling.Greedy() && opt.Sampling.RepeatPenalty <= 1 && opt.Sampling.PresencePenalty == 0 &&
+		opt.Sampling.FrequencyPenalty == 0 && len(opt.Sampling.LogitBias) == 0 {
+		r.want = WantArgMax
+	}
+	for _, t := range prompt {
+		s.Accept(t)
+	}
+	r.text = newStopper(opt, prompt)
+	r.stats.PromptTokens = len(prompt)
+	return r, nil
+}
+
+// Close frees the request's KV blocks.
+func (r *Request) Close() { r.seq.Free() }
+
+// Done reports whether the generation has finished.
+func (r *Request) Done() bool { return r.stats.Finish != FinishNone }
+
+// Stats returns the counts and times so far.
+func (r *Request) Stats() Stats { return r.stats }
+
+// Tokens returns the generated ids so far.
+func (r *Request) Tokens() []int32 { return r.ids }
+
+// Job returns the work for the next step: up to maxRows prompt tokens
+// while prefilling, then the last sampled token. Call it only while not
+// Done.
+func (r *Request) Job(maxRows int) Job {
+	if r.fed < len(r.prompt) {
+		n := min(max(maxRows, 1), len(r.prompt)-r.fed)
+		j := Job{Seq: r.seq, Tokens: r.prompt[r.fed : r.fed+n]}
+		if r.fed+n == len(r.prompt) {
+			j.Want = r.want
+		}
+		return j
+	}
+	return Job{Seq: r.seq, Tokens: r.next[:], Want: r.want}
+}
+
+// Advance consumes the result of the step that ran Job and returns the
+// output of that step: a token (or -1 and no text after a prefill chunk,
+// or at an end token with nothing held back).
+func (r *Request) Advance(j *Job) Token {
+	if r.fed < len(r.prompt) {
+		r.fed += len(j.Tokens)
+		if j.Want == WantNone {
+			return Token{ID: -1}
+		}
+	}
+	now := time.Now()
+	if r.first.IsZero() {
+		r.first = now
+		r.stats.Prefill = now.Sub(r.start)
+	}
+	r.stats.Decode = now.Sub(r.first)
+
+	id := j.ID
+	if j.Want == WantLogits {
+		id = r.sampler.Sample(j.Logits)
+	}
+	r.sampler.Accept(id)
+	if r.opt.IsEnd != nil && r.opt.IsEnd(id) {
+		r.stats.Finish = FinishEnd
+		return Token{ID: -1, Text: r.text.flush()}
+	}
+	r.ids = append(r.ids, id)
+	r.stats.Tokens++
+	r.next[0] = id
+	text, stopped := r.text.push(id)
+	switch {
+	case stopped:
+		r.stats.Finish = FinishStop
+	case r.opt.MaxTokens > 0 && r.stats.Tokens >= r.opt.MaxTokens:
+		r.stats.Finish = FinishLength
+	case len(r.prompt)+r.stats.Tokens >= r.e.ctx:
+		r.stats.Finish = FinishContext
+	}
+	if r.stats.Finish != FinishNone && !stopped {
+		text += r.text.flush()
+	}
+	return Token{ID: id, Text: text}
+}
+
+// Generate runs a request alone on e until it finishes, calling emit
+// with each token (emit returns false to stop early). Beam search
+// (opt.Beams > 1) emits the best hypothesis once it is chosen. Generate
+// returns the statistics, or the context's error when it is cancelled.
+func Generate(ctx context.Context, e *Engine, prompt []int32, opt Options, emit func(Token) bool) (Stats, error) {
+	if opt.Beams > 1 {
+		return Beam(ctx, e, prompt, opt, emit)
+	}
+	r, err := NewRequest(e, prompt, opt)
+	if err != nil {
+		return Stats{}, err
+	}
+	defer r.Close()
+	jobs := make([]Job, 1)
+	for !r.Done() {
+		if err := ctx.Err(); err != nil {
+			return r.Stats(), err
+		}
+		jobs[0] = r.Job(e.MaxRows())
+		if err := e.Step(jobs); err != nil {
+			return r.Stats(), err
+		}
+		if t := r.Advance(&jobs[0]); (t.ID >= 0 || t.Text != "") && !emit(t) {
+			break
+		}
+	}
+	return r.Stats(), nil
+}
+
+// stopper turns generated tokens into text, holding back any tail that
+// could be the start of a stop string until it is decided.
+type stopper struct {
+	dec   Decoder
+	stops []string
+	held  string
+}
+
+func newStopper(opt Options, prompt []int32) stopper {
+	s := stopper{}
+	for _, st := range opt.Stop {
+		if st != "" {
+			s.stops = append(s.stops, st)
+		}
+	}
+	if opt.NewDecoder != nil {
+		s.dec = opt.NewDecoder()
+		for _, t := range prompt { // continue the text after the prompt
+			s.dec.Next(t)
+		}
+		s.dec.Flush()
+	}
+	return s
+}
+
+// push adds a token's text and returns what can be emitted, and whether a
+// stop string has appeared (then nothing more is emitted).
+func (s *stopper) push(id int32) (string, bool) {
+	if s.dec == nil {
+		return "", false
+	}
+	text := s.dec.Next(id)
+	if len(s.stops) == 0 {
+		return text, false
+	}
+	s.held += text
+	if cut := firstStop(s.held, s.stops); cut >= 0 {
+		out := s.held[:cut]
+		s.held = ""
+		s.stops = nil
+		s.dec = nil
+		return out, true
+	}
+	keep := 0
+	for _, st := range s.stops {
+		for k := min(len(st)-1, len(s.held)); k > keep; k-- {
+			if strings.HasSuffix(s.held, st[:k]) {
+				keep = k
+				break
+			}
+		}
+	}
+	out := s.held[:len(s.held)-keep]
+	s.held = s.held[len(s.held)-keep:]
+	return out, false
+}
+
+// flush returns everything held back, at the end of the generation.
+func (s *stopper) flush() string {
+	if s.dec == nil {
+		return ""
+	}
+	out := s.held + s.dec.Flush()
+	s.held = ""
+	if i := firstStop(out, s.stops); i >= 0 {
+		out = out[:i]
+	}
+	return out
+}
+
+// firstStop returns the index of the earliest stop string in text, or -1.
+func firstStop(text string, stops []string) int {
+	cut := -1
+	for _, st := range stops {
+		if i := strings.Index(text, st); i >= 0 && (cut < 0 || i < cut) {
+			cut = i
+		}
+	}
+	return cut
+}
