@@ -103,6 +103,12 @@ type matmulJob struct {
 	in       int
 }
 
+// widenRows is, by weight type, the number of activation rows from which
+// MatMul widens a tile of weights to F32 once rather than calling the
+// dequantizing dot for every pair of rows. Measured on AVX2 (vec's F16C
+// dot beats widening at every size).
+var widenRows = [...]int{backend.F16: 1 << 30, backend.BF16: 48, backend.Q8_0: 48, backend.Q4_0: 16}
+
 // rowBlock is the number of activation rows multiplied with one widened
 // weight row while it is in L1.
 const rowBlock = 8
@@ -113,6 +119,20 @@ func (j *matmulJob) run(wk, lo, hi int) {
 		x, d := j.x.row(0), j.dst.row(0)
 		for o := lo; o < hi; o++ {
 			d[o] = k.dotW(j.dt, j.w[o*j.rowBytes:(o+1)*j.rowBytes], x)
+		}
+		return
+	}
+	if j.dt != backend.F32 && j.x.rows < widenRows[j.dt] {
+		// Few rows: the dequantizing dot on each (weight row, activation
+		// row) pair costs less than widening the tile first.
+		for r0 := 0; r0 < j.x.rows; r0 += rowBlock {
+			r1 := min(r0+rowBlock, j.x.rows)
+			for o := lo; o < hi; o++ {
+				wr := j.w[o*j.rowBytes : (o+1)*j.rowBytes]
+				for r := r0; r < r1; r++ {
+					j.dst.d[r*j.dst.stride+o] = k.dotW(j.dt, wr, j.x.row(r))
+				}
+			}
 		}
 		return
 	}
