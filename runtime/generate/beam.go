@@ -46,9 +46,14 @@ type hypothesis struct {
 // beams continue one parent (see package kvcache). Sampling options are
 // ignored: beam search is deterministic.
 func Beam(ctx context.Context, e *Engine, prompt []int32, opt Options, emit func(Token) bool) (Stats, error) {
-	best, stats, err := beamSearch(ctx, e, prompt, opt)
+	hyps, stats, err := beamSearch(ctx, e, prompt, opt)
 	if err != nil {
 		return stats, err
+	}
+	best := hypothesis{finish: FinishEnd}
+	if len(hyps) > 0 {
+		best = hyps[0]
+		stats.Tokens = len(best.ids)
 	}
 	text := newStopper(opt, prompt)
 	stats.Finish = best.finish
@@ -72,10 +77,11 @@ func Beam(ctx context.Context, e *Engine, prompt []int32, opt Options, emit func
 	return stats, nil
 }
 
-func beamSearch(ctx context.Context, e *Engine, prompt []int32, opt Options) (hypothesis, Stats, error) {
+// beamSearch returns the finished hypotheses, best first.
+func beamSearch(ctx context.Context, e *Engine, prompt []int32, opt Options) ([]hypothesis, Stats, error) {
 	width := opt.Beams
 	if width < 1 || width > e.MaxJobs() {
-		return hypothesis{}, Stats{}, fmt.Errorf("generate: %w: %d beams (the engine takes 1 to %d)", ErrBatch, width, e.MaxJobs())
+		return nil, Stats{}, fmt.Errorf("generate: %w: %d beams (the engine takes 1 to %d)", ErrBatch, width, e.MaxJobs())
 	}
 	alpha := opt.LengthPenalty
 	if alpha == 0 {
@@ -85,7 +91,7 @@ func beamSearch(ctx context.Context, e *Engine, prompt []int32, opt Options) (hy
 	opt.Sampling = sample.Options{}
 	r, err := NewRequest(e, prompt, opt)
 	if err != nil {
-		return hypothesis{}, Stats{}, err
+		return nil, Stats{}, err
 	}
 	r.want = WantLogits
 	stats := Stats{PromptTokens: len(prompt)}
@@ -95,12 +101,12 @@ func beamSearch(ctx context.Context, e *Engine, prompt []int32, opt Options) (hy
 	for r.fed < len(prompt) {
 		if err := ctx.Err(); err != nil {
 			r.Close()
-			return hypothesis{}, stats, err
+			return nil, stats, err
 		}
 		jobs[0] = r.Job(e.MaxRows())
 		if err := e.Step(jobs); err != nil {
 			r.Close()
-			return hypothesis{}, stats, err
+			return nil, stats, err
 		}
 		r.fed += len(jobs[0].Tokens)
 	}
@@ -188,7 +194,7 @@ func beamSearch(ctx context.Context, e *Engine, prompt []int32, opt Options) (hy
 				continue
 			}
 			if b.seq, err = p.seq.Fork(); err != nil {
-				return hypothesis{}, stats, err
+				return nil, stats, err
 			}
 		}
 		for i := range live {
@@ -202,17 +208,13 @@ func beamSearch(ctx context.Context, e *Engine, prompt []int32, opt Options) (hy
 			jobs[i] = Job{Seq: live[i].seq, Tokens: live[i].tok[:], Want: WantLogits}
 		}
 		if err := e.Step(jobs); err != nil {
-			return hypothesis{}, stats, err
+			return nil, stats, err
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return hypothesis{}, stats, err
+		return nil, stats, err
 	}
 	stats.Decode = time.Since(first)
-	if len(finished) == 0 {
-		return hypothesis{finish: FinishEnd}, stats, nil
-	}
-	best := slices.MaxFunc(finished, func(a, b hypothesis) int { return cmp.Compare(a.score, b.score) })
-	stats.Tokens = len(best.ids)
-	return best, stats, nil
+	slices.SortStableFunc(finished, func(a, b hypothesis) int { return cmp.Compare(b.score, a.score) })
+	return finished, stats, nil
 }
