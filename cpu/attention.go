@@ -123,7 +123,13 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			roundRow(c.spec.DType, c.data[c.off(1, j.layer, blk, g, slot):][:c.rowBytes], vr[g*d:(g+1)*d])
 		}
 	}
-	b.pool.run(j, j.q.rows*hkv, 1)
+	// Each unit is about (positions × group × head size) multiply-adds
+	// twice over; tiny calls run on the caller alone.
+	units, grain := j.q.rows*hkv, 1
+	if work := j.attended * j.group * d * 2; work < 2*minChunk {
+		grain = units
+	}
+	b.pool.run(j, units, grain)
 	*j = attnJob{}
 }
 
@@ -180,6 +186,7 @@ func (b *Backend) prepareAttention(j *attnJob, out, q, k, v backend.Tensor, cach
 		if p < 0 || p/s.BlockSize >= j.blocks.cols {
 			return fmt.Errorf("%w: pos[%d] = %d, block table holds %d positions", backend.ErrIndex, r, p, j.blocks.cols*s.BlockSize)
 		}
+		j.attended += (p + 1) * s.KVHeads
 		for i, blk := range j.blocks.row(sq)[:p/s.BlockSize+1] {
 			if blk < 0 || int(blk) >= s.Blocks {
 				return fmt.Errorf("%w: blocks[%d][%d] = %d, cache has %d blocks", backend.ErrIndex, sq, i, blk, s.Blocks)
@@ -197,6 +204,7 @@ type attnJob struct {
 	layer            int
 	scale            float32
 	group            int // query heads per KV head
+	attended         int // sum over units of the positions each reads
 	out, q, k, v     mat[float32]
 	pos, seq, blocks mat[int32]
 }

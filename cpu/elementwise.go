@@ -103,11 +103,13 @@ func (b *Backend) elementwise(name string, op elemOp, dst, a, bt backend.Tensor,
 	j := &b.ew
 	*j = elemJob{op: op, dst: dm, a: am, b: bm, perRow: (dst.Cols() + elemChunk - 1) / elemChunk}
 	units := dst.Rows() * j.perRow
-	grain := 1
-	if op == opAdd || op == opCopy {
-		grain = 8 // memory-bound and cheap: only large tensors are worth splitting
+	// Chunks of at least minChunk elements (a quarter of that for the
+	// operations with an exponential).
+	perChunk := minChunk
+	if op == opSwiGLU || op == opGELU {
+		perChunk /= 4
 	}
-	b.pool.run(j, units, grain)
+	b.pool.run(j, units, max(1, perChunk/min(dst.Cols(), elemChunk)))
 	b.ew = elemJob{}
 }
 

@@ -79,11 +79,14 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 	j := &b.mm
 	*j = matmulJob{b: b, dst: dm, x: xm, w: wb, dt: w.DType(), rowBytes: w.RowBytes(), in: in}
 	if n == 1 {
-		b.pool.run(j, out, splitGrain(out, b.threads, 8))
+		b.pool.run(j, out, splitGrain(out, b.threads, max(4, minChunk/in)))
 	} else {
 		// A tile of weight rows widened to F32 takes about 256 KiB, half
 		// a typical L2, but each thread gets at least one tile.
 		tile := min(max(64<<10/in, 4), 64, (out+b.threads-1)/b.threads)
+		if n*out*in < 4*minChunk {
+			tile = out // too small to be worth waking the pool
+		}
 		b.pool.run(j, out, tile)
 	}
 	b.mm = matmulJob{}

@@ -87,6 +87,10 @@ func (p *pool) close() {
 	}
 }
 
+// minChunk is the least work, in multiply-adds or elements, worth handing
+// to another goroutine: waking one costs a few microseconds.
+const minChunk = 16384
+
 // splitGrain returns a chunk size that gives each of threads goroutines
 // about four chunks of total units, and at least minGrain units per chunk
 // so the per-chunk overhead stays small.
