@@ -42,8 +42,8 @@ func BenchmarkBandwidth(b *testing.B) {
 	}
 }
 
-// benchTensor allocates a tensor of random contents (weights of magnitude
-// about 1; quantized types use random quants and small scales).
+// benchTensor allocates a tensor of random contents of magnitude about 1
+// (zeros for I32).
 func benchTensor(tb testing.TB, be *Backend, dt backend.DType, rows, cols int) backend.Tensor {
 	tb.Helper()
 	t, err := be.Alloc(dt, rows, cols)
@@ -51,27 +51,26 @@ func benchTensor(tb testing.TB, be *Backend, dt backend.DType, rows, cols int) b
 		tb.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(uint64(rows), uint64(cols)))
+	v := make([]float32, rows*cols)
+	for i := range v {
+		v[i] = 2*rng.Float32() - 1
+	}
 	raw := make([]byte, t.Bytes())
 	switch dt {
 	case backend.F32:
-		v := quant.BytesF32(raw)
-		for i := range v {
-			v[i] = 2*rng.Float32() - 1
-		}
-	case backend.I32:
-	default:
+		copy(raw, quant.F32Bytes(v))
+	case backend.F16:
+		quant.EncodeF16(raw, v)
+	case backend.BF16:
+		quant.EncodeBF16(raw, v)
+	case backend.Q8_0:
+		quant.QuantizeQ8_0(raw, v)
+	case backend.Q4_0:
 		for i := range raw {
 			raw[i] = byte(rng.Uint32())
 		}
-		if dt.Quantized() || dt == backend.F16 {
-			for i := 0; i+1 < len(raw); i += dt.BlockBytes() {
-				raw[i], raw[i+1] = 0x00, 0x20 // F16 scale (or value) 2^-7
-			}
-		}
-		if dt == backend.BF16 {
-			for i := 1; i < len(raw); i += 2 {
-				raw[i] = 0x3c // magnitude around 2^-7..1
-			}
+		for i := 0; i < len(raw); i += 18 {
+			raw[i], raw[i+1] = 0x66, 0x2e // scale 0.1
 		}
 	}
 	if err := be.Upload(t, raw); err != nil {
@@ -312,4 +311,28 @@ func benchAttention(b *testing.B, dt backend.DType, kv, n int) {
 		attended += float64(p + 1)
 	}
 	report(b, float64(len(cache.data)), 4*attended*hq*hd)
+}
+
+// BenchmarkDecodeStep runs the 19 operations of one small layer (dim 256,
+// see TestDecodeAllocs) for 1 and 8 rows: the per-operation overhead that
+// dominates small models such as stories260K.
+func BenchmarkDecodeStep(b *testing.B) {
+	for _, rows := range []int{1, 8} {
+		b.Run(fmt.Sprintf("rows=%d", rows), func(b *testing.B) {
+			be := New(Options{})
+			defer be.Close()
+			s := newDecodeStep(b, be, rows)
+			s.run()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				s.run()
+			}
+			b.StopTimer()
+			if err := be.Sync(); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/19, "ns/op-call")
+		})
+	}
 }

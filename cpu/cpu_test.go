@@ -36,20 +36,9 @@ type decodeStep struct {
 	cache                                   backend.KVCache
 }
 
-func newDecodeStep(t *testing.T, b *Backend, rows int) *decodeStep {
+func newDecodeStep(t testing.TB, b *Backend, rows int) *decodeStep {
 	const dim, hidden, heads, kvHeads, headDim, vocab = 256, 688, 8, 2, 32, 320
-	alloc := func(dt backend.DType, r, c int) backend.Tensor {
-		tn, err := b.Alloc(dt, r, c)
-		require.NoError(t, err)
-		if dt != backend.I32 {
-			raw := make([]byte, tn.Bytes())
-			for i := range raw {
-				raw[i] = byte(i * 7 % 61) // small finite values in every type
-			}
-			require.NoError(t, b.Upload(tn, raw))
-		}
-		return tn
-	}
+	alloc := func(dt backend.DType, r, c int) backend.Tensor { return benchTensor(t, b, dt, r, c) }
 	s := &decodeStep{b: b,
 		x: alloc(backend.F32, rows, dim), h: alloc(backend.F32, rows, dim), q: alloc(backend.F32, rows, heads*headDim),
 		k: alloc(backend.F32, rows, kvHeads*headDim), v: alloc(backend.F32, rows, kvHeads*headDim), att: alloc(backend.F32, rows, heads*headDim),
