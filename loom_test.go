@@ -1,0 +1,110 @@
+package loom
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/loomllm/loom/internal/testdata"
+)
+
+func loadStories(t *testing.T, opt Options) *Model {
+	m, err := Load(testdata.Path(t, "models/stories260K.gguf"), opt)
+	require.NoError(t, err)
+	t.Cleanup(func() { require.NoError(t, m.Close()) })
+	return m
+}
+
+// TestGolden: the Go API reproduces llama2.c's published output.
+func TestGolden(t *testing.T) {
+	want, err := os.ReadFile(testdata.Path(t, "golden/stories260K_greedy_n200.txt"))
+	require.NoError(t, err)
+	raw, err := os.ReadFile(testdata.Path(t, "golden/stories260K_greedy_n200_ids.txt"))
+	require.NoError(t, err)
+	m := loadStories(t, Options{Device: "cpu"})
+	var ids []string
+	var text strings.Builder
+	for tok, err := range m.Generate(context.Background(), "", GenerateOptions{MaxTokens: 200}) {
+		require.NoError(t, err)
+		ids = append(ids, strconv.Itoa(int(tok.ID)))
+		text.WriteString(tok.Text)
+	}
+	require.Equal(t, string(want), text.String())
+	require.Equal(t, strings.Fields(string(raw)), ids)
+
+	info := m.Info()
+	require.Equal(t, "llama", info.Arch)
+	require.Equal(t, 2048, info.Context, "the file says 2048")
+	require.Equal(t, 512, info.Vocab)
+	require.False(t, info.Demo)
+}
+
+func TestCancelAndBreak(t *testing.T) {
+	m := loadStories(t, Options{Device: "cpu"})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := 0
+	var last error
+	for _, err := range m.Generate(ctx, "Once upon a time", GenerateOptions{MaxTokens: 100}) {
+		if err != nil {
+			last = err
+			break
+		}
+		if n++; n == 5 {
+			cancel()
+		}
+	}
+	require.ErrorIs(t, last, context.Canceled)
+	require.Equal(t, 5, n)
+
+	n = 0
+	for range m.Generate(context.Background(), "Once upon a time", GenerateOptions{MaxTokens: 100}) {
+		if n++; n == 3 {
+			break
+		}
+	}
+	require.Equal(t, 3, n)
+	// The model is free again, and greedy output is the same every time.
+	a, err := m.GenerateText(context.Background(), "Once upon a time", GenerateOptions{MaxTokens: 20})
+	require.NoError(t, err)
+	b, err := m.GenerateText(context.Background(), "Once upon a time", GenerateOptions{MaxTokens: 20})
+	require.NoError(t, err)
+	require.Equal(t, a, b)
+	require.NotEmpty(t, a)
+}
+
+func TestOptions(t *testing.T) {
+	path := testdata.Path(t, "models/stories260K.gguf")
+	for _, opt := range []Options{{Device: "tpu"}, {Device: "cuda:x"}, {Threads: -1}, {WeightType: "q5_k"}} {
+		_, err := Load(path, opt)
+		require.ErrorIs(t, err, ErrOptions, "%+v", opt)
+	}
+	_, err := Load(path+".missing", Options{})
+	require.Error(t, err)
+
+	m := loadStories(t, Options{Device: "cpu", Context: 32})
+	_, err = m.GenerateText(context.Background(), "", GenerateOptions{MaxTokens: 40})
+	require.Error(t, err, "the prompt plus 40 tokens do not fit 32 positions")
+	_, err = m.GenerateText(context.Background(), "", GenerateOptions{Temperature: -1})
+	require.Error(t, err)
+}
+
+// TestQ8AndBeams: weights converted to Q8_0 still tell the story, and
+// beam search runs through the API.
+func TestQ8AndBeams(t *testing.T) {
+	m := loadStories(t, Options{Device: "cpu", WeightType: "q8_0", Sequences: 4})
+	text, err := m.GenerateText(context.Background(), "Once upon a time", GenerateOptions{MaxTokens: 30})
+	require.NoError(t, err)
+	require.Contains(t, text, "Lily")
+	var st Stats
+	ids, err := m.Encode("Once upon a time")
+	require.NoError(t, err)
+	st, err = m.Stream(context.Background(), ids, GenerateOptions{MaxTokens: 20, Beams: 4}, func(Token) bool { return true })
+	require.NoError(t, err)
+	require.Equal(t, 20, st.Tokens)
+	require.Equal(t, "length", st.Finish)
+}
