@@ -76,6 +76,64 @@ func DotQ8_0(w []byte, x []float32) float32 { return dotQ8_0(w, x) }
 // shorter than len(x)/32*18 bytes.
 func DotQ4_0(w []byte, x []float32) float32 { return dotQ4_0(w, x) }
 
+// QuantizeQ8 quantizes x (len(x) a multiple of 32; a partial trailing block
+// is ignored) for DotQ8_0Q8 and DotQ4_0Q8, that is, for each block b
+//
+//	amax := max over j of |x[32*b+j]|
+//	d[b] = amax / 127
+//	q[32*b+j] = int8(math.RoundToEven(float64(x[32*b+j] * (127 / amax))))
+//
+// except that a block with amax < 2^-120 (about 7.5e-37, where 127/amax
+// would overflow) gets d[b] = 0 and q = 0, and a block holding a NaN or an
+// infinity gets d[b] = NaN and q = 0 (so any dot product with it is NaN). The result is
+// bit-identical to QuantizeQ8Generic. It panics if len(q) < len(x)/32*32 or
+// len(d) < len(x)/32.
+func QuantizeQ8(q []int8, d []float32, x []float32) { quantizeQ8(q, d, x) }
+
+// DotQ8_0Q8 returns the dot product of the GGUF Q8_0 row w with the
+// activation vector that QuantizeQ8 made of q and d (len(d) blocks of 32),
+// that is
+//
+//	var s float32
+//	for b := range d {
+//		blk := w[34*b:]
+//		var t int32
+//		for j := 0; j < 32; j++ {
+//			t += int32(int8(blk[2+j])) * int32(q[32*b+j])
+//		}
+//		s += quant.F16ToF32(binary.LittleEndian.Uint16(blk)) * d[b] * float32(t)
+//	}
+//	return s
+//
+// with the integer sums exact and the float terms added in an unspecified
+// order. It is the faster alternative to DotQ8_0 for a matrix-vector
+// product, at the accuracy described for QuantizeQ8. It panics if w is
+// shorter than len(d)*34 bytes or q shorter than len(d)*32.
+func DotQ8_0Q8(w []byte, q []int8, d []float32) float32 { return dotQ8_0Q8(w, q, d) }
+
+// DotQ4_0Q8 returns the dot product of the GGUF Q4_0 row w with the
+// activation vector that QuantizeQ8 made of q and d (len(d) blocks of 32),
+// that is
+//
+//	var s float32
+//	for b := range d {
+//		blk := w[18*b:]
+//		var t int32
+//		for j := 0; j < 16; j++ {
+//			p := blk[2+j]
+//			t += (int32(p&15) - 8) * int32(q[32*b+j])
+//			t += (int32(p>>4) - 8) * int32(q[32*b+j+16])
+//		}
+//		s += quant.F16ToF32(binary.LittleEndian.Uint16(blk)) * d[b] * float32(t)
+//	}
+//	return s
+//
+// with the integer sums exact and the float terms added in an unspecified
+// order. It is the faster alternative to DotQ4_0 for a matrix-vector
+// product, at the accuracy described for QuantizeQ8. It panics if w is
+// shorter than len(d)*18 bytes or q shorter than len(d)*32.
+func DotQ4_0Q8(w []byte, q []int8, d []float32) float32 { return dotQ4_0Q8(w, q, d) }
+
 // Axpy adds a*x[i] to y[i], that is
 //
 //	for i := range x {

@@ -13,6 +13,20 @@ import (
 // weights). x/sys/cpu reports AVX2 only when the OS saves the YMM registers.
 var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
 
+// f16Table maps every binary16 encoding to its float32 value. The
+// quantized kernels look up block scales here: one load, where VCVTPH2PS
+// and a broadcast would take two more uops on the vector ports they are
+// bound by. Filled at init on machines that take the assembly path.
+var f16Table [1 << 16]float32
+
+func init() {
+	if useAVX2 {
+		for h := range f16Table {
+			f16Table[h] = f16ToF32(uint16(h))
+		}
+	}
+}
+
 var features = func() string {
 	if useAVX2 {
 		return "avx2,fma,f16c"
@@ -38,6 +52,15 @@ func dotQ8_0AVX2(w *byte, x *float32, nb int) float32
 
 //go:noescape
 func dotQ4_0AVX2(w *byte, x *float32, nb int) float32
+
+//go:noescape
+func dotQ8_0Q8AVX2(w *byte, q *int8, d *float32, nb int) float32
+
+//go:noescape
+func dotQ4_0Q8AVX2(w *byte, q *int8, d *float32, nb int) float32
+
+//go:noescape
+func quantizeQ8AVX2(q *int8, d *float32, x *float32, nb int)
 
 //go:noescape
 func axpyAVX2(a float32, x, y *float32, n int)
@@ -91,4 +114,32 @@ func axpy(a float32, x, y []float32) {
 	}
 	y = y[:len(x)]
 	axpyAVX2(a, unsafe.SliceData(x), unsafe.SliceData(y), len(x))
+}
+
+func dotQ8_0Q8(w []byte, q []int8, d []float32) float32 {
+	if !useAVX2 {
+		return DotQ8_0Q8Generic(w, q, d)
+	}
+	nb := len(d)
+	w, q = w[:nb*Q8_0BlockBytes], q[:nb*QK]
+	return dotQ8_0Q8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+}
+
+func dotQ4_0Q8(w []byte, q []int8, d []float32) float32 {
+	if !useAVX2 {
+		return DotQ4_0Q8Generic(w, q, d)
+	}
+	nb := len(d)
+	w, q = w[:nb*Q4_0BlockBytes], q[:nb*QK]
+	return dotQ4_0Q8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+}
+
+func quantizeQ8(q []int8, d []float32, x []float32) {
+	if !useAVX2 {
+		QuantizeQ8Generic(q, d, x)
+		return
+	}
+	nb := len(x) / QK
+	q, d = q[:nb*QK], d[:nb]
+	quantizeQ8AVX2(unsafe.SliceData(q), unsafe.SliceData(d), unsafe.SliceData(x), nb)
 }

@@ -224,9 +224,9 @@ bf16_done:
 	VMULPS      32(DI), Y5, Y5 \
 	VFMADD231PS 64(DI), Y6, Y4 \
 	VFMADD231PS 96(DI), Y7, Y5 \
-	VCVTPH2PS   (SI), X8 \
+	MOVWLZX     (SI), BX \
 	VADDPS      Y5, Y4, Y4 \
-	VBROADCASTSS X8, Y8 \
+	VBROADCASTSS (R8)(BX*4), Y8 \
 	VFMADD231PS Y8, Y4, ACC
 
 // func dotQ8_0AVX2(w *byte, x *float32, nb int) float32
@@ -234,6 +234,7 @@ TEXT ·dotQ8_0AVX2(SB), NOSPLIT, $0-28
 	MOVQ w+0(FP), SI
 	MOVQ x+8(FP), DI
 	MOVQ nb+16(FP), CX
+	LEAQ ·f16Table(SB), R8
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	CMPQ   CX, $2
@@ -285,9 +286,9 @@ q8_reduce:
 	VMULPS      32(DI), Y5, Y5 \
 	VFMADD231PS 64(DI), Y6, Y4 \
 	VFMADD231PS 96(DI), Y7, Y5 \
-	VCVTPH2PS   (SI), X8 \
+	MOVWLZX     (SI), BX \
 	VADDPS      Y5, Y4, Y4 \
-	VBROADCASTSS X8, Y8 \
+	VBROADCASTSS (R8)(BX*4), Y8 \
 	VFMADD231PS Y8, Y4, ACC
 
 // func dotQ4_0AVX2(w *byte, x *float32, nb int) float32
@@ -295,6 +296,7 @@ TEXT ·dotQ4_0AVX2(SB), NOSPLIT, $0-28
 	MOVQ w+0(FP), SI
 	MOVQ x+8(FP), DI
 	MOVQ nb+16(FP), CX
+	LEAQ ·f16Table(SB), R8
 	MOVL $15, AX
 	VMOVD AX, X15
 	VPBROADCASTD X15, Y15
@@ -387,3 +389,220 @@ axpy_loop1:
 axpy_done:
 	VZEROUPPER
 	RET
+
+// The integer path. Y15 holds 1 in every int16 lane (VPMADDWD then adds
+// pairs of int16 into int32), R8 points at f16Table, SI at the weight
+// block, DI at its 32 quantized activations, DX at their float32 scale.
+//
+// Q8Q8_DOT(W, OFFQ, OFFD, ACC): W holds 32 signed weights. The products
+// w*q go through VPMADDUBSW, which multiplies unsigned by signed bytes, as
+// |w| * (q with w's sign); each int16 pair sum is at most 2*128*127, so it
+// cannot saturate. Eight int32 partial sums are converted to float32 (they
+// are below 2^24: exact) and accumulated as ACC += (dw*dx) * partials.
+// Clobbers W, Y5-Y7 and BX.
+#define Q8Q8_DOT(W, OFFW, OFFQ, OFFD, ACC) \
+	VMOVDQU      OFFQ(DI), Y5 \
+	VPSIGNB      W, Y5, Y5 \
+	VPABSB       W, W \
+	VPMADDUBSW   Y5, W, Y6 \
+	VPMADDWD     Y15, Y6, Y6 \
+	VCVTDQ2PS    Y6, Y6 \
+	MOVWLZX      OFFW(SI), BX \
+	VMOVSS       (R8)(BX*4), X7 \
+	VMULSS       OFFD(DX), X7, X7 \
+	VBROADCASTSS X7, Y7 \
+	VFMADD231PS  Y7, Y6, ACC
+
+#define Q8_0Q8_BLOCK(OFFW, OFFQ, OFFD, ACC) \
+	VMOVDQU OFFW+2(SI), Y4 \
+	Q8Q8_DOT(Y4, OFFW, OFFQ, OFFD, ACC)
+
+// Q4_0 weights: the 16 bytes go to both lanes of Y4, the second lane
+// shifted right by 4, so after masking lane 0 holds elements 0-15 (low
+// nibbles) and lane 1 elements 16-31 (high nibbles). Y13 holds 0x0f and
+// Y12 holds 8 in every byte.
+#define Q4_0Q8_BLOCK(OFFW, OFFQ, OFFD, ACC) \
+	VMOVDQU     OFFW+2(SI), X4 \
+	VPSRLW      $4, X4, X5 \
+	VINSERTI128 $1, X5, Y4, Y4 \
+	VPAND       Y13, Y4, Y4 \
+	VPSUBB      Y12, Y4, Y4 \
+	Q8Q8_DOT(Y4, OFFW, OFFQ, OFFD, ACC)
+
+// func dotQ8_0Q8AVX2(w *byte, q *int8, d *float32, nb int) float32
+TEXT ·dotQ8_0Q8AVX2(SB), NOSPLIT, $0-36
+	MOVQ w+0(FP), SI
+	MOVQ q+8(FP), DI
+	MOVQ d+16(FP), DX
+	MOVQ nb+24(FP), CX
+	LEAQ ·f16Table(SB), R8
+	MOVL $0x00010001, AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	CMPQ   CX, $2
+	JB     q8q8_tail
+
+q8q8_loop2:
+	PREFETCHT0 4096(SI)
+	Q8_0Q8_BLOCK(0, 0, 0, Y0)
+	Q8_0Q8_BLOCK(34, 32, 4, Y1)
+	ADDQ $68, SI
+	ADDQ $64, DI
+	ADDQ $8, DX
+	SUBQ $2, CX
+	CMPQ CX, $2
+	JAE  q8q8_loop2
+
+q8q8_tail:
+	TESTQ CX, CX
+	JZ    q8q8_reduce
+	Q8_0Q8_BLOCK(0, 0, 0, Y0)
+
+q8q8_reduce:
+	VADDPS Y1, Y0, Y0
+	HSUM_Y0
+	VZEROUPPER
+	MOVSS  X0, ret+32(FP)
+	RET
+
+// func dotQ4_0Q8AVX2(w *byte, q *int8, d *float32, nb int) float32
+TEXT ·dotQ4_0Q8AVX2(SB), NOSPLIT, $0-36
+	MOVQ w+0(FP), SI
+	MOVQ q+8(FP), DI
+	MOVQ d+16(FP), DX
+	MOVQ nb+24(FP), CX
+	LEAQ ·f16Table(SB), R8
+	MOVL $0x00010001, AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+	MOVL $0x0f0f0f0f, AX
+	VMOVD AX, X13
+	VPBROADCASTD X13, Y13
+	MOVL $0x08080808, AX
+	VMOVD AX, X12
+	VPBROADCASTD X12, Y12
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	CMPQ   CX, $2
+	JB     q4q8_tail
+
+q4q8_loop2:
+	PREFETCHT0 4096(SI)
+	Q4_0Q8_BLOCK(0, 0, 0, Y0)
+	Q4_0Q8_BLOCK(18, 32, 4, Y1)
+	ADDQ $36, SI
+	ADDQ $64, DI
+	ADDQ $8, DX
+	SUBQ $2, CX
+	CMPQ CX, $2
+	JAE  q4q8_loop2
+
+q4q8_tail:
+	TESTQ CX, CX
+	JZ    q4q8_reduce
+	Q4_0Q8_BLOCK(0, 0, 0, Y0)
+
+q4q8_reduce:
+	VADDPS Y1, Y0, Y0
+	HSUM_Y0
+	VZEROUPPER
+	MOVSS  X0, ret+32(FP)
+	RET
+
+// Dword order that undoes the lane interleaving of VPACKSSDW+VPACKSSWB.
+DATA q8perm<>+0(SB)/4, $0
+DATA q8perm<>+4(SB)/4, $4
+DATA q8perm<>+8(SB)/4, $1
+DATA q8perm<>+12(SB)/4, $5
+DATA q8perm<>+16(SB)/4, $2
+DATA q8perm<>+20(SB)/4, $6
+DATA q8perm<>+24(SB)/4, $3
+DATA q8perm<>+28(SB)/4, $7
+GLOBL q8perm<>(SB), RODATA|NOPTR, $32
+
+// func quantizeQ8AVX2(q *int8, d *float32, x *float32, nb int)
+//
+// Per block: amax is the integer maximum of the absolute values' bit
+// patterns (for non-negative floats the same order as the float values,
+// with NaN above +Inf), so one comparison finds non-finite blocks. Then
+// d = amax/127, id = 127/amax and q = VCVTPS2DQ(x*id), which rounds to
+// nearest even under Go's MXCSR: bit-identical to QuantizeQ8Generic.
+TEXT ·quantizeQ8AVX2(SB), NOSPLIT, $0-32
+	MOVQ q+0(FP), DI
+	MOVQ d+8(FP), DX
+	MOVQ x+16(FP), SI
+	MOVQ nb+24(FP), CX
+	MOVL $0x7fffffff, AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15        // abs mask
+	VMOVDQU q8perm<>(SB), Y14
+	MOVL $0x42fe0000, AX         // 127.0
+	VMOVD AX, X13
+	TESTQ CX, CX
+	JZ    quant_done
+
+quant_loop:
+	VMOVUPS  (SI), Y0
+	VMOVUPS  32(SI), Y1
+	VMOVUPS  64(SI), Y2
+	VMOVUPS  96(SI), Y3
+	VPAND    Y15, Y0, Y4
+	VPAND    Y15, Y1, Y5
+	VPAND    Y15, Y2, Y6
+	VPAND    Y15, Y3, Y7
+	VPMAXSD  Y5, Y4, Y4
+	VPMAXSD  Y7, Y6, Y6
+	VPMAXSD  Y6, Y4, Y4
+	VEXTRACTI128 $1, Y4, X5
+	VPMAXSD  X5, X4, X4
+	VPSHUFD  $0x4e, X4, X5
+	VPMAXSD  X5, X4, X4
+	VPSHUFD  $0xb1, X4, X5
+	VPMAXSD  X5, X4, X4          // amax in every lane of X4
+	VMOVD    X4, AX
+	CMPL     AX, $0x7f800000
+	JAE      quant_nonfinite
+	CMPL     AX, $0x03800000
+	JB       quant_zero          // amax < 2^-120: 127/amax would overflow
+	VDIVSS   X13, X4, X5         // d = amax / 127
+	VMOVSS   X5, (DX)
+	VDIVSS   X4, X13, X6         // id = 127 / amax
+	VBROADCASTSS X6, Y6
+	VMULPS    Y6, Y0, Y0
+	VMULPS    Y6, Y1, Y1
+	VMULPS    Y6, Y2, Y2
+	VMULPS    Y6, Y3, Y3
+	VCVTPS2DQ Y0, Y0
+	VCVTPS2DQ Y1, Y1
+	VCVTPS2DQ Y2, Y2
+	VCVTPS2DQ Y3, Y3
+	VPACKSSDW Y1, Y0, Y0
+	VPACKSSDW Y3, Y2, Y2
+	VPACKSSWB Y2, Y0, Y0
+	VPERMD    Y0, Y14, Y0
+	VMOVDQU   Y0, (DI)
+
+quant_next:
+	ADDQ $128, SI
+	ADDQ $32, DI
+	ADDQ $4, DX
+	DECQ CX
+	JNZ  quant_loop
+
+quant_done:
+	VZEROUPPER
+	RET
+
+quant_nonfinite:
+	MOVL    $0x7fc00000, (DX)    // NaN scale, zero integers
+	VPXOR   Y0, Y0, Y0
+	VMOVDQU Y0, (DI)
+	JMP     quant_next
+
+quant_zero:
+	MOVL    $0, (DX)             // zero scale, zero integers
+	VPXOR   Y0, Y0, Y0
+	VMOVDQU Y0, (DI)
+	JMP     quant_next

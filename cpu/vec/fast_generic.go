@@ -10,3 +10,7 @@ func dotBF16(w []byte, x []float32) float32 { return DotBF16Generic(w, x) }
 func dotQ8_0(w []byte, x []float32) float32 { return DotQ8_0Generic(w, x) }
 func dotQ4_0(w []byte, x []float32) float32 { return DotQ4_0Generic(w, x) }
 func axpy(a float32, x, y []float32)        { AxpyGeneric(a, x, y) }
+
+func dotQ8_0Q8(w []byte, q []int8, d []float32) float32 { return DotQ8_0Q8Generic(w, q, d) }
+func dotQ4_0Q8(w []byte, q []int8, d []float32) float32 { return DotQ4_0Q8Generic(w, q, d) }
+func quantizeQ8(q []int8, d []float32, x []float32)     { QuantizeQ8Generic(q, d, x) }
