@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"math/rand/v2"
 	"sort"
 	"strings"
 	"testing"
@@ -225,5 +226,40 @@ func TestHFErrors(t *testing.T) {
 	} {
 		_, err := New(&model.TokenizerSpec{HFJSON: []byte(bad)})
 		require.ErrorIs(t, err, model.ErrFormat, bad)
+	}
+}
+
+// TestGGUFPreMatchesHF: a GGUF byte-level vocabulary with a Llama 3 or
+// Qwen2 pre-tokenizer name (hand-written scanner, ignore_merges for Llama 3)
+// encodes like the same vocabulary in tokenizer.json form with the original
+// expression run by regexp2.
+func TestGGUFPreMatchesHF(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	var texts []string
+	for _, c := range readVectors(t, testdata.Path(t, "tokenizers/ggml-vocab-gpt-2.gguf")) {
+		texts = append(texts, c.text)
+	}
+	for range 200 {
+		texts = append(texts, randomText(r, r.IntN(100)))
+	}
+	for _, c := range []struct {
+		pre, pattern string
+		ignoreMerges bool
+	}{{"llama-bpe", patternLlama3, true}, {"qwen2", patternQwen2, false}} {
+		spec := loadSpec(t, testdata.Path(t, "tokenizers/ggml-vocab-gpt-2.gguf"))
+		spec.Pre = c.pre
+		gg, err := New(spec)
+		require.NoError(t, err)
+		pre := map[string]any{"type": "Sequence", "pretokenizers": []any{
+			map[string]any{"type": "Split", "pattern": map[string]any{"Regex": "(?:" + c.pattern + ")"}, "behavior": "Isolated", "invert": false},
+			map[string]any{"type": "ByteLevel", "add_prefix_space": false, "use_regex": false},
+		}}
+		hf, err := New(hfJSON(t, gpt2JSON(t, pre, c.ignoreMerges)))
+		require.NoError(t, err)
+		for _, s := range texts {
+			ids := gg.Encode(s, EncodeOptions{})
+			require.Equal(t, hf.Encode(s, EncodeOptions{}), ids, "%s: %q", c.pre, s)
+			require.Equal(t, s, gg.Decode(ids))
+		}
 	}
 }

@@ -73,6 +73,10 @@ func (t *Tokenizer) setCharVocab() {
 	}
 }
 
+// maxMergeBytes bounds the tokens spmMerges cuts up: the work is quadratic
+// in a token's length, and real SentencePiece tokens are far shorter.
+const maxMergeBytes = 256
+
 // spmMerges derives merge rules from the vocabulary: every way of cutting a
 // token into two symbols is a rule forming that token, ranked by its score.
 // A character that is not itself a token but occurs in one gets a pseudo id
@@ -113,7 +117,7 @@ func (t *Tokenizer) spmMerges(ranks []int32) {
 	}
 	t.merges = make(map[uint64]merge, len(t.pieces)*4)
 	for id, p := range t.pieces {
-		if !t.mergeable(id) || ranks[id] == 1<<31-1 {
+		if !t.mergeable(id) || ranks[id] == noRule || len(p) > maxMergeBytes {
 			continue
 		}
 		for k := 0; k < len(p); {

@@ -126,7 +126,7 @@ type Tokenizer struct {
 	normalize func(text string, first bool) string
 	split     splitter // nil: the whole (normalized) text is one word
 	specials  []special
-	firstByte [256]bool // a special token starts with this byte
+	byFirst   [256][]int32 // indices into specials by first byte, longest first
 
 	// stripSpace: decoding drops the space the normalizer put in front of
 	// the text (SentencePiece's add_space_prefix).
@@ -151,7 +151,8 @@ type Tokenizer struct {
 // New builds a tokenizer from a model's tokenizer data: a GGUF vocabulary
 // (spec.Model "llama" or "gpt2") or, when spec.HFJSON is set, a Hugging Face
 // tokenizer.json. Errors wrap model.ErrFormat for malformed data and
-// model.ErrUnsupported for valid data loom does not implement.
+// model.ErrUnsupported for valid data loom does not implement. The
+// tokenizer keeps spec.Tokens; do not modify it afterwards.
 func New(spec *model.TokenizerSpec) (*Tokenizer, error) {
 	if spec == nil {
 		return nil, fmt.Errorf("tokenizer: no tokenizer data: %w", model.ErrMissing)
@@ -264,12 +265,13 @@ func (t *Tokenizer) finish() {
 	t.pool.New = func() any { return new(bpeState) }
 }
 
-// sortSpecials orders the special tokens for leftmost-longest matching.
+// sortSpecials indexes the special tokens by first byte, longest first,
+// for leftmost-longest matching.
 func (t *Tokenizer) sortSpecials() {
 	sort.SliceStable(t.specials, func(i, j int) bool { return len(t.specials[i].text) > len(t.specials[j].text) })
-	t.firstByte = [256]bool{}
-	for _, s := range t.specials {
-		t.firstByte[s.text[0]] = true
+	t.byFirst = [256][]int32{}
+	for k, s := range t.specials {
+		t.byFirst[s.text[0]] = append(t.byFirst[s.text[0]], int32(k))
 	}
 }
 
@@ -368,10 +370,7 @@ func (t *Tokenizer) nextSpecial(text string, parseControl bool) (int, int, *spec
 		return len(text), len(text), nil
 	}
 	for i := 0; i < len(text); i++ {
-		if !t.firstByte[text[i]] {
-			continue
-		}
-		for k := range t.specials {
+		for _, k := range t.byFirst[text[i]] {
 			s := &t.specials[k]
 			if (!s.control || parseControl) && strings.HasPrefix(text[i:], s.text) {
 				return i, i + len(s.text), s

@@ -2,8 +2,10 @@ package tokenizer
 
 import (
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 
@@ -196,4 +198,32 @@ func TestSmallSPM(t *testing.T) {
 	require.Equal(t, "A▅", tok.Decode([]int32{3, 10, 0}))
 	require.Equal(t, "", tok.Decode([]int32{-1, 99}))
 	require.Equal(t, "", tok.Piece(99))
+}
+
+// TestConcurrentEncode: one Tokenizer serves many goroutines.
+func TestConcurrentEncode(t *testing.T) {
+	tok, _ := loadVocab(t, "ggml-vocab-gpt-2.gguf")
+	texts := []string{englishText(5000), "Hello world", strings.Repeat("a", 3000), "日本語 🦙"}
+	want := make([][]int32, len(texts))
+	for i, s := range texts {
+		want[i] = tok.Encode(s, EncodeOptions{})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := range 8 {
+		wg.Go(func() {
+			for k := range 20 {
+				i := (g + k) % len(texts)
+				if got := tok.Encode(texts[i], EncodeOptions{}); !slices.Equal(got, want[i]) {
+					errs <- texts[i][:min(20, len(texts[i]))]
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("concurrent Encode differs for %q", e)
+	}
 }
