@@ -12,6 +12,7 @@ import (
 
 	"github.com/loomllm/loom/model"
 	"github.com/loomllm/loom/model/gguf"
+	"github.com/loomllm/loom/model/hf"
 )
 
 // Open loads the model at path: a GGUF file (recognised by its magic, not
@@ -26,7 +27,7 @@ func Open(path string) (*model.Model, error) {
 		if _, err := os.Stat(filepath.Join(path, "config.json")); err != nil {
 			return nil, fmt.Errorf("%s: a directory without config.json is not a Hugging Face model: %w", path, model.ErrFormat)
 		}
-		return nil, fmt.Errorf("%s: Hugging Face directories: %w (not yet)", path, model.ErrUnsupported)
+		return hf.Load(path)
 	}
 	if ok, err := isGGUF(path); err != nil {
 		return nil, err

@@ -9,6 +9,9 @@ import (
 
 	"github.com/loomllm/loom/internal/testdata"
 	"github.com/loomllm/loom/model"
+	"github.com/loomllm/loom/model/hf"
+	"github.com/loomllm/loom/model/synth"
+	"github.com/loomllm/loom/runtime/backend"
 )
 
 func TestOpenGGUF(t *testing.T) {
@@ -17,6 +20,20 @@ func TestOpenGGUF(t *testing.T) {
 	defer m.Close()
 	require.Equal(t, model.ArchLlama, m.Config.Arch)
 	require.Equal(t, 512, m.Config.VocabSize)
+}
+
+func TestOpenHF(t *testing.T) {
+	cfg, err := synth.Preset("tiny")
+	require.NoError(t, err)
+	m, err := synth.New(cfg, backend.BF16, model.TokenizerSpec{}, 1)
+	require.NoError(t, err)
+	dir := filepath.Join(t.TempDir(), "tiny-hf")
+	require.NoError(t, hf.Write(dir, m))
+	got, err := Open(dir)
+	require.NoError(t, err)
+	defer got.Close()
+	require.True(t, got.Config.RopeNeoX)
+	require.Equal(t, m.Tensors["blk.1.ffn_down.weight"].Data, got.Tensors["blk.1.ffn_down.weight"].Data)
 }
 
 func TestOpenBadPaths(t *testing.T) {

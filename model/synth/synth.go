@@ -1,0 +1,306 @@
+// Package synth makes synthetic models: the shapes of real models (named
+// presets, or any hyperparameters) filled with seeded random weights, for
+// benchmarks and for checking loom against other implementations without
+// downloading weights.
+//
+// New builds a model in memory, all tensors in one buffer filled in
+// parallel (an 8B model takes seconds, not a 16 GB file); Describe and
+// Fill let a caller place the tensors elsewhere, such as a memory-mapped
+// output file. The weights depend only on the seed and the tensor's name
+// and shape, never on the number of threads.
+//
+// Weight scales: every matrix is uniform with standard deviation
+// 1/sqrt(cols) (fan-in), so each layer's output has about unit scale;
+// token_embd.weight and output.weight use 3/sqrt(dim), so logits have a
+// standard deviation near 3 and greedy decoding follows the context
+// instead of collapsing onto one token. Norm weights are 1 ± 0.1, biases
+// ± 0.02; vectors are always F32, as in GGUF files. Q/K rows are in
+// GGUF's interleaved RoPE layout (RopeNeoX false).
+package synth
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/loomllm/loom/model"
+	"github.com/loomllm/loom/model/gguf"
+	"github.com/loomllm/loom/runtime/backend"
+	"github.com/loomllm/loom/runtime/quant"
+)
+
+// llama returns a llama-architecture config.
+func llama(v, d, f, l, h, kv, ctx int, eps float32, theta float64, tied bool) model.Config {
+	return model.Config{Arch: model.ArchLlama, VocabSize: v, Dim: d, Hidden: f, Layers: l, Heads: h, KVHeads: kv,
+		HeadDim: d / h, Context: ctx, NormEps: eps, RopeTheta: theta, RopeDims: d / h, TiedEmbeddings: tied}
+}
+
+// presets are the shapes of well-known models (their published configs).
+var presets = map[string]model.Config{
+	"llama3-8b":      llama(128256, 4096, 14336, 32, 32, 8, 8192, 1e-5, 500000, false),
+	"llama2-7b":      llama(32000, 4096, 11008, 32, 32, 32, 4096, 1e-5, 10000, false),
+	"tinyllama-1.1b": llama(32000, 2048, 5632, 22, 32, 4, 2048, 1e-5, 10000, false),
+	"qwen2-0.5b":     llama(151936, 896, 4864, 24, 14, 2, 32768, 1e-6, 1000000, true),
+	"stories15m":     llama(32000, 288, 768, 6, 6, 6, 256, 1e-5, 10000, true),
+	"stories110m":    llama(32000, 768, 2048, 12, 12, 12, 1024, 1e-5, 10000, true),
+	"tiny":           llama(512, 64, 192, 2, 4, 2, 128, 1e-5, 10000, false),
+	"gpt2-124m": {Arch: model.ArchGPT2, VocabSize: 50257, Dim: 768, Hidden: 3072, Layers: 12, Heads: 12,
+		KVHeads: 12, HeadDim: 64, Context: 1024, NormEps: 1e-5, TiedEmbeddings: true},
+	"tiny-gpt2": {Arch: model.ArchGPT2, VocabSize: 512, Dim: 64, Hidden: 256, Layers: 2, Heads: 4,
+		KVHeads: 4, HeadDim: 16, Context: 128, NormEps: 1e-5, TiedEmbeddings: true},
+}
+
+// Presets lists the preset names, sorted.
+func Presets() []string {
+	names := make([]string, 0, len(presets))
+	for n := range presets {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Preset returns the hyperparameters of a named preset (see Presets). The
+// Qwen2 preset has Qwen2's shape but no Q/K/V biases.
+func Preset(name string) (model.Config, error) {
+	c, ok := presets[name]
+	if !ok {
+		return c, fmt.Errorf("preset %q (have %s): %w", name, strings.Join(Presets(), ", "), model.ErrUnsupported)
+	}
+	c.Name = name
+	return c, nil
+}
+
+// DTypes are the weight types synth can generate.
+var DTypes = []backend.DType{backend.F32, backend.F16, backend.BF16, backend.Q8_0}
+
+// Describe returns the description of a synthetic model: every tensor its
+// architecture needs, matrices of type dt and vectors F32, with nil Data,
+// and the tokenizer tok (which may be the zero TokenizerSpec). When tok has
+// tokens, the vocabulary size is taken from it.
+func Describe(cfg model.Config, dt backend.DType, tok model.TokenizerSpec) (*model.Model, error) {
+	if !supported(dt) {
+		return nil, fmt.Errorf("synth: weight type %v: %w", dt, model.ErrUnsupported)
+	}
+	if tok.Model == "" {
+		tok = model.TokenizerSpec{BOS: -1, EOS: -1, EOT: -1, PAD: -1, UNK: -1}
+	}
+	if len(tok.Tokens) > 0 {
+		cfg.VocabSize = len(tok.Tokens)
+	}
+	specs, err := gguf.Tensors(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("synth: %w", err)
+	}
+	m := &model.Model{Config: cfg, Tensors: map[string]*model.Tensor{}, Tokenizer: tok, Meta: map[string]any{},
+		Path: "synth:" + cfg.Name}
+	for _, s := range specs {
+		if s.Optional {
+			continue
+		}
+		t := &model.Tensor{Name: s.Name, DType: dt, Rows: s.Rows, Cols: s.Cols}
+		if s.Rows == 1 {
+			t.DType = backend.F32
+		}
+		if _, err := t.DType.RowBytes(t.Cols); err != nil {
+			return nil, fmt.Errorf("synth: tensor %q (%d×%d): %w", s.Name, s.Rows, s.Cols, err)
+		}
+		m.Tensors[s.Name] = t
+	}
+	return m, nil
+}
+
+func supported(dt backend.DType) bool {
+	for _, d := range DTypes {
+		if d == dt {
+			return true
+		}
+	}
+	return false
+}
+
+// Bytes is the size of t's data.
+func Bytes(t *model.Tensor) int {
+	rb, _ := t.DType.RowBytes(t.Cols)
+	return rb * t.Rows
+}
+
+// align is the alignment of each tensor within New's buffer.
+const align = 64
+
+// New returns a synthetic model with all weights in one buffer, filled
+// from seed in parallel.
+func New(cfg model.Config, dt backend.DType, tok model.TokenizerSpec, seed uint64) (*model.Model, error) {
+	m, err := Describe(cfg, dt, tok)
+	if err != nil {
+		return nil, err
+	}
+	names := Names(m)
+	total := 0
+	for _, n := range names {
+		total += (Bytes(m.Tensors[n]) + align - 1) / align * align
+	}
+	buf := make([]byte, total)
+	off := 0
+	for _, n := range names {
+		t := m.Tensors[n]
+		t.Data = buf[off : off+Bytes(t) : off+Bytes(t)]
+		off += (Bytes(t) + align - 1) / align * align
+	}
+	if err := Fill(m, seed); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Names lists m's tensors in file order (as gguf writes them).
+func Names(m *model.Model) []string {
+	specs, _ := gguf.Tensors(&m.Config)
+	var names []string
+	for _, s := range specs {
+		if _, ok := m.Tensors[s.Name]; ok {
+			names = append(names, s.Name)
+		}
+	}
+	return names
+}
+
+// chunkElems is the number of elements one task generates; chunks are
+// whole rows, seeded by (seed, tensor, chunk), so the result does not
+// depend on scheduling.
+const chunkElems = 1 << 20
+
+// Fill writes seeded random weights into every tensor's Data, which must
+// have the tensor's size, using all CPUs.
+func Fill(m *model.Model, seed uint64) error {
+	type task struct {
+		t      *model.Tensor
+		r0, r1 int
+		seed   uint64
+		scale  float32
+		center float32
+	}
+	var tasks []task
+	for _, name := range Names(m) {
+		t := m.Tensors[name]
+		if len(t.Data) != Bytes(t) {
+			return fmt.Errorf("synth: tensor %q has %d bytes, want %d", name, len(t.Data), Bytes(t))
+		}
+		scale, center := scaleOf(&m.Config, name, t)
+		rows := max(1, chunkElems/t.Cols)
+		ts := mix(seed ^ hashString(name))
+		for r, i := 0, uint64(0); r < t.Rows; r, i = r+rows, i+1 {
+			tasks = append(tasks, task{t, r, min(r+rows, t.Rows), mix(ts + i), scale, center})
+		}
+	}
+	var wg sync.WaitGroup
+	next := make(chan task)
+	for w := 0; w < runtime.GOMAXPROCS(0); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var vals []float32
+			for k := range next {
+				rb, _ := k.t.DType.RowBytes(k.t.Cols)
+				dst := k.t.Data[k.r0*rb : k.r1*rb]
+				n := (k.r1 - k.r0) * k.t.Cols
+				switch k.t.DType {
+				case backend.F32:
+					uniform(quant.BytesF32(dst), k.seed, k.scale, k.center)
+				case backend.Q8_0:
+					randomQ8_0(dst, k.seed, k.scale)
+				default:
+					if cap(vals) < n {
+						vals = make([]float32, n)
+					}
+					vals = vals[:n]
+					uniform(vals, k.seed, k.scale, k.center)
+					if k.t.DType == backend.F16 {
+						quant.EncodeF16(dst, vals)
+					} else {
+						quant.EncodeBF16(dst, vals)
+					}
+				}
+			}
+		}()
+	}
+	for _, k := range tasks {
+		next <- k
+	}
+	close(next)
+	wg.Wait()
+	return nil
+}
+
+// scaleOf returns the half-width of the uniform distribution for a tensor
+// and its center (1 for norm weights).
+func scaleOf(c *model.Config, name string, t *model.Tensor) (half, center float32) {
+	sqrt3 := float32(math.Sqrt(3))
+	switch {
+	case strings.HasSuffix(name, "norm.weight"):
+		return 0.1, 1
+	case strings.HasSuffix(name, ".bias"):
+		return 0.02, 0
+	case name == "token_embd.weight" || name == "output.weight":
+		return 3 * sqrt3 / float32(math.Sqrt(float64(c.Dim))), 0
+	}
+	return sqrt3 / float32(math.Sqrt(float64(t.Cols))), 0
+}
+
+// randomQ8_0 fills Q8_0 blocks directly: scale d = half/127 (rounded to
+// F16) and quants uniform in [-127, 127], so values are uniform in about
+// [-half, half] without a float pass.
+func randomQ8_0(dst []byte, seed uint64, half float32) {
+	d := quant.F32ToF16(half / 127)
+	s := seed
+	for b := 0; b+34 <= len(dst); b += 34 {
+		dst[b], dst[b+1] = byte(d), byte(d>>8)
+		q := dst[b+2 : b+34]
+		for i := 0; i < 32; i += 8 {
+			s += 0x9e3779b97f4a7c15
+			x := mix(s)
+			for j := 0; j < 8; j++ {
+				v := byte(x >> (8 * j))
+				if v == 0x80 { // -128 is outside Q8_0's symmetric range
+					v = 0x81
+				}
+				q[i+j] = v
+			}
+		}
+	}
+}
+
+// uniform fills v with values uniform in [center-half, center+half) from a
+// splitmix64 stream started at seed.
+func uniform(v []float32, seed uint64, half, center float32) {
+	s := seed
+	k := half / (1 << 31)
+	for i := 0; i+1 < len(v); i += 2 {
+		s += 0x9e3779b97f4a7c15
+		x := mix(s)
+		v[i] = center + k*float32(int32(x))
+		v[i+1] = center + k*float32(int32(x>>32))
+	}
+	if len(v)%2 == 1 {
+		v[len(v)-1] = center + k*float32(int32(mix(s+0x9e3779b97f4a7c15)))
+	}
+}
+
+// mix is splitmix64's output function.
+func mix(z uint64) uint64 {
+	z = (z ^ z>>30) * 0xbf58476d1ce4e5b9
+	z = (z ^ z>>27) * 0x94d049bb133111eb
+	return z ^ z>>31
+}
+
+// hashString is FNV-1a.
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint64(s[i])) * 1099511628211
+	}
+	return h
+}

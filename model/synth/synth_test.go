@@ -1,0 +1,309 @@
+package synth
+
+import (
+	"bytes"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/loomllm/loom/internal/testdata"
+	"github.com/loomllm/loom/model"
+	"github.com/loomllm/loom/model/gguf"
+	"github.com/loomllm/loom/runtime/backend"
+	"github.com/loomllm/loom/runtime/quant"
+)
+
+// TestPresetsDescribe lays out every preset in every type as a GGUF header
+// and parses it back: shapes, types and sizes survive, and each preset has
+// the parameter count of the published model.
+func TestPresetsDescribe(t *testing.T) {
+	params := map[string]float64{ // published sizes, in millions of parameters
+		"llama3-8b": 8030, "llama2-7b": 6738, "tinyllama-1.1b": 1100, "qwen2-0.5b": 494,
+		"gpt2-124m": 124, "stories15m": 15.2, "stories110m": 110,
+	}
+	for _, name := range Presets() {
+		cfg, err := Preset(name)
+		require.NoError(t, err)
+		for _, dt := range DTypes {
+			m, err := Describe(cfg, dt, model.TokenizerSpec{})
+			require.NoError(t, err, "%s %v", name, dt)
+			kvs, infos, _, err := gguf.ModelLayout(m)
+			require.NoError(t, err)
+			hdr, _, err := gguf.Header(kvs, infos)
+			require.NoError(t, err)
+			// A sparse file: the header, then a hole as large as the data.
+			path := filepath.Join(t.TempDir(), name+".gguf")
+			require.NoError(t, os.WriteFile(path, hdr, 0o644))
+			require.NoError(t, os.Truncate(path, int64(len(hdr))+gguf.DataSize(infos, gguf.DefaultAlignment)))
+			got, err := gguf.Load(path)
+			require.NoError(t, err)
+			require.Equal(t, m.Config, got.Config, name)
+			n := 0
+			for tn, w := range m.Tensors {
+				g := got.Tensors[tn]
+				require.NotNil(t, g, tn)
+				require.Equal(t, [3]int{int(w.DType), w.Rows, w.Cols}, [3]int{int(g.DType), g.Rows, g.Cols}, tn)
+				n += w.Rows * w.Cols
+			}
+			if p, ok := params[name]; ok {
+				require.InEpsilon(t, p, float64(n)/1e6, 0.02, "%s has %d parameters", name, n)
+			}
+			require.NoError(t, got.Close())
+		}
+	}
+	_, err := Preset("llama9")
+	require.ErrorIs(t, err, model.ErrUnsupported)
+	_, err = Describe(presets["tiny"], backend.Q4_K, model.TokenizerSpec{})
+	require.ErrorIs(t, err, model.ErrUnsupported)
+}
+
+// TestRoundTrip writes the small presets in every type to a GGUF file and
+// reads them back bit for bit.
+func TestRoundTrip(t *testing.T) {
+	for _, name := range []string{"tiny", "tiny-gpt2", "stories15m"} {
+		for _, dt := range DTypes {
+			cfg, _ := Preset(name)
+			m, err := New(cfg, dt, model.TokenizerSpec{}, 42)
+			require.NoError(t, err)
+			path := filepath.Join(t.TempDir(), "m.gguf")
+			fd, err := os.Create(path)
+			require.NoError(t, err)
+			require.NoError(t, gguf.WriteModel(fd, m))
+			require.NoError(t, fd.Close())
+			got, err := gguf.Load(path)
+			require.NoError(t, err)
+			require.Equal(t, m.Config, got.Config)
+			require.Equal(t, len(m.Tensors), len(got.Tensors))
+			for n, w := range m.Tensors {
+				g := got.Tensors[n]
+				require.Equal(t, w.DType, g.DType, n)
+				require.True(t, bytes.Equal(w.Data, g.Data), "%s %v: tensor %s differs", name, dt, n)
+			}
+			require.NoError(t, got.Close())
+		}
+	}
+}
+
+func TestDeterministic(t *testing.T) {
+	cfg, _ := Preset("tiny")
+	a, err := New(cfg, backend.BF16, model.TokenizerSpec{}, 1)
+	require.NoError(t, err)
+	old := runtime.GOMAXPROCS(1)
+	b, err := New(cfg, backend.BF16, model.TokenizerSpec{}, 1)
+	runtime.GOMAXPROCS(old)
+	require.NoError(t, err)
+	c, err := New(cfg, backend.BF16, model.TokenizerSpec{}, 2)
+	require.NoError(t, err)
+	for n := range a.Tensors {
+		require.Equal(t, a.Tensors[n].Data, b.Tensors[n].Data, n)
+		require.NotEqual(t, a.Tensors[n].Data, c.Tensors[n].Data, n)
+	}
+}
+
+// TestScales checks each tensor's sample mean and standard deviation.
+func TestScales(t *testing.T) {
+	cfg, _ := Preset("stories15m")
+	m, err := New(cfg, backend.F32, model.TokenizerSpec{}, 7)
+	require.NoError(t, err)
+	for name, tn := range m.Tensors {
+		v := quant.BytesF32(tn.Data)
+		var s, ss float64
+		for _, x := range v {
+			s += float64(x)
+			ss += float64(x) * float64(x)
+		}
+		mean := s / float64(len(v))
+		std := math.Sqrt(ss/float64(len(v)) - mean*mean)
+		half, center := scaleOf(&m.Config, name, tn)
+		require.InDelta(t, center, mean, 4*float64(half)/math.Sqrt(float64(len(v))), name)
+		require.InEpsilon(t, float64(half)/math.Sqrt(3), std, 0.1, name)
+	}
+}
+
+func TestTokenizerFrom(t *testing.T) {
+	voc, err := gguf.Load(testdata.Path(t, "tokenizers/ggml-vocab-llama-spm.gguf"))
+	require.NoError(t, err)
+	defer voc.Close()
+	cfg, _ := Preset("tiny")
+	m, err := Describe(cfg, backend.Q8_0, voc.Tokenizer)
+	require.NoError(t, err)
+	require.Equal(t, 32000, m.Config.VocabSize)
+	require.Equal(t, 32000, m.Tensors["token_embd.weight"].Rows)
+	require.Equal(t, backend.F32, m.Tensors["output_norm.weight"].DType)
+}
+
+// TestGreedyNotDegenerate runs greedy decoding on the tiny preset with a
+// plain reference forward pass: the tokens must follow the context, not
+// collapse onto one repeated token.
+func TestGreedyNotDegenerate(t *testing.T) {
+	cfg, _ := Preset("tiny")
+	m, err := New(cfg, backend.F32, model.TokenizerSpec{}, 3)
+	require.NoError(t, err)
+	f := newRef(m)
+	tok, seen := 1, map[int]bool{}
+	var out []int
+	for pos := 0; pos < 48; pos++ {
+		logits := f.step(tok, pos)
+		var s, ss float64
+		for _, x := range logits {
+			s += float64(x)
+			ss += float64(x) * float64(x)
+		}
+		std := math.Sqrt(ss/float64(len(logits)) - (s/float64(len(logits)))*(s/float64(len(logits))))
+		require.Greater(t, std, 1.0, "logits are nearly flat at position %d", pos)
+		tok = argmax(logits)
+		out = append(out, tok)
+		seen[tok] = true
+	}
+	require.Greater(t, len(seen), 12, "greedy tokens %v", out)
+	t.Logf("greedy: %v", out)
+	for i := 3; i < 12; i++ {
+		require.False(t, out[i] == out[i-1] && out[i] == out[i-2] && out[i] == out[i-3], "collapsed early: %v", out)
+	}
+}
+
+func argmax(v []float32) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
+}
+
+// ref is a plain llama forward pass over F32 weights (interleaved RoPE).
+type ref struct {
+	m    *model.Model
+	c    model.Config
+	k, v [][][]float32 // [layer][pos] → kv vector
+}
+
+func newRef(m *model.Model) *ref {
+	return &ref{m: m, c: m.Config, k: make([][][]float32, m.Config.Layers), v: make([][][]float32, m.Config.Layers)}
+}
+
+func (r *ref) w(name string) []float32 { return quant.BytesF32(r.m.Tensors[name].Data) }
+
+func matvec(w []float32, x []float32, rows int) []float32 {
+	cols := len(x)
+	out := make([]float32, rows)
+	for o := 0; o < rows; o++ {
+		var s float32
+		for i := 0; i < cols; i++ {
+			s += w[o*cols+i] * x[i]
+		}
+		out[o] = s
+	}
+	return out
+}
+
+func rmsnorm(x, w []float32, eps float32) []float32 {
+	var ss float32
+	for _, v := range x {
+		ss += v * v
+	}
+	inv := 1 / float32(math.Sqrt(float64(ss/float32(len(x))+eps)))
+	out := make([]float32, len(x))
+	for i := range x {
+		out[i] = x[i] * inv * w[i]
+	}
+	return out
+}
+
+func rope(x []float32, pos, hd int, theta float64) {
+	for h := 0; h < len(x)/hd; h++ {
+		for i := 0; i < hd/2; i++ {
+			ang := float64(pos) * math.Pow(theta, -float64(2*i)/float64(hd))
+			c, s := float32(math.Cos(ang)), float32(math.Sin(ang))
+			a, b := x[h*hd+2*i], x[h*hd+2*i+1]
+			x[h*hd+2*i], x[h*hd+2*i+1] = a*c-b*s, a*s+b*c
+		}
+	}
+}
+
+func (r *ref) step(tok, pos int) []float32 {
+	c := r.c
+	hd := c.HeadDim
+	x := append([]float32(nil), r.w("token_embd.weight")[tok*c.Dim:(tok+1)*c.Dim]...)
+	for l := 0; l < c.Layers; l++ {
+		p := func(s string) []float32 { return r.w("blk." + itoa(l) + "." + s) }
+		xn := rmsnorm(x, p("attn_norm.weight"), c.NormEps)
+		q := matvec(p("attn_q.weight"), xn, c.Heads*hd)
+		k := matvec(p("attn_k.weight"), xn, c.KVHeads*hd)
+		v := matvec(p("attn_v.weight"), xn, c.KVHeads*hd)
+		rope(q, pos, hd, c.RopeTheta)
+		rope(k, pos, hd, c.RopeTheta)
+		r.k[l], r.v[l] = append(r.k[l], k), append(r.v[l], v)
+		att := make([]float32, c.Heads*hd)
+		for h := 0; h < c.Heads; h++ {
+			g := h / (c.Heads / c.KVHeads)
+			scores := make([]float64, pos+1)
+			mx := math.Inf(-1)
+			for j := 0; j <= pos; j++ {
+				var s float32
+				for i := 0; i < hd; i++ {
+					s += q[h*hd+i] * r.k[l][j][g*hd+i]
+				}
+				scores[j] = float64(s) / math.Sqrt(float64(hd))
+				mx = math.Max(mx, scores[j])
+			}
+			var sum float64
+			for j := range scores {
+				scores[j] = math.Exp(scores[j] - mx)
+				sum += scores[j]
+			}
+			for j := range scores {
+				for i := 0; i < hd; i++ {
+					att[h*hd+i] += float32(scores[j]/sum) * r.v[l][j][g*hd+i]
+				}
+			}
+		}
+		o := matvec(p("attn_output.weight"), att, c.Dim)
+		for i := range x {
+			x[i] += o[i]
+		}
+		xn = rmsnorm(x, p("ffn_norm.weight"), c.NormEps)
+		gate := matvec(p("ffn_gate.weight"), xn, c.Hidden)
+		up := matvec(p("ffn_up.weight"), xn, c.Hidden)
+		for i := range gate {
+			gate[i] = gate[i] / (1 + float32(math.Exp(float64(-gate[i])))) * up[i]
+		}
+		d := matvec(p("ffn_down.weight"), gate, c.Dim)
+		for i := range x {
+			x[i] += d[i]
+		}
+	}
+	x = rmsnorm(x, r.w("output_norm.weight"), c.NormEps)
+	out := "output.weight"
+	if c.TiedEmbeddings {
+		out = "token_embd.weight"
+	}
+	return matvec(r.w(out), x, c.VocabSize)
+}
+
+func itoa(i int) string { return string(rune('0' + i)) }
+
+func BenchmarkFill(b *testing.B) {
+	for _, dt := range []backend.DType{backend.BF16, backend.Q8_0} {
+		b.Run(dt.String(), func(b *testing.B) {
+			cfg, _ := Preset("stories110m")
+			m, err := New(cfg, dt, model.TokenizerSpec{}, 1)
+			require.NoError(b, err)
+			n := 0
+			for _, t := range m.Tensors {
+				n += len(t.Data)
+			}
+			b.SetBytes(int64(n))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				require.NoError(b, Fill(m, uint64(i)))
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
+}
