@@ -3,9 +3,10 @@ package tokenizer
 import "unicode/utf8"
 
 // The merge loop. A word starts as one symbol per byte (byte-level BPE) or
-// per character; symbols form a doubly linked list in a slice, and every
-// adjacent pair that some merge rule applies to sits in a binary heap
-// ordered by (rank, position). Popping the best pair merges the right
+// per character; symbols form a doubly linked list in a slice. A short word
+// finds its best pair by scanning. In a longer one every adjacent pair that
+// some merge rule applies to sits in a binary heap ordered by (rank,
+// position). Popping the best pair merges the right
 // symbol into the left one and pushes the two new pairs around it. Heap
 // entries are not removed when a merge invalidates them: a popped entry is
 // used only if its two symbols are still adjacent with the ids it recorded.

@@ -181,9 +181,9 @@ func TestNewErrors(t *testing.T) {
 func TestSmallSPM(t *testing.T) {
 	spec := &model.TokenizerSpec{
 		Model:  "llama",
-		Tokens: []string{"<unk>", "<s>", "</s>", "▁", "a", "b", "ab", "▁a", "▁ab", "bb", "<0x41>"},
-		Scores: []float32{0, 0, 0, -1, -1, -1, -2, -3, -4, -1.5, 0},
-		Types:  []int32{2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 6},
+		Tokens: []string{"<unk>", "<s>", "</s>", "▁", "a", "b", "ab", "▁a", "▁ab", "bb", "<0x41>", "▁c"},
+		Scores: []float32{0, 0, 0, -1, -1, -1, -2, -3, -4, -1.5, 0, -5},
+		Types:  []int32{2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 6, 1},
 		BOS:    1, EOS: 2, EOT: -1, PAD: -1, UNK: 0, AddBOS: true, AddSpacePrefix: true,
 	}
 	tok, err := New(spec)
@@ -194,6 +194,9 @@ func TestSmallSPM(t *testing.T) {
 	require.Equal(t, []int32{8}, tok.Encode("ab", EncodeOptions{}))
 	// A: byte token; C: no byte token, so <unk>.
 	require.Equal(t, []int32{3, 10, 0}, tok.Encode("AC", EncodeOptions{}))
+	// "c" is no token, but "▁c" is: the merge still happens, and a lone
+	// "c" is unknown.
+	require.Equal(t, []int32{11, 0}, tok.Encode("cc", EncodeOptions{}))
 	require.Equal(t, "abb", tok.Decode(tok.Encode("abb", EncodeOptions{AddSpecial: true})))
 	require.Equal(t, "A▅", tok.Decode([]int32{3, 10, 0}))
 	require.Equal(t, "", tok.Decode([]int32{-1, 99}))
