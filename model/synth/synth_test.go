@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -286,7 +287,7 @@ func (r *ref) step(tok, pos int) []float32 {
 	return matvec(r.w(out), x, c.VocabSize)
 }
 
-func itoa(i int) string { return string(rune('0' + i)) }
+func itoa(i int) string { return strconv.Itoa(i) }
 
 func BenchmarkFill(b *testing.B) {
 	for _, dt := range []backend.DType{backend.BF16, backend.Q8_0} {
