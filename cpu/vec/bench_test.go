@@ -160,6 +160,22 @@ func BenchmarkGEMV(b *testing.B) {
 			}
 		}
 	}
+	// F32 through DotRows, four rows per kernel call.
+	wf := randF32(r, benchRows*benchN)
+	for _, threads := range []int{1, 2} {
+		b.Run(fmt.Sprintf("F32Rows/fast/threads=%d", threads), func(b *testing.B) {
+			b.SetBytes(int64(4 * len(wf)))
+			var wg sync.WaitGroup
+			for b.Loop() {
+				for t := range threads {
+					lo, hi := t*benchRows/threads, (t+1)*benchRows/threads
+					wg.Go(func() { DotRows(y[lo:hi], wf[lo*benchN:], benchN, x) })
+				}
+				wg.Wait()
+			}
+			reportFlops(b, 2*benchRows*benchN)
+		})
+	}
 }
 
 func BenchmarkQuantizeQ8(b *testing.B) {

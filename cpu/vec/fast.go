@@ -12,6 +12,23 @@ package vec
 // len(b) < len(a).
 func Dot(a, b []float32) float32 { return dot(a, b) }
 
+// DotRows computes the dot products of x with len(dst) rows of the
+// row-major matrix w, stride elements apart, that is
+//
+//	for r := range dst {
+//		dst[r] = Dot(w[r*stride:r*stride+len(x)], x)
+//	}
+//
+// with the terms of each sum added in an unspecified order. It is the
+// inner loop of a matrix-vector product: the fast path multiplies four rows
+// at a time, loading each element of x once for all four, which matters
+// when w is in cache (for example a tile of widened weights multiplied with
+// several activation rows); for rows streamed from memory it is about as
+// fast as Dot per row. w and x may be the two operands either way round,
+// so it also computes one weight row against activation rows that are
+// stride apart. It panics if w is too short.
+func DotRows(dst, w []float32, stride int, x []float32) { dotRows(dst, w, stride, x) }
+
 // DotF16 returns the dot product of x with len(x) little-endian IEEE 754
 // binary16 values in w, that is
 //

@@ -63,6 +63,9 @@ func dotQ4_0Q8AVX2(w *byte, q *int8, d *float32, nb int) float32
 func quantizeQ8AVX2(q *int8, d *float32, x *float32, nb int)
 
 //go:noescape
+func dot4AVX2(dst *float32, w *float32, stride int, x *float32, n int)
+
+//go:noescape
 func axpyAVX2(a float32, x, y *float32, n int)
 
 func dot(a, b []float32) float32 {
@@ -142,4 +145,20 @@ func quantizeQ8(q []int8, d []float32, x []float32) {
 	nb := len(x) / QK
 	q, d = q[:nb*QK], d[:nb]
 	quantizeQ8AVX2(unsafe.SliceData(q), unsafe.SliceData(d), unsafe.SliceData(x), nb)
+}
+
+func dotRows(dst, w []float32, stride int, x []float32) {
+	if !useAVX2 || len(dst) == 0 {
+		DotRowsGeneric(dst, w, stride, x)
+		return
+	}
+	n := len(x)
+	_ = w[(len(dst)-1)*stride : (len(dst)-1)*stride+n] // bounds check once
+	r := 0
+	for ; r+4 <= len(dst); r += 4 {
+		dot4AVX2(&dst[r], unsafe.SliceData(w[r*stride:]), stride, unsafe.SliceData(x), n)
+	}
+	for ; r < len(dst); r++ {
+		dst[r] = dot(w[r*stride:r*stride+n], x)
+	}
 }

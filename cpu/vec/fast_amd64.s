@@ -4,6 +4,18 @@
 
 #define PFD 4096
 
+// Eight all-ones dwords then eight zero dwords: the 8 dwords starting at
+// dword 8-k are a VMASKMOVPS mask selecting the first k lanes.
+DATA tailmask<>+0(SB)/8, $-1
+DATA tailmask<>+8(SB)/8, $-1
+DATA tailmask<>+16(SB)/8, $-1
+DATA tailmask<>+24(SB)/8, $-1
+DATA tailmask<>+32(SB)/8, $0
+DATA tailmask<>+40(SB)/8, $0
+DATA tailmask<>+48(SB)/8, $0
+DATA tailmask<>+56(SB)/8, $0
+GLOBL tailmask<>(SB), RODATA|NOPTR, $64
+
 // Reduce the eight lanes of Y0 into the low lane of X0. Clobbers X1.
 #define HSUM_Y0 \
 	VEXTRACTF128 $1, Y0, X1 \
@@ -14,6 +26,11 @@
 	VADDSS       X1, X0, X0
 
 // func dotAVX2(a, b *float32, n int) float32
+//
+// Eight accumulators of 8 lanes (64 elements per iteration) keep both FMA
+// units busy despite their 4-cycle latency. One prefetch per 128 bytes of
+// each operand, PFD bytes ahead; the L2 streamer and the adjacent-line
+// prefetcher fetch the rest. A masked load handles the last n%8 elements.
 TEXT ·dotAVX2(SB), NOSPLIT, $0-28
 	MOVQ a+0(FP), SI
 	MOVQ b+8(FP), DI
@@ -22,57 +39,72 @@ TEXT ·dotAVX2(SB), NOSPLIT, $0-28
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
 	XORQ   AX, AX
 	MOVQ   CX, DX
-	ANDQ   $-32, DX
+	ANDQ   $-64, DX
 	JZ     dot_tail8
 
-dot_loop32:
+dot_loop64:
 	PREFETCHT0  PFD(SI)(AX*4)
-	PREFETCHT0  PFD+64(SI)(AX*4)
+	PREFETCHT0  PFD+128(SI)(AX*4)
 	PREFETCHT0  PFD(DI)(AX*4)
-	PREFETCHT0  PFD+64(DI)(AX*4)
-	VMOVUPS     (SI)(AX*4), Y4
-	VMOVUPS     32(SI)(AX*4), Y5
-	VMOVUPS     64(SI)(AX*4), Y6
-	VMOVUPS     96(SI)(AX*4), Y7
-	VFMADD231PS (DI)(AX*4), Y4, Y0
-	VFMADD231PS 32(DI)(AX*4), Y5, Y1
-	VFMADD231PS 64(DI)(AX*4), Y6, Y2
-	VFMADD231PS 96(DI)(AX*4), Y7, Y3
-	ADDQ        $32, AX
+	PREFETCHT0  PFD+128(DI)(AX*4)
+	VMOVUPS     (SI)(AX*4), Y8
+	VMOVUPS     32(SI)(AX*4), Y9
+	VMOVUPS     64(SI)(AX*4), Y10
+	VMOVUPS     96(SI)(AX*4), Y11
+	VFMADD231PS (DI)(AX*4), Y8, Y0
+	VFMADD231PS 32(DI)(AX*4), Y9, Y1
+	VFMADD231PS 64(DI)(AX*4), Y10, Y2
+	VFMADD231PS 96(DI)(AX*4), Y11, Y3
+	VMOVUPS     128(SI)(AX*4), Y8
+	VMOVUPS     160(SI)(AX*4), Y9
+	VMOVUPS     192(SI)(AX*4), Y10
+	VMOVUPS     224(SI)(AX*4), Y11
+	VFMADD231PS 128(DI)(AX*4), Y8, Y4
+	VFMADD231PS 160(DI)(AX*4), Y9, Y5
+	VFMADD231PS 192(DI)(AX*4), Y10, Y6
+	VFMADD231PS 224(DI)(AX*4), Y11, Y7
+	ADDQ        $64, AX
 	CMPQ        AX, DX
-	JB          dot_loop32
+	JB          dot_loop64
 
 dot_tail8:
 	MOVQ CX, DX
 	ANDQ $-8, DX
 	CMPQ AX, DX
-	JAE  dot_reduce
+	JAE  dot_tailmask
 
 dot_loop8:
-	VMOVUPS     (SI)(AX*4), Y4
-	VFMADD231PS (DI)(AX*4), Y4, Y0
+	VMOVUPS     (SI)(AX*4), Y8
+	VFMADD231PS (DI)(AX*4), Y8, Y0
 	ADDQ        $8, AX
 	CMPQ        AX, DX
 	JB          dot_loop8
 
+dot_tailmask:
+	SUBQ AX, CX                  // 0..7 elements left
+	JZ   dot_reduce
+	NEGQ CX
+	LEAQ tailmask<>+32(SB), R8
+	VMOVUPS    (R8)(CX*4), Y12
+	VMASKMOVPS (SI)(AX*4), Y12, Y8
+	VMASKMOVPS (DI)(AX*4), Y12, Y9
+	VFMADD231PS Y9, Y8, Y1
+
 dot_reduce:
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	VADDPS Y6, Y2, Y2
+	VADDPS Y7, Y3, Y3
 	VADDPS Y1, Y0, Y0
 	VADDPS Y3, Y2, Y2
 	VADDPS Y2, Y0, Y0
 	HSUM_Y0
-	CMPQ   AX, CX
-	JAE    dot_done
-
-dot_loop1:
-	VMOVSS      (SI)(AX*4), X1
-	VFMADD231SS (DI)(AX*4), X1, X0
-	INCQ        AX
-	CMPQ        AX, CX
-	JB          dot_loop1
-
-dot_done:
 	VZEROUPPER
 	MOVSS X0, ret+24(FP)
 	RET
@@ -606,3 +638,120 @@ quant_zero:
 	VPXOR   Y0, Y0, Y0
 	VMOVDQU Y0, (DI)
 	JMP     quant_next
+
+
+// func dot4AVX2(dst *float32, w *float32, stride int, x *float32, n int)
+//
+// dst[r] = sum over i < n of w[r*stride+i]*x[i], for r = 0..3. Each x load
+// feeds four FMAs, one per row: 10 loads per 8 FMAs where Dot needs 16.
+TEXT ·dot4AVX2(SB), NOSPLIT, $0-40
+	MOVQ dst+0(FP), DX
+	MOVQ w+8(FP), R8
+	MOVQ stride+16(FP), BX
+	MOVQ x+24(FP), DI
+	MOVQ n+32(FP), CX
+	SHLQ $2, BX
+	LEAQ (R8)(BX*1), R9
+	LEAQ (R9)(BX*1), R10
+	LEAQ (R10)(BX*1), R11
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ   AX, AX
+	MOVQ   CX, SI
+	ANDQ   $-32, SI
+	JZ     dot4_tail16
+
+dot4_loop32:
+	PREFETCHT0  PFD(R8)(AX*4)
+	PREFETCHT0  PFD(R9)(AX*4)
+	PREFETCHT0  PFD(R10)(AX*4)
+	PREFETCHT0  PFD(R11)(AX*4)
+	VMOVUPS     (DI)(AX*4), Y8
+	VMOVUPS     32(DI)(AX*4), Y9
+	VMOVUPS     64(DI)(AX*4), Y10
+	VMOVUPS     96(DI)(AX*4), Y11
+	VFMADD231PS (R8)(AX*4), Y8, Y0
+	VFMADD231PS 32(R8)(AX*4), Y9, Y1
+	VFMADD231PS (R9)(AX*4), Y8, Y2
+	VFMADD231PS 32(R9)(AX*4), Y9, Y3
+	VFMADD231PS (R10)(AX*4), Y8, Y4
+	VFMADD231PS 32(R10)(AX*4), Y9, Y5
+	VFMADD231PS (R11)(AX*4), Y8, Y6
+	VFMADD231PS 32(R11)(AX*4), Y9, Y7
+	VFMADD231PS 64(R8)(AX*4), Y10, Y0
+	VFMADD231PS 96(R8)(AX*4), Y11, Y1
+	VFMADD231PS 64(R9)(AX*4), Y10, Y2
+	VFMADD231PS 96(R9)(AX*4), Y11, Y3
+	VFMADD231PS 64(R10)(AX*4), Y10, Y4
+	VFMADD231PS 96(R10)(AX*4), Y11, Y5
+	VFMADD231PS 64(R11)(AX*4), Y10, Y6
+	VFMADD231PS 96(R11)(AX*4), Y11, Y7
+	ADDQ        $32, AX
+	CMPQ        AX, SI
+	JB          dot4_loop32
+
+dot4_tail16:
+	MOVQ CX, SI
+	SUBQ AX, SI
+	CMPQ SI, $16
+	JB   dot4_tail8
+	VMOVUPS     (DI)(AX*4), Y12
+	VMOVUPS     32(DI)(AX*4), Y13
+	VFMADD231PS (R8)(AX*4), Y12, Y0
+	VFMADD231PS 32(R8)(AX*4), Y13, Y1
+	VFMADD231PS (R9)(AX*4), Y12, Y2
+	VFMADD231PS 32(R9)(AX*4), Y13, Y3
+	VFMADD231PS (R10)(AX*4), Y12, Y4
+	VFMADD231PS 32(R10)(AX*4), Y13, Y5
+	VFMADD231PS (R11)(AX*4), Y12, Y6
+	VFMADD231PS 32(R11)(AX*4), Y13, Y7
+	ADDQ        $16, AX
+
+dot4_tail8:
+	MOVQ CX, SI
+	SUBQ AX, SI
+	CMPQ SI, $8
+	JB   dot4_tailmask
+	VMOVUPS     (DI)(AX*4), Y12
+	VFMADD231PS (R8)(AX*4), Y12, Y0
+	VFMADD231PS (R9)(AX*4), Y12, Y2
+	VFMADD231PS (R10)(AX*4), Y12, Y4
+	VFMADD231PS (R11)(AX*4), Y12, Y6
+	ADDQ        $8, AX
+	SUBQ        $8, SI
+
+dot4_tailmask:
+	TESTQ SI, SI
+	JZ    dot4_reduce
+	NEGQ  SI
+	LEAQ  tailmask<>+32(SB), R12
+	VMOVUPS (R12)(SI*4), Y14       // first n-AX lanes set
+	VMASKMOVPS (DI)(AX*4), Y14, Y12
+	VMASKMOVPS (R8)(AX*4), Y14, Y13
+	VFMADD231PS Y13, Y12, Y1
+	VMASKMOVPS (R9)(AX*4), Y14, Y13
+	VFMADD231PS Y13, Y12, Y3
+	VMASKMOVPS (R10)(AX*4), Y14, Y13
+	VFMADD231PS Y13, Y12, Y5
+	VMASKMOVPS (R11)(AX*4), Y14, Y13
+	VFMADD231PS Y13, Y12, Y7
+
+dot4_reduce:
+	VADDPS   Y1, Y0, Y0
+	VADDPS   Y3, Y2, Y2
+	VADDPS   Y5, Y4, Y4
+	VADDPS   Y7, Y6, Y6
+	VHADDPS  Y2, Y0, Y0
+	VHADDPS  Y6, Y4, Y4
+	VHADDPS  Y4, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS   X1, X0, X0
+	VMOVUPS  X0, (DX)
+	VZEROUPPER
+	RET

@@ -14,3 +14,4 @@ func axpy(a float32, x, y []float32)        { AxpyGeneric(a, x, y) }
 func dotQ8_0Q8(w []byte, q []int8, d []float32) float32 { return DotQ8_0Q8Generic(w, q, d) }
 func dotQ4_0Q8(w []byte, q []int8, d []float32) float32 { return DotQ4_0Q8Generic(w, q, d) }
 func quantizeQ8(q []int8, d []float32, x []float32)     { QuantizeQ8Generic(q, d, x) }
+func dotRows(dst, w []float32, stride int, x []float32) { DotRowsGeneric(dst, w, stride, x) }

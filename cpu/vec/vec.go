@@ -53,6 +53,14 @@ func DotGeneric(a, b []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
+// DotRowsGeneric sets dst[r] = DotGeneric(w[r*stride:r*stride+len(x)], x)
+// for every r < len(dst). It panics if w is too short for that.
+func DotRowsGeneric(dst, w []float32, stride int, x []float32) {
+	for r := range dst {
+		dst[r] = DotGeneric(w[r*stride:r*stride+len(x)], x)
+	}
+}
+
 // DotF16Generic returns the sum of F16ToF32(w[2i:2i+2]) * x[i] over i, where
 // w holds len(x) little-endian IEEE 754 binary16 values. It panics if
 // len(w) < 2*len(x).

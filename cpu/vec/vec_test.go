@@ -2,6 +2,7 @@ package vec
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -270,5 +271,37 @@ func TestF16ToF32(t *testing.T) {
 		default:
 			require.Equal(t, float32(sign*(1+m/1024)*math.Ldexp(1, e-15)), got, "h=%#04x", h)
 		}
+	}
+}
+
+func TestDotRows(t *testing.T) {
+	r := newRand(t)
+	for _, n := range lengths {
+		for _, rows := range []int{0, 1, 3, 4, 5, 8, 11} {
+			stride := n + r.IntN(5)
+			w := randF32(r, rows*stride+3)[3:] // unaligned start
+			x := randF32(r, n+1)[1:]
+			for _, impl := range []struct {
+				name string
+				f    func(dst, w []float32, stride int, x []float32)
+			}{{"DotRows", DotRows}, {"DotRowsGeneric", DotRowsGeneric}} {
+				dst := make([]float32, rows+1)
+				dst[rows] = 42
+				impl.f(dst[:rows], w, stride, x)
+				require.Equal(t, float32(42), dst[rows], "%s wrote past dst", impl.name)
+				for k := range rows {
+					want, abs := ref64(w[k*stride:k*stride+n], x)
+					requireClose(t, fmt.Sprintf("%s row %d/%d", impl.name, k, rows), n, dst[k], want, abs)
+				}
+			}
+		}
+	}
+	// Rows only as long as x at the end of w (no slack past the last row).
+	w := randF32(r, 4*100+33)
+	dst := make([]float32, 5)
+	DotRows(dst, w, 100, w[400:433])
+	for k := range dst {
+		want, abs := ref64(w[k*100:k*100+33], w[400:433])
+		requireClose(t, "DotRows tight", 33, dst[k], want, abs)
 	}
 }
