@@ -263,3 +263,28 @@ func TestGGUFPreMatchesHF(t *testing.T) {
 		}
 	}
 }
+
+// TestHFSmallPipeline runs the less common components on a hand-made
+// vocabulary: Lowercase, a Regex Replace, Digits, Metaspace with split.
+func TestHFSmallPipeline(t *testing.T) {
+	vocab := map[string]int{"<unk>": 0, "▁": 1, "a": 2, "b": 3, "1": 4, "2": 5, "▁a": 6, "▁ab": 7, "ab": 8}
+	f := map[string]any{
+		"normalizer": map[string]any{"type": "Sequence", "normalizers": []any{
+			map[string]any{"type": "Lowercase"},
+			map[string]any{"type": "Replace", "pattern": map[string]any{"Regex": "x+"}, "content": "b"},
+		}},
+		"pre_tokenizer": map[string]any{"type": "Sequence", "pretokenizers": []any{
+			map[string]any{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always", "split": true},
+			map[string]any{"type": "Digits", "individual_digits": true},
+		}},
+		"decoder": map[string]any{"type": "Metaspace", "replacement": "▁", "prepend_scheme": "always"},
+		"model":   map[string]any{"type": "BPE", "unk_token": "<unk>", "vocab": vocab, "merges": []string{"▁ a", "a b", "▁a b"}},
+	}
+	tok, err := New(hfJSON(t, f))
+	require.NoError(t, err)
+	// "AXX a12" -> "▁ab▁a12" -> words "▁ab", "▁a", "1", "2".
+	require.Equal(t, []int32{7, 6, 4, 5}, tok.Encode("AXX a12", EncodeOptions{}))
+	require.Equal(t, "ab a12", tok.Decode([]int32{7, 6, 4, 5}))
+	require.Equal(t, []int32{6, 0}, tok.Encode("ac", EncodeOptions{}), "no byte fallback: unknown")
+	require.Equal(t, int32(-1), tok.BOS())
+}
