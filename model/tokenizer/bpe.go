@@ -4,12 +4,13 @@ import "unicode/utf8"
 
 // The merge loop. A word starts as one symbol per byte (byte-level BPE) or
 // per character; symbols form a doubly linked list in a slice. A short word
-// finds its best pair by scanning. In a longer one every adjacent pair that
-// some merge rule applies to sits in a binary heap ordered by (rank,
-// position). Popping the best pair merges the right
-// symbol into the left one and pushes the two new pairs around it. Heap
-// entries are not removed when a merge invalidates them: a popped entry is
-// used only if its two symbols are still adjacent with the ids it recorded.
+// finds its best pair by scanning. A longer one keeps a candidate for every
+// adjacent pair that some merge rule applies to in a 4-ary heap, keyed by
+// (rank, position of the left symbol). Popping the best candidate merges the
+// right symbol into the left one and pushes the two new pairs around it.
+// Candidates are not removed when a merge invalidates them: a popped one is
+// used only if the pair now at its position still has its rank, which makes
+// it the best pair (ranks order the rules; equal ranks go left to right).
 // Each merge removes a symbol, so a word of n symbols takes at most n-1
 // merges and O(n) pushes: O(n log n) in all.
 
@@ -20,13 +21,15 @@ type symbol struct {
 	prev, next int32 // neighbours, -1 at the ends
 }
 
-// candidate is a pair of adjacent symbols a merge rule applies to.
-type candidate struct {
-	rank     int32
-	left     int32 // index of the left symbol; orders equal ranks left to right
-	idL, idR int32 // the symbols' ids when pushed, to detect stale entries
-	id       int32 // the token the merge forms
-}
+// A candidate is a pair of adjacent symbols a merge rule applies to: the
+// rule's rank in the high 32 bits, the left symbol's index in the low ones,
+// so that comparing candidates is comparing integers.
+type candidate uint64
+
+func newCandidate(rank, left int32) candidate { return candidate(uint64(rank)<<32 | uint64(uint32(left))) }
+
+func (c candidate) rank() int32 { return int32(c >> 32) }
+func (c candidate) left() int32 { return int32(uint32(c)) }
 
 // span is a word's byte range in the text being pre-tokenized.
 type span struct{ start, end int }
@@ -38,21 +41,22 @@ type bpeState struct {
 	spans []span
 }
 
-func less(a, b candidate) bool {
-	return a.rank < b.rank || (a.rank == b.rank && a.left < b.left)
-}
+// heapArity is the heap's branching factor: four children share a cache
+// line, which halves the depth of a binary heap for the same cost per level.
+const heapArity = 4
 
 func (st *bpeState) push(c candidate) {
 	h := append(st.heap, c)
 	i := len(h) - 1
 	for i > 0 {
-		p := (i - 1) / 2
-		if !less(h[i], h[p]) {
+		p := (i - 1) / heapArity
+		if h[p] <= c {
 			break
 		}
-		h[i], h[p] = h[p], h[i]
+		h[i] = h[p]
 		i = p
 	}
+	h[i] = c
 	st.heap = h
 }
 
@@ -62,28 +66,36 @@ func (st *bpeState) pop() candidate {
 	n := len(h) - 1
 	h[0] = h[n]
 	h = h[:n]
-	st.down(h, 0)
+	down(h, 0)
 	st.heap = h
 	return top
 }
 
-func (st *bpeState) down(h []candidate, i int) {
+// down restores the heap order below h[i].
+func down(h []candidate, i int) {
 	n := len(h)
+	if n == 0 {
+		return
+	}
+	c := h[i]
 	for {
-		l := 2*i + 1
-		if l >= n {
-			return
+		first := heapArity*i + 1
+		if first >= n {
+			break
 		}
-		m := l
-		if r := l + 1; r < n && less(h[r], h[l]) {
-			m = r
+		m := first
+		for k := first + 1; k < first+heapArity && k < n; k++ {
+			if h[k] < h[m] {
+				m = k
+			}
 		}
-		if !less(h[m], h[i]) {
-			return
+		if h[m] >= c {
+			break
 		}
-		h[i], h[m] = h[m], h[i]
+		h[i] = h[m]
 		i = m
 	}
+	h[i] = c
 }
 
 // rule returns the merge rule for the pair of token ids l, r.
@@ -206,42 +218,40 @@ func (t *Tokenizer) mergeLong(st *bpeState, syms []symbol) {
 	h := st.heap[:0]
 	for i := 0; i+1 < len(syms); i++ {
 		if m, ok := t.rule(syms[i].id, syms[i+1].id); ok {
-			h = append(h, candidate{rank: m.rank, left: int32(i), idL: syms[i].id, idR: syms[i+1].id, id: m.id})
+			h = append(h, newCandidate(m.rank, int32(i)))
 		}
 	}
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		st.down(h, i)
+	for i := (len(h) - 2) / heapArity; i >= 0; i-- {
+		down(h, i)
 	}
 	st.heap = h
 
 	for len(st.heap) > 0 {
 		c := st.pop()
-		l := &syms[c.left]
-		if l.id != c.idL || l.next < 0 {
+		li := c.left()
+		l := &syms[li]
+		if l.next < 0 {
 			continue
 		}
-		ri := l.next
-		r := &syms[ri]
-		if r.id != c.idR {
-			continue
+		r := &syms[l.next]
+		m, ok := t.rule(l.id, r.id)
+		if !ok || m.rank != c.rank() {
+			continue // stale: the pair here changed
 		}
-		l.id = c.id
+		l.id = m.id
 		l.next = r.next
 		if r.next >= 0 {
-			syms[r.next].prev = c.left
+			syms[r.next].prev = li
 		}
-		r.id = -1
-		r.prev, r.next = -1, -1
+		r.id, r.prev, r.next = -1, -1, -1
 		if l.prev >= 0 {
-			p := &syms[l.prev]
-			if m2, ok := t.rule(p.id, l.id); ok {
-				st.push(candidate{rank: m2.rank, left: l.prev, idL: p.id, idR: l.id, id: m2.id})
+			if m2, ok := t.rule(syms[l.prev].id, l.id); ok {
+				st.push(newCandidate(m2.rank, l.prev))
 			}
 		}
 		if l.next >= 0 {
-			n := &syms[l.next]
-			if m2, ok := t.rule(l.id, n.id); ok {
-				st.push(candidate{rank: m2.rank, left: c.left, idL: l.id, idR: n.id, id: m2.id})
+			if m2, ok := t.rule(l.id, syms[l.next].id); ok {
+				st.push(newCandidate(m2.rank, li))
 			}
 		}
 	}

@@ -27,7 +27,7 @@
 //
 //   - Merging: symbols form a linked list in a slice. Words of up to 24
 //     symbols (nearly all words of real text) find the best pair by scanning;
-//     longer ones keep candidate pairs in a binary heap, so a word of n
+//     longer ones keep candidate pairs in a 4-ary heap, so a word of n
 //     symbols costs O(n log n) whatever its content. SentencePiece text is
 //     not pre-tokenized; when no token contains "x▁" (x not "▁") the text is
 //     cut before such "▁", which is exact (no merge can cross the cut) and
