@@ -26,7 +26,9 @@ type symbol struct {
 // so that comparing candidates is comparing integers.
 type candidate uint64
 
-func newCandidate(rank, left int32) candidate { return candidate(uint64(rank)<<32 | uint64(uint32(left))) }
+func newCandidate(rank, left int32) candidate {
+	return candidate(uint64(rank)<<32 | uint64(uint32(left)))
+}
 
 func (c candidate) rank() int32 { return int32(c >> 32) }
 func (c candidate) left() int32 { return int32(uint32(c)) }
