@@ -74,6 +74,9 @@ func rate(n int, d time.Duration) float64 {
 // the text's tokens, as llama2.c does. Special tokens written in the text
 // are not parsed. An empty prompt is just BOS.
 func (m *Model) Encode(prompt string) ([]int32, error) {
+	if m.tok == nil {
+		return nil, fmt.Errorf("loom: %s: %w", m.desc.Path, ErrNoTokenizer)
+	}
 	ids := m.tok.Encode(prompt, tokenizer.EncodeOptions{AddSpecial: true})
 	if len(ids) == 0 {
 		if m.tok.BOS() < 0 {
@@ -93,6 +96,9 @@ func (m *Model) Stream(ctx context.Context, ids []int32, opt GenerateOptions, em
 	defer m.mu.Unlock()
 	if m.eng == nil {
 		return Stats{}, fmt.Errorf("loom: model is closed")
+	}
+	if m.tok == nil {
+		return Stats{}, fmt.Errorf("loom: %s: %w", m.desc.Path, ErrNoTokenizer)
 	}
 	gopt := generate.Options{
 		MaxTokens: opt.MaxTokens,

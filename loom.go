@@ -40,6 +40,10 @@ import (
 // negative count).
 var ErrOptions = errors.New("invalid option")
 
+// ErrNoTokenizer reports text generation asked of a model whose file
+// carries no tokenizer.
+var ErrNoTokenizer = errors.New("the model has no tokenizer")
+
 // Options configures Load.
 type Options struct {
 	// Device is "auto" (or ""): the first GPU if this build has CUDA and
@@ -118,9 +122,14 @@ func newModel(desc *model.Model, opt Options) (*Model, error) {
 		}
 		conv = dt
 	}
-	tok, err := tokenizer.New(&desc.Tokenizer)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", desc.Path, err)
+	// A weights-only model (a synthetic benchmark model) has no tokenizer:
+	// it can run steps through Engine, but not generate from text.
+	var tok *tokenizer.Tokenizer
+	if desc.Tokenizer.Model != "" || desc.Tokenizer.HFJSON != nil {
+		var err error
+		if tok, err = tokenizer.New(&desc.Tokenizer); err != nil {
+			return nil, fmt.Errorf("%s: %w", desc.Path, err)
+		}
 	}
 	be, kvType, err := openDevice(opt)
 	if err != nil {
@@ -242,7 +251,8 @@ func (m *Model) Info() Info {
 	return info
 }
 
-// Tokenizer is the model's tokenizer.
+// Tokenizer is the model's tokenizer, nil for a model whose file has none
+// (a synthetic, weights-only model).
 func (m *Model) Tokenizer() *tokenizer.Tokenizer { return m.tok }
 
 // Engine is the model's generation engine, for callers that schedule
