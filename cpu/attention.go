@@ -2,9 +2,14 @@ package cpu
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/loomllm/loom/runtime/backend"
 )
+
+// minSplit is the fewest positions worth a part of their own when
+// Attention splits a row's positions across the pool.
+const minSplit = 256
 
 // kvCache is the CPU key/value cache: one allocation holding, for every
 // layer and block, the keys and then the values of each KV head as
@@ -124,12 +129,26 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 		}
 	}
 	// Each unit is about (positions × group × head size) multiply-adds
-	// twice over; tiny calls run on the caller alone.
+	// twice over; tiny calls run on the caller alone. Split positions when
+	// rows × heads cannot occupy the pool and histories are long.
 	units, grain := j.q.rows*hkv, 1
+	j.splits, j.span = 1, j.maxPos
+	if units < 2*b.threads && j.maxPos >= 2*minSplit {
+		j.splits = min((2*b.threads+units-1)/units, j.maxPos/minSplit)
+		j.span = (j.maxPos + j.splits - 1) / j.splits
+		units *= j.splits
+		if need := units * j.partSize(); len(b.part) < need {
+			b.part = make([]float32, need)
+		}
+		j.part = b.part[:units*j.partSize()]
+	}
 	if work := j.attended * j.group * d * 2; work < 2*minChunk {
 		grain = units
 	}
 	b.pool.run(j, units, grain)
+	if j.splits > 1 {
+		j.combine()
+	}
 	*j = attnJob{}
 }
 
@@ -187,6 +206,7 @@ func (b *Backend) prepareAttention(j *attnJob, out, q, k, v backend.Tensor, cach
 			return fmt.Errorf("%w: pos[%d] = %d, block table holds %d positions", backend.ErrIndex, r, p, j.blocks.cols*s.BlockSize)
 		}
 		j.attended += (p + 1) * s.KVHeads
+		j.maxPos = max(j.maxPos, p+1)
 		for i, blk := range j.blocks.row(sq)[:p/s.BlockSize+1] {
 			if blk < 0 || int(blk) >= s.Blocks {
 				return fmt.Errorf("%w: blocks[%d][%d] = %d, cache has %d blocks", backend.ErrIndex, sq, i, blk, s.Blocks)
@@ -196,8 +216,17 @@ func (b *Backend) prepareAttention(j *attnJob, out, q, k, v backend.Tensor, cach
 	return nil
 }
 
-// attnJob is one Attention call; unit u is row u/KVHeads, KV head
-// u%KVHeads, with its group of query heads.
+// attnJob is one Attention call. Unit u covers row r and KV head g (with
+// its group of query heads) for part sp of the row's positions:
+//
+//	sp = u % splits, r = u / splits / KVHeads, g = u / splits % KVHeads
+//
+// With one part per row (the usual case) a unit writes its output
+// directly. When there are too few rows and heads to occupy the pool (a
+// single decode row against a long history), each row's positions are
+// split into parts of span positions whose partial results (the scores'
+// maximum, the sum of their exponentials and the weighted sum of values)
+// go to part and are combined afterwards, as flash-decoding does.
 type attnJob struct {
 	b                *Backend
 	c                *kvCache
@@ -205,26 +234,33 @@ type attnJob struct {
 	scale            float32
 	group            int // query heads per KV head
 	attended         int // sum over units of the positions each reads
+	maxPos           int // the most positions one row reads
+	splits, span     int
+	part             []float32 // per unit: group×HeadDim sums, then group maxima, then group sums
 	out, q, k, v     mat[float32]
 	pos, seq, blocks mat[int32]
 }
+
+// partSize is the length of one unit's partial result in attnJob.part.
+func (j *attnJob) partSize() int { return j.group * (j.c.spec.HeadDim + 2) }
 
 func (j *attnJob) run(wk, lo, hi int) {
 	c, kern := j.c, &j.b.k
 	s := c.spec
 	d, grp := s.HeadDim, j.group
 	for u := lo; u < hi; u++ {
-		r, g := u/s.KVHeads, u%s.KVHeads
-		p := int(j.pos.d[r*j.pos.stride])
+		sp, rg := u%j.splits, u/j.splits
+		r, g := rg/s.KVHeads, rg%s.KVHeads
 		table := j.blocks.row(int(j.seq.d[r*j.seq.stride]))
-		npos := p + 1
+		t0, t1 := sp*j.span, min((sp+1)*j.span, int(j.pos.d[r*j.pos.stride])+1)
+		npos := max(t1-t0, 0)
 		// Scratch: scores for each head of the group, their output
 		// accumulators, and one widened value row.
 		buf := j.b.scratchFor(wk, grp*npos+grp*d+d)
 		scores, acc, vrow := buf[:grp*npos], buf[grp*npos:grp*npos+grp*d], buf[grp*npos+grp*d:]
 		q := j.q.row(r)[g*grp*d : (g+1)*grp*d]
 
-		for t := 0; t < npos; t++ {
+		for t := t0; t < t1; t++ {
 			kb := c.data[c.off(0, j.layer, int(table[t/s.BlockSize]), g, t%s.BlockSize):][:c.rowBytes]
 			for h := 0; h < grp; h++ {
 				qh := q[h*d : (h+1)*d]
@@ -237,14 +273,21 @@ func (j *attnJob) run(wk, lo, hi int) {
 				default:
 					dot = kern.dotBF16(kb, qh)
 				}
-				scores[h*npos+t] = j.scale * dot
+				scores[h*npos+t-t0] = j.scale * dot
 			}
 		}
+		var part []float32
+		if j.splits > 1 {
+			part = j.part[u*j.partSize() : (u+1)*j.partSize()]
+		}
 		for h := 0; h < grp; h++ {
-			softmax(scores[h*npos : (h+1)*npos])
+			m, sum := expScores(scores[h*npos : (h+1)*npos])
+			if part != nil {
+				part[grp*d+h], part[grp*d+grp+h] = m, sum
+			}
 		}
 		clear(acc)
-		for t := 0; t < npos; t++ {
+		for t := t0; t < t1; t++ {
 			vb := c.data[c.off(1, j.layer, int(table[t/s.BlockSize]), g, t%s.BlockSize):][:c.rowBytes]
 			vr := vrow
 			if s.DType == backend.F32 {
@@ -253,27 +296,78 @@ func (j *attnJob) run(wk, lo, hi int) {
 				dequantRow(s.DType, vrow, vb)
 			}
 			for h := 0; h < grp; h++ {
-				kern.axpy(scores[h*npos+t], vr, acc[h*d:(h+1)*d])
+				kern.axpy(scores[h*npos+t-t0], vr, acc[h*d:(h+1)*d])
 			}
 		}
-		copy(j.out.row(r)[g*grp*d:(g+1)*grp*d], acc)
+		if part != nil {
+			copy(part, acc)
+			continue
+		}
+		out := j.out.row(r)[g*grp*d : (g+1)*grp*d]
+		for h := 0; h < grp; h++ {
+			inv := 1 / scoresSum(scores[h*npos:(h+1)*npos])
+			for i, v := range acc[h*d : (h+1)*d] {
+				out[h*d+i] = v * inv
+			}
+		}
 	}
 }
 
-// softmax replaces x by exp(x - max x) / sum.
-func softmax(x []float32) {
-	m := x[0]
-	for _, v := range x[1:] {
+// combine merges the partial results of split rows into out.
+func (j *attnJob) combine() {
+	d, grp, hkv := j.c.spec.HeadDim, j.group, j.c.spec.KVHeads
+	ps := j.partSize()
+	for rg := 0; rg < j.q.rows*hkv; rg++ {
+		r, g := rg/hkv, rg%hkv
+		out := j.out.row(r)[g*grp*d : (g+1)*grp*d]
+		parts := j.part[rg*j.splits*ps : (rg+1)*j.splits*ps]
+		for h := 0; h < grp; h++ {
+			m := float32(math.Inf(-1))
+			for sp := 0; sp < j.splits; sp++ {
+				if p := parts[sp*ps:]; p[grp*d+grp+h] > 0 {
+					m = max(m, p[grp*d+h])
+				}
+			}
+			o := out[h*d : (h+1)*d]
+			clear(o)
+			var sum float32
+			for sp := 0; sp < j.splits; sp++ {
+				p := parts[sp*ps : (sp+1)*ps]
+				if p[grp*d+grp+h] == 0 {
+					continue // no positions in this part
+				}
+				w := expf(p[grp*d+h] - m)
+				sum += w * p[grp*d+grp+h]
+				j.b.k.axpy(w, p[h*d:(h+1)*d], o)
+			}
+			inv := 1 / sum
+			for i := range o {
+				o[i] *= inv
+			}
+		}
+	}
+}
+
+// expScores replaces x by exp(x - max x) and returns max x and the sum of
+// the new values (-Inf and 0 for an empty x).
+func expScores(x []float32) (m, sum float32) {
+	m = float32(math.Inf(-1))
+	for _, v := range x {
 		m = max(m, v)
 	}
-	var sum float32
 	for i, v := range x {
 		e := expf(v - m)
 		x[i] = e
 		sum += e
 	}
-	inv := 1 / sum
-	for i := range x {
-		x[i] *= inv
+	return m, sum
+}
+
+// scoresSum returns the sum of x.
+func scoresSum(x []float32) float32 {
+	var s float32
+	for _, v := range x {
+		s += v
 	}
+	return s
 }

@@ -69,6 +69,8 @@ type Backend struct {
 
 	// Per-worker scratch, grown on demand and then reused.
 	scratch [][]float32
+	// Attention's partial results when it splits positions (see attnJob).
+	part []float32
 
 	// Preallocated operation descriptors, filled by each call and handed
 	// to the pool as interfaces, so dispatch allocates nothing.
