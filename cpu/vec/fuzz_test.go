@@ -175,3 +175,27 @@ func FuzzAxpy(f *testing.F) {
 		}
 	})
 }
+
+func FuzzDotRows(f *testing.F) {
+	f.Add([]byte{0, 0, 128, 63, 0, 0, 0, 64, 0, 0, 64, 64}, []byte{0, 0, 128, 63}, uint8(3), uint8(1))
+	f.Fuzz(func(t *testing.T, wb, xb []byte, rows, extra uint8) {
+		x := fuzzF32(xb, rows)
+		w := fuzzF32(wb, extra)
+		stride := len(x) + int(extra%5)
+		nr := int(rows % 9)
+		if len(x) == 0 || stride == 0 || nr == 0 {
+			return
+		}
+		nr = min(nr, (len(w)-len(x))/stride+1)
+		if len(w) < len(x) || nr <= 0 {
+			return
+		}
+		dst := make([]float32, nr)
+		DotRows(dst, w, stride, x)
+		for k := range nr {
+			row := w[k*stride : k*stride+len(x)]
+			ref, abs := refDot(func(i int) float64 { return float64(row[i]) }, x)
+			checkDot(t, "DotRows", len(x), dst[k], ref, abs)
+		}
+	})
+}

@@ -1,23 +1,3 @@
-// Package vec holds the innermost loops of loom's CPU backend: dot products
-// of a float32 activation vector with a weight row stored as float32, IEEE
-// half precision, bfloat16, or GGUF Q8_0/Q4_0 blocks, and Axpy.
-//
-// Each routine has two implementations. The one without a suffix (Dot,
-// DotF16, ...) is the fast path: on amd64 with AVX2, FMA and F16C it runs
-// hand-written assembly, elsewhere it is the plain Go twin. The twin with
-// the Generic suffix (DotGeneric, DotF16Generic, ...) is always plain Go and
-// always available, so callers can force it and tests can compare the two.
-// Features reports which path the fast routines take.
-//
-// The fast and generic routines compute the same mathematical sum but may
-// add its terms in a different order (the assembly keeps several
-// independent partial sums and uses fused multiply-add), so their results
-// may differ in the last bits. Dequantization itself is exact in both:
-// every stored weight widens to the same float32 as runtime/quant's
-// reference conversions.
-//
-// Weight rows are passed as raw little-endian bytes, exactly as they sit in
-// a GGUF or safetensors file, and need no particular alignment.
 package vec
 
 import (

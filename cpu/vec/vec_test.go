@@ -305,3 +305,32 @@ func TestDotRows(t *testing.T) {
 		requireClose(t, "DotRows tight", 33, dst[k], want, abs)
 	}
 }
+
+// TestDotRowsSpecial puts a NaN into one row (at the start, in the middle
+// and in the masked tail) and checks it reaches that row's sum only.
+func TestDotRowsSpecial(t *testing.T) {
+	r := newRand(t)
+	for _, n := range []int{5, 37, 100, 4097} {
+		const rows = 6
+		for _, pos := range []int{0, n / 2, n - 1} {
+			for bad := range rows {
+				w := randF32(r, rows*n)
+				x := randF32(r, n)
+				w[bad*n+pos] = float32(math.NaN())
+				dst := make([]float32, rows)
+				DotRows(dst, w, n, x)
+				for k, v := range dst {
+					require.Equal(t, k == bad, isNaN(v), "n=%d pos=%d NaN row %d: dst[%d] = %v", n, pos, bad, k, v)
+				}
+			}
+			w := randF32(r, rows*n)
+			x := randF32(r, n)
+			x[pos] = float32(math.Inf(1))
+			dst := make([]float32, rows)
+			DotRows(dst, w, n, x)
+			for k, v := range dst {
+				require.True(t, math.IsInf(float64(v), 0), "n=%d Inf at %d: dst[%d] = %v", n, pos, k, v)
+			}
+		}
+	}
+}
