@@ -9,12 +9,23 @@
 // output file. The weights depend only on the seed and the tensor's name
 // and shape, never on the number of threads.
 //
-// Weight scales: every matrix is uniform with standard deviation
-// 1/sqrt(cols) (fan-in), so each layer's output has about unit scale;
-// token_embd.weight and output.weight use 3/sqrt(dim), so logits have a
-// standard deviation near 3 and greedy decoding follows the context
-// instead of collapsing onto one token. Norm weights are 1 ± 0.1, biases
-// ± 0.02; vectors are always F32, as in GGUF files. Q/K rows are in
+// Weight scales are chosen so greedy decoding follows the context instead
+// of settling on one token (measured with a reference forward pass, see
+// TestGreedyNotDegenerate). Weights are uniform; matrices have standard
+// deviation 1/sqrt(cols) (fan-in), so each layer's output has about unit
+// scale, except:
+//
+//   - the query projection is 8× larger, so attention is sharp rather than
+//     an average that drifts slowly from position to position;
+//   - the token embedding is 3× larger when untied, so the current token
+//     steers the residual stream, but 0.5× when tied, where a large
+//     embedding makes each token its own best successor;
+//   - the final norm's weights are ±3 (±6 when tied) ± 0.1 with random
+//     signs, so logits have a standard deviation near 3, and with tied
+//     embeddings the output no longer favours the input token.
+//
+// Other norm weights are 1 ± 0.1, biases ± 0.02; vectors are always F32,
+// as in GGUF files. Q/K rows are in
 // GGUF's interleaved RoPE layout (RopeNeoX false).
 package synth
 
@@ -173,6 +184,44 @@ func Names(m *model.Model) []string {
 // depend on scheduling.
 const chunkElems = 1 << 20
 
+// segment is a range of rows drawn from one distribution: uniform in
+// [center-half, center+half).
+type segment struct {
+	r0, r1       int
+	half, center float32
+	signs        bool // negate a random half of the values
+}
+
+// segments returns the distributions of a tensor's rows (see the package
+// documentation for the choice of scales).
+func segments(c *model.Config, name string, t *model.Tensor) []segment {
+	fanIn := float32(math.Sqrt(3 / float64(t.Cols))) // standard deviation 1/sqrt(cols)
+	all := func(half, center float32) []segment { return []segment{{0, t.Rows, half, center, false}} }
+	switch {
+	case name == "output_norm.weight":
+		s := all(0.1, 3)
+		if c.TiedEmbeddings {
+			s = all(0.1, 6)
+		}
+		s[0].signs = true
+		return s
+	case strings.HasSuffix(name, "norm.weight"):
+		return all(0.1, 1)
+	case strings.HasSuffix(name, ".bias"):
+		return all(0.02, 0)
+	case name == "token_embd.weight":
+		if c.TiedEmbeddings {
+			return all(0.5*fanIn, 0)
+		}
+		return all(3*fanIn, 0)
+	case strings.HasSuffix(name, ".attn_q.weight"):
+		return all(8*fanIn, 0)
+	case strings.HasSuffix(name, ".attn_qkv.weight") && t.Rows == 3*c.Dim:
+		return []segment{{0, c.Dim, 8 * fanIn, 0, false}, {c.Dim, t.Rows, fanIn, 0, false}}
+	}
+	return all(fanIn, 0)
+}
+
 // Fill writes seeded random weights into every tensor's Data, which must
 // have the tensor's size, using all CPUs.
 func Fill(m *model.Model, seed uint64) error {
@@ -182,6 +231,7 @@ func Fill(m *model.Model, seed uint64) error {
 		seed   uint64
 		scale  float32
 		center float32
+		signs  bool
 	}
 	var tasks []task
 	for _, name := range Names(m) {
@@ -189,11 +239,14 @@ func Fill(m *model.Model, seed uint64) error {
 		if len(t.Data) != Bytes(t) {
 			return fmt.Errorf("synth: tensor %q has %d bytes, want %d", name, len(t.Data), Bytes(t))
 		}
-		scale, center := scaleOf(&m.Config, name, t)
 		rows := max(1, chunkElems/t.Cols)
 		ts := mix(seed ^ hashString(name))
-		for r, i := 0, uint64(0); r < t.Rows; r, i = r+rows, i+1 {
-			tasks = append(tasks, task{t, r, min(r+rows, t.Rows), mix(ts + i), scale, center})
+		i := uint64(0)
+		for _, s := range segments(&m.Config, name, t) {
+			for r := s.r0; r < s.r1; r += rows {
+				tasks = append(tasks, task{t, r, min(r+rows, s.r1), mix(ts + i), s.half, s.center, s.signs})
+				i++
+			}
 		}
 	}
 	var wg sync.WaitGroup
@@ -209,7 +262,15 @@ func Fill(m *model.Model, seed uint64) error {
 				n := (k.r1 - k.r0) * k.t.Cols
 				switch k.t.DType {
 				case backend.F32:
-					uniform(quant.BytesF32(dst), k.seed, k.scale, k.center)
+					v := quant.BytesF32(dst)
+					uniform(v, k.seed, k.scale, k.center)
+					if k.signs {
+						for i := range v {
+							if mix(k.seed^uint64(i))&1 == 1 {
+								v[i] = -v[i]
+							}
+						}
+					}
 				case backend.Q8_0:
 					randomQ8_0(dst, k.seed, k.scale)
 				default:
@@ -233,21 +294,6 @@ func Fill(m *model.Model, seed uint64) error {
 	close(next)
 	wg.Wait()
 	return nil
-}
-
-// scaleOf returns the half-width of the uniform distribution for a tensor
-// and its center (1 for norm weights).
-func scaleOf(c *model.Config, name string, t *model.Tensor) (half, center float32) {
-	sqrt3 := float32(math.Sqrt(3))
-	switch {
-	case strings.HasSuffix(name, "norm.weight"):
-		return 0.1, 1
-	case strings.HasSuffix(name, ".bias"):
-		return 0.02, 0
-	case name == "token_embd.weight" || name == "output.weight":
-		return 3 * sqrt3 / float32(math.Sqrt(float64(c.Dim))), 0
-	}
-	return sqrt3 / float32(math.Sqrt(float64(t.Cols))), 0
 }
 
 // randomQ8_0 fills Q8_0 blocks directly: scale d = half/127 (rounded to
