@@ -16,16 +16,35 @@ import (
 
 // randModel builds a model description with random F32 weights.
 func randModel(r *rand.Rand, c model.Config, bias, untied bool) *model.Model {
+	return buildModel(c, bias, untied, backend.F32, func(_ string, v []float32, scale, mean float64) {
+		for i := range v {
+			v[i] = float32(mean + scale*r.NormFloat64())
+		}
+	})
+}
+
+// buildModel builds a model description with the tensors of c's
+// architecture (Q/K/V biases when bias is set, an output matrix when untied
+// is set), in type dt (F32 or F16), filled by fill with values of the given
+// standard deviation around mean.
+func buildModel(c model.Config, bias, untied bool, dt backend.DType, fill func(name string, v []float32, scale, mean float64)) *model.Model {
 	if full, err := checkConfig(c); err == nil {
 		c = full
 	}
 	m := &model.Model{Config: c, Tensors: map[string]*model.Tensor{}, Path: "random"}
 	add := func(name string, rows, cols int, scale float64, mean float64) {
 		v := make([]float32, rows*cols)
-		for i := range v {
-			v[i] = float32(mean + scale*r.NormFloat64())
+		fill(name, v, scale, mean)
+		data := quant.F32Bytes(v)
+		if dt == backend.F16 && rows > 1 {
+			data = make([]byte, 2*len(v))
+			quant.EncodeF16(data, v)
 		}
-		m.Tensors[name] = &model.Tensor{Name: name, DType: backend.F32, Rows: rows, Cols: cols, Data: quant.F32Bytes(v)}
+		t := &model.Tensor{Name: name, DType: backend.F32, Rows: rows, Cols: cols, Data: data}
+		if dt == backend.F16 && rows > 1 {
+			t.DType = backend.F16
+		}
+		m.Tensors[name] = t
 	}
 	d, qd, kvd := c.Dim, c.Heads*c.HeadDim, c.KVHeads*c.HeadDim
 	w := func(in int) float64 { return 1 / math.Sqrt(float64(in)) }
