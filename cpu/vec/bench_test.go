@@ -205,3 +205,29 @@ func BenchmarkAxpy(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWiden converts one 4096-element row to float32 (cache-resident).
+// GB/s counts the bytes read and written.
+func BenchmarkWiden(b *testing.B) {
+	dst := make([]float32, benchN)
+	for _, c := range widenCases {
+		src := make([]byte, benchN/32*c.bytesPer32)
+		for i := range src {
+			src[i] = byte(i * 7)
+		}
+		for i := 0; i < len(src); i += 2 {
+			src[i+1] &^= 0x40 // finite, moderate halves and scales
+		}
+		for _, impl := range []struct {
+			name string
+			f    func([]float32, []byte)
+		}{{"fast", c.fast}, {"generic", c.gen}} {
+			b.Run(c.name+"/"+impl.name, func(b *testing.B) {
+				b.SetBytes(int64(len(src) + 4*benchN))
+				for b.Loop() {
+					impl.f(dst, src)
+				}
+			})
+		}
+	}
+}

@@ -165,3 +165,57 @@ func Axpy(a float32, x, y []float32) { axpy(a, x, y) }
 // this machine, comma separated (for example "avx2,fma,f16c"), or "generic"
 // when they run the plain Go twins.
 func Features() string { return features }
+
+// WidenF16 converts len(dst) little-endian IEEE 754 binary16 values from
+// src to float32, that is
+//
+//	for i := range dst {
+//		dst[i] = quant.F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+//	}
+//
+// exactly, except that the assembly sets the quiet bit of a signaling NaN
+// (it stays NaN). It panics if len(src) < 2*len(dst).
+func WidenF16(dst []float32, src []byte) { widenF16(dst, src) }
+
+// WidenBF16 converts len(dst) little-endian bfloat16 values from src to
+// float32, that is
+//
+//	for i := range dst {
+//		dst[i] = quant.BF16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
+//	}
+//
+// exactly. It panics if len(src) < 2*len(dst).
+func WidenBF16(dst []float32, src []byte) { widenBF16(dst, src) }
+
+// WidenQ8_0 expands the len(dst)/32 GGUF Q8_0 blocks in src into dst, that
+// is
+//
+//	for b := 0; b < len(dst)/32; b++ {
+//		blk := src[34*b:]
+//		d := quant.F16ToF32(binary.LittleEndian.Uint16(blk))
+//		for j := 0; j < 32; j++ {
+//			dst[32*b+j] = d * float32(int8(blk[2+j]))
+//		}
+//	}
+//
+// exactly (bit for bit the values of runtime/quant.DequantizeQ8_0). A
+// partial trailing block of dst is left alone. It panics if src is shorter
+// than len(dst)/32*34 bytes.
+func WidenQ8_0(dst []float32, src []byte) { widenQ8_0(dst, src) }
+
+// WidenQ4_0 expands the len(dst)/32 GGUF Q4_0 blocks in src into dst, that
+// is
+//
+//	for b := 0; b < len(dst)/32; b++ {
+//		blk := src[18*b:]
+//		d := quant.F16ToF32(binary.LittleEndian.Uint16(blk))
+//		for j := 0; j < 16; j++ {
+//			dst[32*b+j] = d * float32(int(blk[2+j]&15)-8)
+//			dst[32*b+j+16] = d * float32(int(blk[2+j]>>4)-8)
+//		}
+//	}
+//
+// exactly (bit for bit the values of runtime/quant.DequantizeQ4_0). A
+// partial trailing block of dst is left alone. It panics if src is shorter
+// than len(dst)/32*18 bytes.
+func WidenQ4_0(dst []float32, src []byte) { widenQ4_0(dst, src) }

@@ -162,3 +162,53 @@ func dotRows(dst, w []float32, stride int, x []float32) {
 		dst[r] = dot(w[r*stride:r*stride+n], x)
 	}
 }
+
+//go:noescape
+func widenF16AVX2(dst *float32, src *byte, n int)
+
+//go:noescape
+func widenBF16AVX2(dst *float32, src *byte, n int)
+
+//go:noescape
+func widenQ8_0AVX2(dst *float32, src *byte, nb int)
+
+//go:noescape
+func widenQ4_0AVX2(dst *float32, src *byte, nb int)
+
+func widenF16(dst []float32, src []byte) {
+	if !useAVX2 {
+		WidenF16Generic(dst, src)
+		return
+	}
+	src = src[:2*len(dst)]
+	widenF16AVX2(unsafe.SliceData(dst), unsafe.SliceData(src), len(dst))
+}
+
+func widenBF16(dst []float32, src []byte) {
+	if !useAVX2 {
+		WidenBF16Generic(dst, src)
+		return
+	}
+	src = src[:2*len(dst)]
+	widenBF16AVX2(unsafe.SliceData(dst), unsafe.SliceData(src), len(dst))
+}
+
+func widenQ8_0(dst []float32, src []byte) {
+	if !useAVX2 {
+		WidenQ8_0Generic(dst, src)
+		return
+	}
+	nb := len(dst) / QK
+	src = src[:nb*Q8_0BlockBytes]
+	widenQ8_0AVX2(unsafe.SliceData(dst), unsafe.SliceData(src), nb)
+}
+
+func widenQ4_0(dst []float32, src []byte) {
+	if !useAVX2 {
+		WidenQ4_0Generic(dst, src)
+		return
+	}
+	nb := len(dst) / QK
+	src = src[:nb*Q4_0BlockBytes]
+	widenQ4_0AVX2(unsafe.SliceData(dst), unsafe.SliceData(src), nb)
+}

@@ -755,3 +755,199 @@ dot4_reduce:
 	VMOVUPS  X0, (DX)
 	VZEROUPPER
 	RET
+
+// func widenF16AVX2(dst *float32, src *byte, n int)
+TEXT ·widenF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	XORQ AX, AX
+	MOVQ CX, DX
+	ANDQ $-32, DX
+	JZ   wf16_tail8
+
+wf16_loop32:
+	VCVTPH2PS (SI)(AX*2), Y0
+	VCVTPH2PS 16(SI)(AX*2), Y1
+	VCVTPH2PS 32(SI)(AX*2), Y2
+	VCVTPH2PS 48(SI)(AX*2), Y3
+	VMOVUPS   Y0, (DI)(AX*4)
+	VMOVUPS   Y1, 32(DI)(AX*4)
+	VMOVUPS   Y2, 64(DI)(AX*4)
+	VMOVUPS   Y3, 96(DI)(AX*4)
+	ADDQ      $32, AX
+	CMPQ      AX, DX
+	JB        wf16_loop32
+
+wf16_tail8:
+	MOVQ CX, DX
+	ANDQ $-8, DX
+	CMPQ AX, DX
+	JAE  wf16_tail1
+
+wf16_loop8:
+	VCVTPH2PS (SI)(AX*2), Y0
+	VMOVUPS   Y0, (DI)(AX*4)
+	ADDQ      $8, AX
+	CMPQ      AX, DX
+	JB        wf16_loop8
+
+wf16_tail1:
+	CMPQ AX, CX
+	JAE  wf16_done
+
+wf16_loop1:
+	MOVWLZX   (SI)(AX*2), BX
+	VMOVD     BX, X0
+	VCVTPH2PS X0, X0
+	VMOVSS    X0, (DI)(AX*4)
+	INCQ      AX
+	CMPQ      AX, CX
+	JB        wf16_loop1
+
+wf16_done:
+	VZEROUPPER
+	RET
+
+// func widenBF16AVX2(dst *float32, src *byte, n int)
+TEXT ·widenBF16AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ n+16(FP), CX
+	XORQ AX, AX
+	MOVQ CX, DX
+	ANDQ $-32, DX
+	JZ   wbf16_tail8
+
+wbf16_loop32:
+	VPMOVZXWD (SI)(AX*2), Y0
+	VPMOVZXWD 16(SI)(AX*2), Y1
+	VPMOVZXWD 32(SI)(AX*2), Y2
+	VPMOVZXWD 48(SI)(AX*2), Y3
+	VPSLLD    $16, Y0, Y0
+	VPSLLD    $16, Y1, Y1
+	VPSLLD    $16, Y2, Y2
+	VPSLLD    $16, Y3, Y3
+	VMOVUPS   Y0, (DI)(AX*4)
+	VMOVUPS   Y1, 32(DI)(AX*4)
+	VMOVUPS   Y2, 64(DI)(AX*4)
+	VMOVUPS   Y3, 96(DI)(AX*4)
+	ADDQ      $32, AX
+	CMPQ      AX, DX
+	JB        wbf16_loop32
+
+wbf16_tail8:
+	MOVQ CX, DX
+	ANDQ $-8, DX
+	CMPQ AX, DX
+	JAE  wbf16_tail1
+
+wbf16_loop8:
+	VPMOVZXWD (SI)(AX*2), Y0
+	VPSLLD    $16, Y0, Y0
+	VMOVUPS   Y0, (DI)(AX*4)
+	ADDQ      $8, AX
+	CMPQ      AX, DX
+	JB        wbf16_loop8
+
+wbf16_tail1:
+	CMPQ AX, CX
+	JAE  wbf16_done
+
+wbf16_loop1:
+	MOVWLZX (SI)(AX*2), BX
+	SHLL    $16, BX
+	MOVL    BX, (DI)(AX*4)
+	INCQ    AX
+	CMPQ    AX, CX
+	JB      wbf16_loop1
+
+wbf16_done:
+	VZEROUPPER
+	RET
+
+// func widenQ8_0AVX2(dst *float32, src *byte, nb int)
+TEXT ·widenQ8_0AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ nb+16(FP), CX
+	LEAQ ·f16Table(SB), R8
+	TESTQ CX, CX
+	JZ    wq8_done
+
+wq8_loop:
+	MOVWLZX      (SI), BX
+	VBROADCASTSS (R8)(BX*4), Y8
+	VPMOVSXBD    2(SI), Y0
+	VPMOVSXBD    10(SI), Y1
+	VPMOVSXBD    18(SI), Y2
+	VPMOVSXBD    26(SI), Y3
+	VCVTDQ2PS    Y0, Y0
+	VCVTDQ2PS    Y1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y8, Y0, Y0
+	VMULPS       Y8, Y1, Y1
+	VMULPS       Y8, Y2, Y2
+	VMULPS       Y8, Y3, Y3
+	VMOVUPS      Y0, (DI)
+	VMOVUPS      Y1, 32(DI)
+	VMOVUPS      Y2, 64(DI)
+	VMOVUPS      Y3, 96(DI)
+	ADDQ         $34, SI
+	ADDQ         $128, DI
+	DECQ         CX
+	JNZ          wq8_loop
+
+wq8_done:
+	VZEROUPPER
+	RET
+
+// func widenQ4_0AVX2(dst *float32, src *byte, nb int)
+TEXT ·widenQ4_0AVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ src+8(FP), SI
+	MOVQ nb+16(FP), CX
+	LEAQ ·f16Table(SB), R8
+	MOVL $15, AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+	MOVL $8, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, Y14
+	TESTQ CX, CX
+	JZ    wq4_done
+
+wq4_loop:
+	MOVWLZX      (SI), BX
+	VBROADCASTSS (R8)(BX*4), Y8
+	VPMOVZXBD    2(SI), Y0
+	VPMOVZXBD    10(SI), Y1
+	VPSRLD       $4, Y0, Y2
+	VPSRLD       $4, Y1, Y3
+	VPAND        Y15, Y0, Y0
+	VPAND        Y15, Y1, Y1
+	VPSUBD       Y14, Y0, Y0
+	VPSUBD       Y14, Y1, Y1
+	VPSUBD       Y14, Y2, Y2
+	VPSUBD       Y14, Y3, Y3
+	VCVTDQ2PS    Y0, Y0
+	VCVTDQ2PS    Y1, Y1
+	VCVTDQ2PS    Y2, Y2
+	VCVTDQ2PS    Y3, Y3
+	VMULPS       Y8, Y0, Y0
+	VMULPS       Y8, Y1, Y1
+	VMULPS       Y8, Y2, Y2
+	VMULPS       Y8, Y3, Y3
+	VMOVUPS      Y0, (DI)
+	VMOVUPS      Y1, 32(DI)
+	VMOVUPS      Y2, 64(DI)
+	VMOVUPS      Y3, 96(DI)
+	ADDQ         $18, SI
+	ADDQ         $128, DI
+	DECQ         CX
+	JNZ          wq4_loop
+
+wq4_done:
+	VZEROUPPER
+	RET

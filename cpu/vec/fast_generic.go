@@ -15,3 +15,7 @@ func dotQ8_0Q8(w []byte, q []int8, d []float32) float32 { return DotQ8_0Q8Generi
 func dotQ4_0Q8(w []byte, q []int8, d []float32) float32 { return DotQ4_0Q8Generic(w, q, d) }
 func quantizeQ8(q []int8, d []float32, x []float32)     { QuantizeQ8Generic(q, d, x) }
 func dotRows(dst, w []float32, stride int, x []float32) { DotRowsGeneric(dst, w, stride, x) }
+func widenF16(dst []float32, src []byte)                { WidenF16Generic(dst, src) }
+func widenBF16(dst []float32, src []byte)               { WidenBF16Generic(dst, src) }
+func widenQ8_0(dst []float32, src []byte)               { WidenQ8_0Generic(dst, src) }
+func widenQ4_0(dst []float32, src []byte)               { WidenQ4_0Generic(dst, src) }
