@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -81,4 +83,43 @@ func TestRunBadFlags(t *testing.T) {
 	code, _, errOut = runLoom("run", "--model", model, "--ctx", "16", "--max-tokens", "20")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "context")
+}
+
+// TestRunMatchesRunC: loom run prints what llama2.c's run.c prints for the
+// same prompts (model/testdata/stories260K_runc.json), where run.c prints
+// every byte: it drops raw byte tokens that are not printable ASCII, which
+// loom writes as the UTF-8 they form.
+func TestRunMatchesRunC(t *testing.T) {
+	model := testdata.Path(t, "models/stories260K.gguf")
+	raw, err := os.ReadFile(filepath.Join("..", "..", "model", "testdata", "stories260K_runc.json"))
+	require.NoError(t, err)
+	var rc struct {
+		Cases []struct {
+			Prompt string  `json:"prompt"`
+			Steps  int     `json:"steps"`
+			IDs    []int32 `json:"ids"`
+			Stdout string  `json:"stdout"`
+		} `json:"cases"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &rc))
+	compared := 0
+	for _, c := range rc.Cases {
+		bytesTokens := false
+		for _, id := range c.IDs {
+			bytesTokens = bytesTokens || (id >= 3 && id < 3+256) // stories260K's <0xNN> tokens
+		}
+		code, prompt, _ := runLoom("tokenize", "--model", model, c.Prompt)
+		require.Zero(t, code)
+		var ids []int
+		require.NoError(t, json.Unmarshal([]byte(prompt), &ids))
+		code, out, errOut := runLoom("run", "--model", model, "--temperature", "0",
+			"--max-tokens", strconv.Itoa(c.Steps-(len(ids)-1)), "--prompt", c.Prompt)
+		require.Zero(t, code, errOut)
+		if bytesTokens && c.Stdout != out { // runtime/generate's TestMatchesRunC compares the ids
+			continue
+		}
+		require.Equal(t, c.Stdout, out, "prompt %q", c.Prompt)
+		compared++
+	}
+	require.GreaterOrEqual(t, compared, 6)
 }

@@ -2,7 +2,9 @@ package generate
 
 import (
 	"context"
+	"encoding/json"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -332,5 +334,36 @@ func TestDecodeAllocatesNothing(t *testing.T) {
 		})
 		require.Zero(t, allocs, "want %d", want)
 		require.NoError(t, seq.Truncate(0))
+	}
+}
+
+// runcCases are llama2.c run.c's greedy outputs for stories260K with
+// prompts (model/testdata/stories260K_runc.json).
+type runcCases struct {
+	Cases []struct {
+		Prompt string  `json:"prompt"`
+		Steps  int     `json:"steps"`
+		IDs    []int32 `json:"ids"`
+		Stdout string  `json:"stdout"`
+	} `json:"cases"`
+}
+
+// TestMatchesRunC: with prompts, the prompt's tokens (BOS, then the text
+// with SentencePiece's leading space) and the greedy continuation are
+// run.c's.
+func TestMatchesRunC(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "model", "testdata", "stories260K_runc.json"))
+	require.NoError(t, err)
+	var rc runcCases
+	require.NoError(t, json.Unmarshal(raw, &rc))
+	require.NotEmpty(t, rc.Cases)
+	s := loadStories(t, arch.Options{}, EngineOptions{})
+	for _, c := range rc.Cases {
+		prompt := s.tok.Encode(c.Prompt, tokenizer.EncodeOptions{AddSpecial: true})
+		require.Equal(t, s.tok.BOS(), prompt[0])
+		n := len(prompt) - 1 // run.c prints the prompt's tokens after BOS first
+		require.Equal(t, c.IDs[:n], prompt[1:], "prompt %q", c.Prompt)
+		ids, _, _ := s.run(t, prompt, s.options(c.Steps-n))
+		require.Equal(t, c.IDs[n:], ids, "prompt %q", c.Prompt)
 	}
 }
