@@ -330,8 +330,9 @@ func TestBadDirectories(t *testing.T) {
 			require.NoError(t, safetensors.Write(&buf, []safetensors.Tensor{{Name: "model.norm.weight", DType: "I64", Shape: []int64{64}, Data: make([]byte, 512)}}, nil))
 			return buf.Bytes()
 		}()}, model.ErrUnsupported, "dtype I64"},
+		{"token id overflow", map[string][]byte{ConfigFile: cfg, WeightsFile: weights, TokenizerFile: []byte(`{"model":{"type":"BPE","vocab":{"a":9223372036854775807}}}`)}, model.ErrFormat, "has id 9223372036854775807"},
 		{"generation config", map[string][]byte{ConfigFile: cfg, WeightsFile: weights, TokenizerFile: []byte(`{"model":{"type":"BPE","vocab":{"a":0}}}`), GenerationConfigFile: []byte(`{"eos_token_id": "x"}`)}, model.ErrFormat, GenerationConfigFile},
-		{"token ids", map[string][]byte{ConfigFile: cfg, WeightsFile: weights, TokenizerFile: []byte(`{"model":{"type":"BPE","vocab":{"a":99999999}}}`)}, model.ErrFormat, "token ids up to 99999999"},
+		{"token ids", map[string][]byte{ConfigFile: cfg, WeightsFile: weights, TokenizerFile: []byte(`{"model":{"type":"BPE","vocab":{"a":99999999}}}`)}, model.ErrFormat, "has id 99999999 (1 tokens defined)"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -211,16 +211,22 @@ func decodeVocab(path string, tj *tokenizerJSON, t *model.TokenizerSpec) error {
 		// Unigram, WordPiece, ...: only the raw JSON is kept.
 		return nil
 	}
+	// Ids size the vocabulary, so bound them by the number of tokens
+	// defined before allocating.
+	defined := len(tj.Model.Vocab) + len(tj.AddedTokens)
+	limit := defined + maxHoles
 	n := 0
-	for _, id := range tj.Model.Vocab {
+	for s, id := range tj.Model.Vocab {
+		if id < 0 || id >= limit {
+			return fmt.Errorf("%s: token %q has id %d (%d tokens defined): %w", path, s, id, defined, model.ErrFormat)
+		}
 		n = max(n, id+1)
 	}
 	for _, a := range tj.AddedTokens {
+		if a.ID < 0 || a.ID >= limit {
+			return fmt.Errorf("%s: added token %q has id %d (%d tokens defined): %w", path, a.Content, a.ID, defined, model.ErrFormat)
+		}
 		n = max(n, a.ID+1)
-	}
-	defined := len(tj.Model.Vocab) + len(tj.AddedTokens)
-	if n > defined+maxHoles {
-		return fmt.Errorf("%s: token ids up to %d for %d tokens: %w", path, n-1, defined, model.ErrFormat)
 	}
 	t.Tokens = make([]string, n)
 	t.Types = make([]int32, n)
@@ -229,18 +235,12 @@ func decodeVocab(path string, tj *tokenizerJSON, t *model.TokenizerSpec) error {
 	}
 	llama := tj.Model.ByteFallback || bytes.Contains(tj.PreTokenizer, []byte(`"Metaspace"`)) || bytes.Contains(tj.Normalizer, []byte(`"Prepend"`))
 	for s, id := range tj.Model.Vocab {
-		if id < 0 {
-			return fmt.Errorf("%s: token %q has id %d: %w", path, s, id, model.ErrFormat)
-		}
 		t.Tokens[id], t.Types[id] = s, 1
 		if llama && len(s) == 6 && strings.HasPrefix(s, "<0x") && s[5] == '>' {
 			t.Types[id] = 6
 		}
 	}
 	for _, a := range tj.AddedTokens {
-		if a.ID < 0 {
-			return fmt.Errorf("%s: added token %q has id %d: %w", path, a.Content, a.ID, model.ErrFormat)
-		}
 		t.Tokens[a.ID], t.Types[a.ID] = a.Content, 4
 		if a.Special {
 			t.Types[a.ID] = 3
