@@ -45,9 +45,10 @@ func overlaps(a, b backend.Tensor) bool {
 // MatMul sets dst = x · wᵀ (see backend.Backend). For one row it is a
 // matrix-vector product split by weight rows across the pool. For several
 // rows the weights are cut into tiles of rows small enough to stay in the
-// core's cache; a worker widens its tile to F32 once and multiplies it with
-// every activation row, so each weight byte is read from memory once per
-// call.
+// core's cache, and a worker multiplies its tile with every activation
+// row, so each weight byte is read from memory once per call: F32 tiles in
+// place, other types with the dequantizing dot for few rows and widened
+// to F32 once per tile for many (see widenRows).
 func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 	if !b.ok() {
 		return
