@@ -301,7 +301,7 @@ func (f *File) tokenizer() (model.TokenizerSpec, error) {
 		}
 	}
 	if t.EOT < 0 {
-		t.EOT = findEOT(&t)
+		t.EOT = FindEOT(t.Tokens)
 	}
 	if t.AddBOS, err = f.boolOr("tokenizer.ggml.add_bos_token", t.AddBOS); err != nil {
 		return t, err
@@ -320,11 +320,12 @@ func (f *File) tokenizer() (model.TokenizerSpec, error) {
 // when a file names no tokenizer.ggml.eot_token_id, most specific first.
 var eotTexts = []string{"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<EOT>", "<|end_of_text|>", "<|endoftext|>"}
 
-// findEOT returns the id of the token whose text comes first in eotTexts,
-// or -1.
-func findEOT(t *model.TokenizerSpec) int {
+// FindEOT returns the id of the token whose text comes first in
+// llama.cpp's list of end-of-turn texts ("<|eot_id|>", "<|im_end|>",
+// "<|end|>", ...), or -1. Loaders use it when a file names no EOT token.
+func FindEOT(tokens []string) int {
 	rank, id := len(eotTexts), -1
-	for i, s := range t.Tokens {
+	for i, s := range tokens {
 		for r, e := range eotTexts[:rank] {
 			if s == e {
 				rank, id = r, i

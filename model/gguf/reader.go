@@ -124,8 +124,8 @@ func Open(path string) (*File, error) {
 		return nil, err
 	}
 	size := st.Size()
-	if size < 4 {
-		return nil, fmt.Errorf("%s: %d-byte file: %w", path, size, ErrTruncated)
+	if size == 0 { // nothing to map
+		return Parse(path, nil)
 	}
 	if size > math.MaxInt {
 		return nil, fmt.Errorf("%s: %d-byte file is too large to map: %w", path, size, model.ErrUnsupported)

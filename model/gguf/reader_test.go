@@ -3,6 +3,7 @@ package gguf
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -263,4 +264,17 @@ func TestModelErrors(t *testing.T) {
 	got, err := Load(path)
 	require.NoError(t, err)
 	require.NoError(t, got.Close())
+}
+
+func TestOpenSmallFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []int{0, 3} {
+		p := filepath.Join(dir, fmt.Sprint(n))
+		require.NoError(t, os.WriteFile(p, []byte("GGUF")[:n], 0o644))
+		_, err := Open(p)
+		require.ErrorIs(t, err, ErrMagic)
+		require.ErrorContains(t, err, p+": offset 0")
+	}
+	_, err := Open(filepath.Join(dir, "absent"))
+	require.ErrorIs(t, err, os.ErrNotExist)
 }

@@ -25,7 +25,9 @@
 //     embeddings the output no longer favours the input token.
 //
 // Other norm weights are 1 ± 0.1, biases ± 0.02; vectors are always F32,
-// as in GGUF files. Q/K rows are in
+// as in GGUF files. F16 and BF16 weights are the F32 weights rounded, so
+// one seed gives the same model in each float type; Q8_0 weights are drawn
+// directly as quants (uniform in [-127, 127]) with a per-block scale. Q/K rows are in
 // GGUF's interleaved RoPE layout (RopeNeoX false).
 package synth
 
@@ -36,6 +38,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/loomllm/loom/model"
 	"github.com/loomllm/loom/model/gguf"
@@ -255,7 +258,6 @@ func Fill(m *model.Model, seed uint64) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var vals []float32
 			for k := range next {
 				rb, _ := k.t.DType.RowBytes(k.t.Cols)
 				dst := k.t.Data[k.r0*rb : k.r1*rb]
@@ -273,17 +275,12 @@ func Fill(m *model.Model, seed uint64) error {
 					}
 				case backend.Q8_0:
 					randomQ8_0(dst, k.seed, k.scale)
-				default:
-					if cap(vals) < n {
-						vals = make([]float32, n)
-					}
-					vals = vals[:n]
-					uniform(vals, k.seed, k.scale, k.center)
+				default: // F16, BF16: the F32 values, rounded
+					conv := quant.F32ToBF16
 					if k.t.DType == backend.F16 {
-						quant.EncodeF16(dst, vals)
-					} else {
-						quant.EncodeBF16(dst, vals)
+						conv = quant.F32ToF16
 					}
+					uniformHalf(unsafe.Slice((*uint16)(unsafe.Pointer(&dst[0])), n), k.seed, k.scale, k.center, conv)
 				}
 			}
 		}()
@@ -332,6 +329,21 @@ func uniform(v []float32, seed uint64, half, center float32) {
 	}
 	if len(v)%2 == 1 {
 		v[len(v)-1] = center + k*float32(int32(mix(s+0x9e3779b97f4a7c15)))
+	}
+}
+
+// uniformHalf is uniform followed by conv on each value, in one pass.
+func uniformHalf(v []uint16, seed uint64, half, center float32, conv func(float32) uint16) {
+	s := seed
+	k := half / (1 << 31)
+	for i := 0; i+1 < len(v); i += 2 {
+		s += 0x9e3779b97f4a7c15
+		x := mix(s)
+		v[i] = conv(center + k*float32(int32(x)))
+		v[i+1] = conv(center + k*float32(int32(x>>32)))
+	}
+	if len(v)%2 == 1 {
+		v[len(v)-1] = conv(center + k*float32(int32(mix(s+0x9e3779b97f4a7c15))))
 	}
 }
 

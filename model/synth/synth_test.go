@@ -89,6 +89,32 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestTypesAgree: F16 and BF16 weights are the F32 weights rounded, so
+// models of different types from one seed are the same model.
+func TestTypesAgree(t *testing.T) {
+	cfg, _ := Preset("tiny")
+	f32, err := New(cfg, backend.F32, model.TokenizerSpec{}, 5)
+	require.NoError(t, err)
+	for _, dt := range []backend.DType{backend.F16, backend.BF16} {
+		m, err := New(cfg, dt, model.TokenizerSpec{}, 5)
+		require.NoError(t, err)
+		for name, w := range f32.Tensors {
+			g := m.Tensors[name]
+			if g.DType == backend.F32 {
+				require.Equal(t, w.Data, g.Data, name)
+				continue
+			}
+			want := make([]byte, len(g.Data))
+			if dt == backend.F16 {
+				quant.EncodeF16(want, quant.BytesF32(w.Data))
+			} else {
+				quant.EncodeBF16(want, quant.BytesF32(w.Data))
+			}
+			require.Equal(t, want, g.Data, "%v %s", dt, name)
+		}
+	}
+}
+
 func TestDeterministic(t *testing.T) {
 	cfg, _ := Preset("tiny")
 	a, err := New(cfg, backend.BF16, model.TokenizerSpec{}, 1)
