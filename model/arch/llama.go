@@ -14,7 +14,7 @@ import (
 //	x = embed[tokens]
 //	for each layer:
 //		h = rmsnorm(x) · [Wq; Wk; Wv] (+ bias)     one matmul, q/k/v are column views
-//		q, k = rope(q), rope(k)
+//		q, k = rope(q), rope(k)                      one call: they are adjacent columns
 //		x += attention(q, k, v; cache) · Wo
 //		h = rmsnorm(x) · [Wgate; Wup]               one matmul
 //		x += swiglu(gate, up) · Wdown
@@ -186,8 +186,8 @@ func (ly *llamaLayer) forward(l *llama, b Batch, layer int, x backend.Tensor) {
 	if !ly.qkvBias.IsZero() {
 		be.Add(qkv, qkv, ly.qkvBias)
 	}
-	be.RoPE(q, q, b.Pos, l.freqs, c.HeadDim, c.RopeNeoX)
-	be.RoPE(k, k, b.Pos, l.freqs, c.HeadDim, c.RopeNeoX)
+	qk := qkv.ColSlice(0, qd+kvd) // q's heads then k's: one rotation for both
+	be.RoPE(qk, qk, b.Pos, l.freqs, c.HeadDim, c.RopeNeoX)
 	be.Attention(att, q, k, v, b.Cache, backend.Attn{Layer: layer, Pos: b.Pos, Seq: b.Seq, Blocks: b.Blocks,
 		Scale: float32(1 / math.Sqrt(float64(c.HeadDim)))})
 	ly.wo.forward(be, h, att)
