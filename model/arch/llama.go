@@ -14,7 +14,7 @@ import (
 //	x = embed[tokens]
 //	for each layer:
 //		h = rmsnorm(x) · [Wq; Wk; Wv] (+ bias)     one matmul, q/k/v are column views
-//		q, k = rope(q), rope(k)                      one call: they are adjacent columns
+//		q, k = rope(q), rope(k)                    one call: adjacent columns
 //		x += attention(q, k, v; cache) · Wo
 //		h = rmsnorm(x) · [Wgate; Wup]               one matmul
 //		x += swiglu(gate, up) · Wdown
