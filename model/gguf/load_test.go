@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -92,4 +93,22 @@ func TestLoadVocabularies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// BenchmarkParseVocab parses the GPT-2 vocabulary file (50257 tokens and
+// 50000 merges as strings) and maps it to a model description.
+func BenchmarkParseVocab(b *testing.B) {
+	data, err := os.ReadFile(testdata.Path(b, "tokenizers/ggml-vocab-gpt-2.gguf"))
+	require.NoError(b, err)
+	b.SetBytes(int64(len(data)))
+	for i := 0; i < b.N; i++ {
+		f, err := Parse("gpt2", data)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := f.Model(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/1000, "ms/file")
 }

@@ -234,16 +234,37 @@ func (d *decoder) u64(what string) (uint64, error) {
 
 func (d *decoder) str(what string) (string, error) {
 	start := d.off
-	n, err := d.u64(what + " length")
-	if err != nil {
-		return "", err
+	s, ok := d.rawStr()
+	if !ok {
+		return "", d.strError(start, what)
 	}
-	if n > uint64(d.left()) {
-		return "", d.errorf(start, ErrTruncated, "%s of %d bytes, %d left", what, n, d.left())
-	}
-	s := string(d.b[d.off : d.off+int(n)])
-	d.off += int(n)
 	return s, nil
+}
+
+// rawStr reads a length-prefixed string; ok is false (and the offset
+// unchanged) when it does not fit. It formats nothing, for the hot loop
+// over vocabulary arrays.
+func (d *decoder) rawStr() (string, bool) {
+	if d.left() < 8 {
+		return "", false
+	}
+	n := binary.LittleEndian.Uint64(d.b[d.off:])
+	if n > uint64(d.left()-8) {
+		return "", false
+	}
+	s := string(d.b[d.off+8 : d.off+8+int(n)])
+	d.off += 8 + int(n)
+	return s, true
+}
+
+// strError describes why the string at start does not fit.
+func (d *decoder) strError(start int, what string) error {
+	d.off = start
+	if d.left() < 8 {
+		return d.errorf(start, ErrTruncated, "%s length needs 8 bytes, %d left", what, d.left())
+	}
+	n := binary.LittleEndian.Uint64(d.b[start:])
+	return d.errorf(start, ErrTruncated, "%s of %d bytes, %d left", what, n, d.left()-8)
 }
 
 func (d *decoder) header(f *File) error {
@@ -446,8 +467,10 @@ func (d *decoder) array(key string, depth int) (any, error) {
 	if elem == TypeString {
 		out := make([]string, cnt)
 		for i := range out {
-			if out[i], err = d.str(fmt.Sprintf("key %q element %d", key, i)); err != nil {
-				return nil, err
+			start := d.off
+			var ok bool
+			if out[i], ok = d.rawStr(); !ok {
+				return nil, d.strError(start, fmt.Sprintf("key %q element %d", key, i))
 			}
 		}
 		return out, nil
