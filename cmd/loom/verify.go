@@ -194,7 +194,7 @@ func newProbe(be backend.Backend, desc *model.Model, opt arch.Options, promptLen
 		return nil, err
 	}
 	p.m = m
-	e, err := generate.NewEngine(be, m, generate.EngineOptions{Context: promptLen + tokens + 1})
+	e, err := generate.NewEngine(be, m, generate.EngineOptions{Context: promptLen + tokens + 1, NoGraphs: true})
 	if err != nil {
 		m.Close()
 		return nil, err

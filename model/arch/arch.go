@@ -96,7 +96,8 @@ type Options struct {
 	// Trace, if set, is called after each layer of every forward pass with
 	// the layer's index and its output (the residual stream, n × Dim); the
 	// tensor is valid only during the call. Layer Config().Layers is the
-	// final normalised rows that the logits are computed from.
+	// final normalised rows that the logits are computed from. A traced
+	// pass cannot be recorded as a graph (backend.Grapher).
 	Trace func(layer int, x backend.Tensor)
 }
 

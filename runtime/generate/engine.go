@@ -101,6 +101,10 @@ type EngineOptions struct {
 	// KVType is the element type of cached keys and values: F32 (the
 	// zero value), F16 or BF16.
 	KVType backend.DType
+	// NoGraphs runs every step directly even where the backend can record
+	// graphs (needed when the model traces its layers, which reads
+	// tensors back in the middle of a step).
+	NoGraphs bool
 }
 
 // Engine runs forward passes of one model for sets of sequences. It is not
@@ -156,7 +160,9 @@ func NewEngine(be backend.Backend, m arch.Model, opt EngineOptions) (*Engine, er
 		tokens: make([]int32, rows), pos: make([]int32, rows), seq: make([]int32, rows), out: make([]int32, outs),
 		idsHost: make([]int32, outs), logits: make([]float32, outs*c.VocabSize)}
 	e.argmax, _ = be.(backend.ArgMaxer)
-	e.graph, _ = be.(backend.Grapher)
+	if !opt.NoGraphs {
+		e.graph, _ = be.(backend.Grapher)
+	}
 	e.forward = e.runForward
 	var allocErr error
 	alloc := func(r, c int) backend.Tensor {
