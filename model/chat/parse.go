@@ -48,11 +48,11 @@ type (
 		x    expr
 		name string
 	}
-	indexExpr  struct{ x, i expr }
-	sliceExpr  struct{ x, lo, hi, step expr }
-	listExpr   struct{ items []expr }
-	dictExpr   struct{ keys, vals []expr }
-	unaryExpr  struct {
+	indexExpr struct{ x, i expr }
+	sliceExpr struct{ x, lo, hi, step expr }
+	listExpr  struct{ items []expr }
+	dictExpr  struct{ keys, vals []expr }
+	unaryExpr struct {
 		op string
 		x  expr
 	}
