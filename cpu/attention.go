@@ -293,7 +293,7 @@ func (j *attnJob) run(wk, lo, hi int) {
 			if s.DType == backend.F32 {
 				vr = bytesF32(vb)
 			} else {
-				dequantRow(s.DType, vrow, vb)
+				kern.widen(s.DType, vrow, vb)
 			}
 			for h := 0; h < grp; h++ {
 				kern.axpy(scores[h*npos+t-t0], vr, acc[h*d:(h+1)*d])

@@ -1,9 +1,7 @@
 package cpu
 
 import (
-	"encoding/binary"
 	"math"
-	"sync"
 	"unsafe"
 
 	"github.com/loomllm/loom/cpu/vec"
@@ -14,19 +12,34 @@ import (
 // kernels are the inner loops an operation calls: vec's fast routines, or
 // their plain-Go twins when Options.Generic is set.
 type kernels struct {
-	dot     func(a, b []float32) float32
-	dotF16  func(w []byte, x []float32) float32
-	dotBF16 func(w []byte, x []float32) float32
-	dotQ8_0 func(w []byte, x []float32) float32
-	dotQ4_0 func(w []byte, x []float32) float32
-	axpy    func(a float32, x, y []float32)
+	dot       func(a, b []float32) float32
+	dotRows   func(dst, w []float32, stride int, x []float32)
+	dotF16    func(w []byte, x []float32) float32
+	dotBF16   func(w []byte, x []float32) float32
+	dotQ8_0   func(w []byte, x []float32) float32
+	dotQ4_0   func(w []byte, x []float32) float32
+	axpy      func(a float32, x, y []float32)
+	widenF16  func(dst []float32, src []byte)
+	widenBF16 func(dst []float32, src []byte)
+	widenQ8_0 func(dst []float32, src []byte)
+	widenQ4_0 func(dst []float32, src []byte)
 }
 
 func selectKernels(generic bool) kernels {
 	if generic {
-		return kernels{vec.DotGeneric, vec.DotF16Generic, vec.DotBF16Generic, vec.DotQ8_0Generic, vec.DotQ4_0Generic, vec.AxpyGeneric}
+		return kernels{
+			dot: vec.DotGeneric, dotRows: vec.DotRowsGeneric,
+			dotF16: vec.DotF16Generic, dotBF16: vec.DotBF16Generic, dotQ8_0: vec.DotQ8_0Generic, dotQ4_0: vec.DotQ4_0Generic,
+			axpy:     vec.AxpyGeneric,
+			widenF16: vec.WidenF16Generic, widenBF16: vec.WidenBF16Generic, widenQ8_0: vec.WidenQ8_0Generic, widenQ4_0: vec.WidenQ4_0Generic,
+		}
 	}
-	return kernels{vec.Dot, vec.DotF16, vec.DotBF16, vec.DotQ8_0, vec.DotQ4_0, vec.Axpy}
+	return kernels{
+		dot: vec.Dot, dotRows: vec.DotRows,
+		dotF16: vec.DotF16, dotBF16: vec.DotBF16, dotQ8_0: vec.DotQ8_0, dotQ4_0: vec.DotQ4_0,
+		axpy:     vec.Axpy,
+		widenF16: vec.WidenF16, widenBF16: vec.WidenBF16, widenQ8_0: vec.WidenQ8_0, widenQ4_0: vec.WidenQ4_0,
+	}
 }
 
 // dotW returns the dot product of x with a weight row of type dt.
@@ -54,54 +67,22 @@ func bytesF32(b []byte) []float32 {
 	return unsafe.Slice((*float32)(unsafe.Pointer(&b[0])), len(b)/4)
 }
 
-// dequantRow widens one row of len(dst) elements of type dt from src into
+// widen converts one row of len(dst) elements of type dt from src into
 // dst, exactly as runtime/quant does.
-func dequantRow(dt backend.DType, dst []float32, src []byte) {
+func (k *kernels) widen(dt backend.DType, dst []float32, src []byte) {
 	switch dt {
 	case backend.F32:
 		copy(dst, bytesF32(src))
 	case backend.F16:
-		src = src[:2*len(dst)]
-		tab := f16Table()
-		for i := range dst {
-			dst[i] = tab[binary.LittleEndian.Uint16(src[2*i:])]
-		}
+		k.widenF16(dst, src)
 	case backend.BF16:
-		src = src[:2*len(dst)]
-		for i := range dst {
-			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16)
-		}
+		k.widenBF16(dst, src)
 	case backend.Q8_0:
-		for b := 0; b < len(dst)/32; b++ {
-			blk := src[b*34 : (b+1)*34]
-			d := quant.F16ToF32(binary.LittleEndian.Uint16(blk))
-			out := dst[b*32 : (b+1)*32]
-			for i := range out {
-				out[i] = d * float32(int8(blk[2+i]))
-			}
-		}
+		k.widenQ8_0(dst, src)
 	case backend.Q4_0:
-		for b := 0; b < len(dst)/32; b++ {
-			blk := src[b*18 : (b+1)*18]
-			d := quant.F16ToF32(binary.LittleEndian.Uint16(blk))
-			out := dst[b*32 : (b+1)*32]
-			for i := 0; i < 16; i++ {
-				out[i] = d * float32(int(blk[2+i]&15)-8)
-				out[i+16] = d * float32(int(blk[2+i]>>4)-8)
-			}
-		}
+		k.widenQ4_0(dst, src)
 	}
 }
-
-// f16Table maps every binary16 bit pattern to its float32 value (256 KiB,
-// built on first use): a lookup is several times faster than decoding.
-var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
-	var t [1 << 16]float32
-	for i := range t {
-		t[i] = quant.F16ToF32(uint16(i))
-	}
-	return &t
-})
 
 // roundRow stores src into dst (len(src) elements of type dt: F32, F16 or
 // BF16), rounding to nearest even.

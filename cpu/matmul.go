@@ -45,10 +45,10 @@ func overlaps(a, b backend.Tensor) bool {
 // MatMul sets dst = x · wᵀ (see backend.Backend). For one row it is a
 // matrix-vector product split by weight rows across the pool. For several
 // rows the weights are cut into tiles of rows small enough to stay in the
-// core's cache, and a worker multiplies its tile with every activation
-// row, so each weight byte is read from memory once per call: F32 tiles in
-// place, other types with the dequantizing dot for few rows and widened
-// to F32 once per tile for many (see widenRows).
+// core's cache, and a worker widens its tile to F32 once (F32 tiles are
+// used in place) and multiplies it with every activation row, four weight
+// rows per activation load, so each weight byte is read from memory once
+// per call.
 func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 	if !b.ok() {
 		return
@@ -107,36 +107,16 @@ type matmulJob struct {
 	in       int
 }
 
-// widenRows is, by weight type, the number of activation rows from which
-// MatMul widens a tile of weights to F32 once rather than calling the
-// dequantizing dot for every pair of rows. Measured on AVX2 (vec's F16C
-// dot beats widening at every size).
-var widenRows = [...]int{backend.F16: 1 << 30, backend.BF16: 48, backend.Q8_0: 48, backend.Q4_0: 16}
-
-// rowBlock is the number of activation rows multiplied with one widened
-// weight row while it is in L1.
-const rowBlock = 8
-
 func (j *matmulJob) run(wk, lo, hi int) {
 	k := &j.b.k
 	if j.x.rows == 1 {
 		x, d := j.x.row(0), j.dst.row(0)
+		if j.dt == backend.F32 {
+			k.dotRows(d[lo:hi], bytesF32(j.w[lo*j.rowBytes:hi*j.rowBytes]), j.in, x)
+			return
+		}
 		for o := lo; o < hi; o++ {
 			d[o] = k.dotW(j.dt, j.w[o*j.rowBytes:(o+1)*j.rowBytes], x)
-		}
-		return
-	}
-	if j.dt != backend.F32 && j.x.rows < widenRows[j.dt] {
-		// Few rows: the dequantizing dot on each (weight row, activation
-		// row) pair costs less than widening the tile first.
-		for r0 := 0; r0 < j.x.rows; r0 += rowBlock {
-			r1 := min(r0+rowBlock, j.x.rows)
-			for o := lo; o < hi; o++ {
-				wr := j.w[o*j.rowBytes : (o+1)*j.rowBytes]
-				for r := r0; r < r1; r++ {
-					j.dst.d[r*j.dst.stride+o] = k.dotW(j.dt, wr, j.x.row(r))
-				}
-			}
 		}
 		return
 	}
@@ -147,17 +127,12 @@ func (j *matmulJob) run(wk, lo, hi int) {
 	} else {
 		tile = j.b.scratchFor(wk, (hi-lo)*j.in)
 		for o := lo; o < hi; o++ {
-			dequantRow(j.dt, tile[(o-lo)*j.in:(o-lo+1)*j.in], j.w[o*j.rowBytes:(o+1)*j.rowBytes])
+			k.widen(j.dt, tile[(o-lo)*j.in:(o-lo+1)*j.in], j.w[o*j.rowBytes:(o+1)*j.rowBytes])
 		}
 	}
-	for r0 := 0; r0 < j.x.rows; r0 += rowBlock {
-		r1 := min(r0+rowBlock, j.x.rows)
-		for o := lo; o < hi; o++ {
-			wr := tile[(o-lo)*j.in : (o-lo+1)*j.in]
-			for r := r0; r < r1; r++ {
-				j.dst.d[r*j.dst.stride+o] = k.dot(wr, j.x.row(r))
-			}
-		}
+	// Four tile rows per load of an activation element (vec.DotRows).
+	for r := 0; r < j.x.rows; r++ {
+		k.dotRows(j.dst.row(r)[lo:hi], tile, j.in, j.x.row(r))
 	}
 }
 
@@ -202,13 +177,14 @@ func (b *Backend) Embed(dst, table, ids backend.Tensor) {
 		}
 	}
 	j := &b.emb
-	*j = embedJob{dst: dm, ids: im, table: tb, dt: table.DType(), strideBytes: table.StrideBytes()}
+	*j = embedJob{k: &b.k, dst: dm, ids: im, table: tb, dt: table.DType(), strideBytes: table.StrideBytes()}
 	b.pool.run(j, n, max(1, 16384/d))
 	b.emb = embedJob{}
 }
 
 // embedJob is one Embed call; its units are rows of dst.
 type embedJob struct {
+	k           *kernels
 	dst         mat[float32]
 	ids         mat[int32]
 	table       []byte
@@ -219,6 +195,6 @@ type embedJob struct {
 func (j *embedJob) run(_, lo, hi int) {
 	for r := lo; r < hi; r++ {
 		id := int(j.ids.d[r*j.ids.stride])
-		dequantRow(j.dt, j.dst.row(r), j.table[id*j.strideBytes:])
+		j.k.widen(j.dt, j.dst.row(r), j.table[id*j.strideBytes:])
 	}
 }
