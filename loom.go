@@ -62,6 +62,13 @@ type Options struct {
 	// BatchRows is the most prompt tokens one forward pass takes; 0
 	// means 512.
 	BatchRows int
+	// KVBlocks, when positive, sizes the key/value cache as one pool of
+	// that many blocks of 16 positions shared by all sequences (a
+	// server's cache) instead of Sequences full contexts; KVMemory does
+	// the same in bytes. Sequences still sets how many sequences one
+	// forward pass may carry.
+	KVBlocks int
+	KVMemory int64
 	// WeightType converts float weights while loading: "" keeps them as
 	// stored, "q8_0", "f16" or "bf16" converts them.
 	WeightType string
@@ -110,9 +117,9 @@ func Demo(opt Options) (*Model, error) {
 }
 
 func newModel(desc *model.Model, opt Options) (*Model, error) {
-	if opt.Threads < 0 || opt.Context < 0 || opt.Sequences < 0 || opt.BatchRows < 0 {
-		return nil, fmt.Errorf("loom: %w: threads %d, context %d, sequences %d, batch rows %d",
-			ErrOptions, opt.Threads, opt.Context, opt.Sequences, opt.BatchRows)
+	if opt.Threads < 0 || opt.Context < 0 || opt.Sequences < 0 || opt.BatchRows < 0 || opt.KVBlocks < 0 || opt.KVMemory < 0 {
+		return nil, fmt.Errorf("loom: %w: threads %d, context %d, sequences %d, batch rows %d, kv blocks %d, kv memory %d",
+			ErrOptions, opt.Threads, opt.Context, opt.Sequences, opt.BatchRows, opt.KVBlocks, opt.KVMemory)
 	}
 	conv := backend.F32
 	if opt.WeightType != "" {
@@ -141,9 +148,25 @@ func newModel(desc *model.Model, opt Options) (*Model, error) {
 		be.Close()
 		return nil, err
 	}
-	ctx := contextFor(be, net, opt.Context, seqs, kvType)
+	pool := opt.KVBlocks > 0 || opt.KVMemory > 0
+	ctxSeqs := seqs
+	if pool {
+		ctxSeqs = 1 // the context only has to fit once
+	}
+	ctx := contextFor(be, net, opt.Context, ctxSeqs, kvType)
 	const blockSize = 16
 	blocks := seqs * ((ctx + blockSize - 1) / blockSize)
+	if opt.KVMemory > 0 {
+		blocks = int(min(opt.KVMemory/int64(net.KVSpec(blockSize, 1, kvType).BytesPerBlock()), 1<<30))
+	}
+	if opt.KVBlocks > 0 {
+		blocks = opt.KVBlocks
+	}
+	if blocks <= 0 {
+		net.Close()
+		be.Close()
+		return nil, fmt.Errorf("loom: %w: kv memory %d bytes holds no block of %d positions", ErrOptions, opt.KVMemory, blockSize)
+	}
 	eng, err := generate.NewEngine(be, net, generate.EngineOptions{Context: ctx, BlockSize: blockSize, Blocks: blocks, KVType: kvType})
 	if err != nil {
 		net.Close()
@@ -237,13 +260,16 @@ type Info struct {
 	Params  int64  // number of weights
 	Bytes   int64  // bytes of weights in the file
 	Demo    bool   // the built-in random-weight demo
+	// ChatTemplate is the model's chat template (Jinja source, from GGUF
+	// tokenizer.chat_template or tokenizer_config.json), "" if it has none.
+	ChatTemplate string
 }
 
 // Info describes the model.
 func (m *Model) Info() Info {
 	c := m.desc.Config
 	info := Info{Name: c.Name, Arch: c.Arch, Path: m.desc.Path, Device: m.be.Name(), Context: m.eng.Context(),
-		Vocab: c.VocabSize, Demo: m.demo}
+		Vocab: c.VocabSize, Demo: m.demo, ChatTemplate: m.desc.Tokenizer.ChatTemplate}
 	for _, t := range m.desc.Tensors {
 		info.Params += int64(t.Rows) * int64(t.Cols)
 		info.Bytes += int64(len(t.Data))
