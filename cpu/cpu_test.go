@@ -19,15 +19,18 @@ func newBackend(opt Options) func(t *testing.T) backend.Backend {
 
 // TestConformance runs the conformance suite on the SIMD and on the
 // plain-Go paths against the suite's float64 reference, and once with the
-// SIMD backend as the reference backend, the way the GPU tests use it.
-// The generic runs leave out the model-sized shapes, which exercise the
-// same loops as the small ones.
+// SIMD backend as the reference backend, the way the GPU tests use it;
+// also with Options.ExactQuant. Those runs leave out the model-sized
+// shapes, which exercise the same loops as the small ones.
 func TestConformance(t *testing.T) {
 	t.Run("simd", func(t *testing.T) {
 		conformance.Run(t, newBackend(Options{}), conformance.Options{})
 	})
 	t.Run("generic", func(t *testing.T) {
 		conformance.Run(t, newBackend(Options{Generic: true, Threads: 3}), conformance.Options{Short: true})
+	})
+	t.Run("simd-exact", func(t *testing.T) {
+		conformance.Run(t, newBackend(Options{ExactQuant: true}), conformance.Options{Short: true})
 	})
 	t.Run("generic-vs-simd", func(t *testing.T) {
 		ref := New(Options{Threads: 1})

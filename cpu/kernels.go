@@ -23,6 +23,10 @@ type kernels struct {
 	widenBF16 func(dst []float32, src []byte)
 	widenQ8_0 func(dst []float32, src []byte)
 	widenQ4_0 func(dst []float32, src []byte)
+
+	quantizeQ8 func(q []int8, d []float32, x []float32)
+	dotQ8_0Q8  func(w []byte, q []int8, d []float32) float32
+	dotQ4_0Q8  func(w []byte, q []int8, d []float32) float32
 }
 
 func selectKernels(generic bool) kernels {
@@ -32,6 +36,7 @@ func selectKernels(generic bool) kernels {
 			dotF16: vec.DotF16Generic, dotBF16: vec.DotBF16Generic, dotQ8_0: vec.DotQ8_0Generic, dotQ4_0: vec.DotQ4_0Generic,
 			axpy:     vec.AxpyGeneric,
 			widenF16: vec.WidenF16Generic, widenBF16: vec.WidenBF16Generic, widenQ8_0: vec.WidenQ8_0Generic, widenQ4_0: vec.WidenQ4_0Generic,
+			quantizeQ8: vec.QuantizeQ8Generic, dotQ8_0Q8: vec.DotQ8_0Q8Generic, dotQ4_0Q8: vec.DotQ4_0Q8Generic,
 		}
 	}
 	return kernels{
@@ -39,6 +44,7 @@ func selectKernels(generic bool) kernels {
 		dotF16: vec.DotF16, dotBF16: vec.DotBF16, dotQ8_0: vec.DotQ8_0, dotQ4_0: vec.DotQ4_0,
 		axpy:     vec.Axpy,
 		widenF16: vec.WidenF16, widenBF16: vec.WidenBF16, widenQ8_0: vec.WidenQ8_0, widenQ4_0: vec.WidenQ4_0,
+		quantizeQ8: vec.QuantizeQ8, dotQ8_0Q8: vec.DotQ8_0Q8, dotQ4_0Q8: vec.DotQ4_0Q8,
 	}
 }
 

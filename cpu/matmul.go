@@ -43,7 +43,9 @@ func overlaps(a, b backend.Tensor) bool {
 }
 
 // MatMul sets dst = x · wᵀ (see backend.Backend). For one row it is a
-// matrix-vector product split by weight rows across the pool. For several
+// matrix-vector product split by weight rows across the pool; with Q8_0 or
+// Q4_0 weights and fewer than quantRows rows, the activations are first
+// quantized to 8 bits, as llama.cpp does, unless Options.ExactQuant is set. For several
 // rows the weights are cut into tiles of rows small enough to stay in the
 // core's cache, and a worker widens its tile to F32 once (F32 tiles are
 // used in place) and multiplies it with every activation row, four weight
@@ -79,7 +81,19 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 	}
 	j := &b.mm
 	*j = matmulJob{b: b, dst: dm, x: xm, w: wb, dt: w.DType(), rowBytes: w.RowBytes(), in: in}
-	if n == 1 {
+	if (j.dt == backend.Q8_0 || j.dt == backend.Q4_0) && n < quantRows && !b.exactQuant {
+		// Quantize the activations once; every weight row then takes an
+		// integer dot product with them (see Options.ExactQuant).
+		nb := in / 32
+		if len(b.xq) < n*in {
+			b.xq, b.xd = make([]int8, n*in), make([]float32, n*nb)
+		}
+		for r := 0; r < n; r++ {
+			b.k.quantizeQ8(b.xq[r*in:(r+1)*in], b.xd[r*nb:(r+1)*nb], xm.row(r))
+		}
+		j.xq, j.xd = b.xq[:n*in], b.xd[:n*nb]
+	}
+	if n == 1 || j.xq != nil {
 		b.pool.run(j, out, splitGrain(out, b.threads, max(4, minChunk/in)))
 	} else {
 		// A tile of weight rows widened to F32 takes about 256 KiB, half
@@ -105,10 +119,32 @@ type matmulJob struct {
 	dt       backend.DType
 	rowBytes int
 	in       int
+	xq       []int8    // x quantized to 8 bits, for Q8_0 and Q4_0 weights
+	xd       []float32 // the scales of xq, one per 32 elements
 }
+
+// quantRows is the number of activation rows below which MatMul quantizes
+// them to 8 bits for Q8_0 and Q4_0 weights; from it on, widening tiles of
+// weights to F32 is faster.
+const quantRows = 8
 
 func (j *matmulJob) run(wk, lo, hi int) {
 	k := &j.b.k
+	if j.xq != nil {
+		nb := j.in / 32
+		for o := lo; o < hi; o++ {
+			wr := j.w[o*j.rowBytes : (o+1)*j.rowBytes]
+			for r := 0; r < j.x.rows; r++ {
+				q, d := j.xq[r*j.in:(r+1)*j.in], j.xd[r*nb:(r+1)*nb]
+				if j.dt == backend.Q8_0 {
+					j.dst.d[r*j.dst.stride+o] = k.dotQ8_0Q8(wr, q, d)
+				} else {
+					j.dst.d[r*j.dst.stride+o] = k.dotQ4_0Q8(wr, q, d)
+				}
+			}
+		}
+		return
+	}
 	if j.x.rows == 1 {
 		x, d := j.x.row(0), j.dst.row(0)
 		if j.dt == backend.F32 {
