@@ -231,3 +231,25 @@ func BenchmarkWiden(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDotF32L2 is Dot on two vectors of 64Ki elements (512 KiB
+// together): L2-resident, beyond L1.
+func BenchmarkDotF32L2(b *testing.B) {
+	const n = 1 << 16
+	r := rand.New(rand.NewPCG(1, 2))
+	x, y := randF32(r, n), randF32(r, n)
+	for _, impl := range []struct {
+		name string
+		f    func(a, b []float32) float32
+	}{{"fast", Dot}, {"generic", DotGeneric}} {
+		b.Run(impl.name, func(b *testing.B) {
+			b.SetBytes(8 * n)
+			var s float32
+			for b.Loop() {
+				s += impl.f(x, y)
+			}
+			sink = s
+			reportFlops(b, 2*n)
+		})
+	}
+}

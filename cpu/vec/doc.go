@@ -2,7 +2,9 @@
 // of a float32 activation vector with a weight row stored as float32, IEEE
 // half precision, bfloat16, or GGUF Q8_0/Q4_0 blocks; a four-row F32 dot
 // (DotRows) for matrix-vector and tiled matrix-matrix products; an integer
-// path for the quantized types (QuantizeQ8, DotQ8_0Q8, DotQ4_0Q8); and Axpy.
+// path for the quantized types (QuantizeQ8, DotQ8_0Q8, DotQ4_0Q8); exact
+// conversions of a weight row to float32 (WidenF16, WidenBF16, WidenQ8_0,
+// WidenQ4_0) for tiles that meet many activation rows; and Axpy.
 //
 // # Two implementations of everything
 //

@@ -62,15 +62,20 @@ func DotBF16(w []byte, x []float32) float32 { return dotBF16(w, x) }
 //	for b := 0; b < len(x)/32; b++ {
 //		blk := w[34*b:]
 //		d := quant.F16ToF32(binary.LittleEndian.Uint16(blk))
+//		var t float32
 //		for j := 0; j < 32; j++ {
-//			s += d * float32(int8(blk[2+j])) * x[32*b+j]
+//			t += float32(int8(blk[2+j])) * x[32*b+j]
 //		}
+//		s += d * t
 //	}
 //	return s
 //
-// but with the terms added in an unspecified order. len(x) must be a
-// multiple of 32 (a partial trailing block is ignored). It panics if w is
-// shorter than len(x)/32*34 bytes.
+// but with the terms added in an unspecified order. For finite scales this
+// is the dot product of x with the dequantized row; a block whose scale is
+// infinite or NaN (a corrupt file) makes the result NaN or ±Inf, which of
+// them depending on the order. len(x) must be a multiple of 32 (a partial
+// trailing block is ignored). It panics if w is shorter than len(x)/32*34
+// bytes.
 func DotQ8_0(w []byte, x []float32) float32 { return dotQ8_0(w, x) }
 
 // DotQ4_0 returns the dot product of x with the GGUF Q4_0 row in w (len(x)/32
@@ -80,17 +85,22 @@ func DotQ8_0(w []byte, x []float32) float32 { return dotQ8_0(w, x) }
 //	for b := 0; b < len(x)/32; b++ {
 //		blk := w[18*b:]
 //		d := quant.F16ToF32(binary.LittleEndian.Uint16(blk))
+//		var t float32
 //		for j := 0; j < 16; j++ {
 //			p := blk[2+j]
-//			s += d * float32(int(p&15)-8) * x[32*b+j]
-//			s += d * float32(int(p>>4)-8) * x[32*b+j+16]
+//			t += float32(int(p&15)-8) * x[32*b+j]
+//			t += float32(int(p>>4)-8) * x[32*b+j+16]
 //		}
+//		s += d * t
 //	}
 //	return s
 //
-// but with the terms added in an unspecified order. len(x) must be a
-// multiple of 32 (a partial trailing block is ignored). It panics if w is
-// shorter than len(x)/32*18 bytes.
+// but with the terms added in an unspecified order. For finite scales this
+// is the dot product of x with the dequantized row; a block whose scale is
+// infinite or NaN (a corrupt file) makes the result NaN or ±Inf, which of
+// them depending on the order. len(x) must be a multiple of 32 (a partial
+// trailing block is ignored). It panics if w is shorter than len(x)/32*18
+// bytes.
 func DotQ4_0(w []byte, x []float32) float32 { return dotQ4_0(w, x) }
 
 // QuantizeQ8 quantizes x (len(x) a multiple of 32; a partial trailing block
@@ -123,8 +133,9 @@ func QuantizeQ8(q []int8, d []float32, x []float32) { quantizeQ8(q, d, x) }
 //	return s
 //
 // with the integer sums exact and the float terms added in an unspecified
-// order. It is the faster alternative to DotQ8_0 for a matrix-vector
-// product, at the accuracy described for QuantizeQ8. It panics if w is
+// order (so an infinite or NaN weight scale makes it NaN or ±Inf). It is
+// the faster alternative to DotQ8_0 for a matrix-vector product, at the
+// accuracy described for QuantizeQ8. It panics if w is
 // shorter than len(d)*34 bytes or q shorter than len(d)*32.
 func DotQ8_0Q8(w []byte, q []int8, d []float32) float32 { return dotQ8_0Q8(w, q, d) }
 
@@ -146,8 +157,9 @@ func DotQ8_0Q8(w []byte, q []int8, d []float32) float32 { return dotQ8_0Q8(w, q,
 //	return s
 //
 // with the integer sums exact and the float terms added in an unspecified
-// order. It is the faster alternative to DotQ4_0 for a matrix-vector
-// product, at the accuracy described for QuantizeQ8. It panics if w is
+// order (so an infinite or NaN weight scale makes it NaN or ±Inf). It is
+// the faster alternative to DotQ4_0 for a matrix-vector product, at the
+// accuracy described for QuantizeQ8. It panics if w is
 // shorter than len(d)*18 bytes or q shorter than len(d)*32.
 func DotQ4_0Q8(w []byte, q []int8, d []float32) float32 { return dotQ4_0Q8(w, q, d) }
 
@@ -158,7 +170,8 @@ func DotQ4_0Q8(w []byte, q []int8, d []float32) float32 { return dotQ4_0Q8(w, q,
 //	}
 //
 // The fast path may fuse the multiply and add (one rounding instead of
-// two). It panics if len(y) < len(x).
+// two). x and y must not overlap unless they are the same slice. It panics
+// if len(y) < len(x).
 func Axpy(a float32, x, y []float32) { axpy(a, x, y) }
 
 // Features reports the instruction-set extensions the fast routines use on

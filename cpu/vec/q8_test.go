@@ -210,6 +210,11 @@ func fuzzIntDot(t *testing.T, c intCase, w, xb []byte, off uint8) {
 			require.InDelta(t, ref, float64(got), tol, "%s nb=%d", name, nb)
 		}
 	}
+	if badScales(w, nb, c.blockBytes) {
+		checkNonFinite(t, c.name, c.fast(w, q, d))
+		checkNonFinite(t, c.name+"Generic", c.generic(w, q, d))
+		return
+	}
 	check(c.name, c.fast(w, q, d))
 	check(c.name+"Generic", c.generic(w, q, d))
 }

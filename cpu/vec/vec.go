@@ -91,8 +91,10 @@ func DotQ8_0Generic(w []byte, x []float32) float32 {
 // DotQ4_0Generic returns the dot product of x with the GGUF Q4_0 row in w:
 // len(x)/32 blocks of 18 bytes, each a little-endian F16 scale d followed by
 // 16 bytes p; block element j < 16 is d*(int(p[j]&15)-8) and element j+16 is
-// d*(int(p[j]>>4)-8). len(x) must be a multiple of 32 (a partial trailing
-// block is ignored); it panics if w is too short.
+// d*(int(p[j]>>4)-8). Within a block it sums the 32 products of the
+// integers (minus 8) with x and then multiplies by d. len(x) must be a
+// multiple of 32 (a partial trailing block is ignored); it panics if w is
+// too short.
 func DotQ4_0Generic(w []byte, x []float32) float32 {
 	nb := len(x) / QK
 	w = w[:nb*Q4_0BlockBytes]
