@@ -3,27 +3,41 @@
 // across a fixed pool of goroutines.
 //
 // Weights may be F32, F16, BF16, Q8_0 or Q4_0; MatMul and Embed use them
-// natively, in the byte layout GGUF stores them, without widening them in
-// memory. Other GGUF types (Q4_K, Q6_K) are dequantized by the model loader
-// before they reach this backend. Activations are F32. The key/value cache
-// stores F32, F16 or BF16.
+// natively, in the byte layout GGUF stores them (MapHost uses a mapped
+// file in place), without widening them in memory. Other GGUF types (Q4_K,
+// Q6_K) are dequantized by the model loader before they reach this
+// backend. Activations are F32. The key/value cache stores F32, F16 or BF16
+// in host memory, in fixed-size blocks (see kvCache for the layout).
 //
-// The innermost loops (dot products, axpy) come from package cpu/vec, which
-// runs SIMD assembly where the CPU has it; Options.Generic forces vec's
-// plain-Go twins instead, and the tests run the conformance suite on both.
+// The innermost loops (dot products, multi-row dots, widening to F32,
+// 8-bit activation quantization and integer dots, axpy) come from package
+// cpu/vec, which runs AVX2/FMA/F16C assembly where the CPU has it;
+// Options.Generic forces vec's plain-Go twins instead, and the tests run
+// the conformance suite on both.
 //
-// Parallelism: an operation splits its work into chunks (output rows of a
-// matrix-vector product, tiles of weight rows for matrix-matrix products,
-// rows of the other operations) that the calling goroutine and Threads-1
-// pool goroutines take in turn. Small operations run on the caller alone.
-// Operations run synchronously, in the caller's goroutine; once the
-// per-worker scratch buffers have grown to the largest shapes seen, an
-// operation allocates nothing, so a decode step allocates nothing.
+// Work split: an operation cuts its work into chunks that the calling
+// goroutine and Threads-1 pool goroutines claim in turn (an atomic
+// counter, so a descheduled goroutine delays only its own chunk). A
+// matrix-vector product is split by weight rows; a product with several
+// activation rows by tiles of weight rows that fit in the core's cache,
+// each multiplied with every activation row, so weights stream from
+// memory once per call; attention by (row, KV head), and for a long
+// history with few rows also by ranges of positions, combined afterwards
+// (flash-decoding). Operations smaller than a few microseconds of work run
+// on the caller alone. Once the per-worker scratch buffers have grown to
+// the largest shapes seen, an operation allocates nothing, so a decode
+// step allocates nothing.
+//
+// Numerics: sums accumulate in float32 (vec's several partial sums and
+// fused multiply-adds); exponentials use a float32 polynomial within 2 ulp
+// of math.Exp; by default Q8_0 and Q4_0 matrix-vector products quantize
+// the activations to 8 bits, as llama.cpp does (see Options.ExactQuant).
 //
 // A Backend is not safe for concurrent use: issue operations from one
-// goroutine, as with a GPU stream. Errors are sticky (see package backend):
-// the first bad call is recorded, with the operation and shapes, and every
-// later operation is skipped; Sync and Err report it.
+// goroutine, as with a GPU stream. Operations run synchronously, so Sync
+// only reports. Errors are sticky (see package backend): the first bad
+// call is recorded, with the operation and shapes, and every later
+// operation is skipped; Sync and Err report it.
 package cpu
 
 import (
