@@ -3,6 +3,7 @@ package conformance
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/loomllm/loom/runtime/backend"
 	"github.com/loomllm/loom/runtime/quant"
@@ -87,11 +88,12 @@ func roundTo(dt backend.DType, v []float32) []float32 {
 }
 
 // call runs one Attention call of the rows (seq, pos) on layer with group
-// query heads per KV head, on every backend, and checks the output
-// against the reference when check is set. Layout varies at random: q, k
+// query heads per KV head, on every backend, and checks checkRows of the
+// output rows (all when checkRows ≥ len(rows), picked at random otherwise)
+// against the reference. Layout varies at random: q, k
 // and v as column slices of one fused tensor or as separate (possibly
 // strided) tensors, the output in place over q or separate.
-func (sc *attnScenario) call(layer int, rows [][2]int, group int, check bool) {
+func (sc *attnScenario) call(layer int, rows [][2]int, group int, checkRows int) {
 	s, spec := sc.s, sc.spec
 	s.t.Helper()
 	n, d, hkv := len(rows), spec.HeadDim, spec.KVHeads
@@ -163,12 +165,22 @@ func (sc *attnScenario) call(layer int, rows [][2]int, group int, check bool) {
 		key := [3]int{layer, rs[0], rs[1]}
 		sc.keys[key], sc.values[key] = roundTo(spec.DType, kvRow(r, 0)), roundTo(spec.DType, kvRow(r, 1))
 	}
-	if !check {
+	if checkRows <= 0 {
 		return
 	}
-	if s.ref == nil {
+	// The rows to check: all, or a random sample of checkRows.
+	check := s.rng.Perm(n)[:min(checkRows, n)]
+	slices.Sort(check)
+	if s.ref != nil {
+		var sub []float32
+		for _, r := range check {
+			sub = append(sub, want[r*qw:(r+1)*qw]...)
+		}
+		want = sub
+	} else {
 		qv := q.values()
-		for r, rs := range rows {
+		for _, r := range check {
+			rs := rows[r]
 			var ks, vs [][]float32
 			for p := 0; p <= rs[1]; p++ {
 				key := [3]int{layer, rs[0], p}
@@ -178,6 +190,11 @@ func (sc *attnScenario) call(layer int, rows [][2]int, group int, check bool) {
 			want = append(want, refAttend(qv[r*qw:(r+1)*qw], ks, vs, hq, hkv, d, scale)...)
 		}
 	}
+	var sub []float32
+	for _, r := range check {
+		sub = append(sub, got[r*qw:(r+1)*qw]...)
+	}
+	got = sub
 	tol := TolF32
 	if spec.DType != backend.F32 {
 		tol = TolHalf
@@ -188,7 +205,7 @@ func (sc *attnScenario) call(layer int, rows [][2]int, group int, check bool) {
 // prefill stores positions [from, to) of every listed sequence in calls of
 // up to chunk positions per sequence (all at once when chunk is 0), the
 // rows of each call shuffled.
-func (sc *attnScenario) prefill(layer int, lens []int, chunk, group int, check bool) {
+func (sc *attnScenario) prefill(layer int, lens []int, chunk, group int, checkRows int) {
 	maxLen := 0
 	for _, l := range lens {
 		maxLen = max(maxLen, l)
@@ -204,9 +221,12 @@ func (sc *attnScenario) prefill(layer int, lens []int, chunk, group int, check b
 			}
 		}
 		sc.s.rng.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
-		sc.call(layer, rows, group, check)
+		sc.call(layer, rows, group, checkRows)
 	}
 }
+
+// all checks every row of an Attention call.
+const all = math.MaxInt
 
 func testAttention(s *suite) {
 	type scenario struct {
@@ -217,19 +237,19 @@ func testAttention(s *suite) {
 		chunk           int   // prefill positions per sequence per call (0: all)
 		prefillGroup    int
 		decodeGroup     int
-		decode          int  // decode steps
-		checkPrefill    bool // false for long histories, whose prefill is only a means
+		decode          int // decode steps
+		checkPrefill    int // prefill rows checked per call: long histories check a sample
 		large           bool
 	}
 	scenarios := []scenario{
-		{hkv: 2, dim: 64, block: 16, dt: backend.F32, layers: 2, lens: []int{5, 17}, prefillGroup: 1, decodeGroup: 2, decode: 3, checkPrefill: true},
-		{hkv: 1, dim: 128, block: 32, dt: backend.F16, layers: 2, lens: []int{40}, chunk: 13, prefillGroup: 8, decodeGroup: 8, decode: 2, checkPrefill: true},
-		{hkv: 4, dim: 48, block: 5, dt: backend.BF16, layers: 2, lens: []int{9, 1, 23}, prefillGroup: 2, decodeGroup: 2, decode: 3, checkPrefill: true},
-		{hkv: 2, dim: 80, block: 16, dt: backend.F16, layers: 1, lens: []int{33, 6}, chunk: 8, prefillGroup: 4, decodeGroup: 4, decode: 2, checkPrefill: true},
-		{hkv: 8, dim: 64, block: 8, dt: backend.F32, layers: 1, lens: []int{12, 3}, prefillGroup: 1, decodeGroup: 1, decode: 2, checkPrefill: true},
-		{hkv: 2, dim: 128, block: 16, dt: backend.BF16, layers: 1, lens: []int{130}, prefillGroup: 4, decodeGroup: 4, decode: 1, checkPrefill: true},
-		{hkv: 1, dim: 128, block: 16, dt: backend.F16, layers: 1, lens: []int{1030, 37}, chunk: 256, prefillGroup: 1, decodeGroup: 8, decode: 2, large: true},
-		{hkv: 1, dim: 128, block: 16, dt: backend.F32, layers: 1, lens: []int{1100}, chunk: 550, prefillGroup: 1, decodeGroup: 4, decode: 1, large: true},
+		{hkv: 2, dim: 64, block: 16, dt: backend.F32, layers: 2, lens: []int{5, 17}, prefillGroup: 1, decodeGroup: 2, decode: 3, checkPrefill: all},
+		{hkv: 1, dim: 128, block: 32, dt: backend.F16, layers: 2, lens: []int{40}, chunk: 13, prefillGroup: 8, decodeGroup: 8, decode: 2, checkPrefill: all},
+		{hkv: 4, dim: 48, block: 5, dt: backend.BF16, layers: 2, lens: []int{9, 1, 23}, prefillGroup: 2, decodeGroup: 2, decode: 3, checkPrefill: all},
+		{hkv: 2, dim: 80, block: 16, dt: backend.F16, layers: 1, lens: []int{33, 6}, chunk: 8, prefillGroup: 4, decodeGroup: 4, decode: 2, checkPrefill: all},
+		{hkv: 8, dim: 64, block: 8, dt: backend.F32, layers: 1, lens: []int{12, 3}, prefillGroup: 1, decodeGroup: 1, decode: 2, checkPrefill: all},
+		{hkv: 2, dim: 128, block: 16, dt: backend.BF16, layers: 1, lens: []int{130}, prefillGroup: 4, decodeGroup: 4, decode: 1, checkPrefill: all},
+		{hkv: 1, dim: 128, block: 16, dt: backend.F16, layers: 1, lens: []int{1030, 37}, chunk: 256, prefillGroup: 1, decodeGroup: 8, decode: 2, checkPrefill: 12, large: true},
+		{hkv: 1, dim: 128, block: 16, dt: backend.F32, layers: 1, lens: []int{1100}, chunk: 550, prefillGroup: 1, decodeGroup: 4, decode: 1, checkPrefill: 12, large: true},
 	}
 	for _, sn := range scenarios {
 		if sn.large && s.opt.Short {
@@ -250,7 +270,7 @@ func testAttention(s *suite) {
 				for sq, ln := range sn.lens {
 					rows[sq] = [2]int{sq, ln + step}
 				}
-				sc.call(l, rows, sn.decodeGroup, true)
+				sc.call(l, rows, sn.decodeGroup, all)
 			}
 		}
 	}
@@ -267,7 +287,7 @@ func testCopyKVBlock(s *suite) {
 		// sequence 0 by copying.
 		sc := s.newAttnScenario(spec, []int{prompt + 2, prompt + 2})
 		for l := 0; l < spec.Layers; l++ {
-			sc.prefill(l, []int{prompt}, 0, 2, false)
+			sc.prefill(l, []int{prompt}, 0, 2, 0)
 		}
 		for i := 0; i*spec.BlockSize < prompt; i++ {
 			for _, be := range s.backends() {
@@ -282,7 +302,7 @@ func testCopyKVBlock(s *suite) {
 		}
 		for step := 0; step < 2; step++ {
 			for l := 0; l < spec.Layers; l++ {
-				sc.call(l, [][2]int{{1, prompt + step}, {0, prompt + step}}, 2, true)
+				sc.call(l, [][2]int{{1, prompt + step}, {0, prompt + step}}, 2, all)
 			}
 		}
 	}

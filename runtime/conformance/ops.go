@@ -102,7 +102,7 @@ func testMemory(s *suite) {
 
 func testMatMul(s *suite) {
 	type shape struct{ n, in, out int }
-	shapes := []shape{{1, 67, 5}, {1, 256, 131}, {2, 96, 33}, {5, 160, 67}, {9, 320, 70}, {33, 64, 257}, {1, 1, 1}}
+	shapes := []shape{{1, 67, 5}, {1, 256, 131}, {2, 96, 33}, {5, 160, 67}, {9, 320, 70}, {33, 64, 257}, {1, 1, 1}, {130, 256, 200}}
 	if !s.opt.Short {
 		shapes = append(shapes, shape{1, 4096, 4096}, shape{64, 4096, 160})
 	}
