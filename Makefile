@@ -30,5 +30,38 @@ bench:
 cuda-toolchain:
 	scripts/cuda-toolchain.sh
 
+CUDA_BUILD := build/kernels
+FATBIN     := gpu/loom.fatbin
+# Packages with CUDA tests (a _test.go file whose build constraint names cuda).
+CUDA_TEST_PKGS = $(shell git ls-files --cached --others --exclude-standard '*_test.go' | \
+	xargs grep -lE '^//go:build (.*[^!])?\bcuda\b' | xargs -r -n1 dirname | sort -u | sed 's|^|./|')
+
+## cuda: the kernels (CMake + nvcc: build/kernels/loom.fatbin, copied to gpu/
+## for go:embed), bin/loom (pure Go) and bin/loom-cuda (-tags cuda), which
+## bin/loom hands GPU commands to after probing the device.
+cuda:
+	cmake -S . -B $(CUDA_BUILD) -Wno-dev
+	cmake --build $(CUDA_BUILD)
+	cp $(CUDA_BUILD)/loom.fatbin $(FATBIN)
+	$(GO) build -o $(BIN)/loom ./cmd/loom
+	$(GO) build -tags cuda -o $(BIN)/loom-cuda ./cmd/loom
+
+## cuda-check: toolchain, kernels, vet and build with -tags cuda, compile
+## every CUDA test binary (they run only on a GPU), and check the kernels'
+## parameters against the Go launchers (TestKernelABI, no GPU needed).
+cuda-check: cuda-toolchain cuda
+	$(GO) vet -tags cuda $(PKGS)
+	$(GO) build -tags cuda $(PKGS)
+	@mkdir -p build/cuda-tests
+	for p in $(CUDA_TEST_PKGS); do \
+		$(GO) test -tags cuda -c -o build/cuda-tests/ $$p || exit 1; \
+	done
+	$(GO) test -count=1 -run '^TestKernelABI$$' ./gpu/
+
+## device-bundle: build/device/, what the lent GPU machine runs (check.sh;
+## see ../shared/GPU.md).
+device-bundle: cuda
+	scripts/device-bundle.sh
+
 clean:
 	rm -rf $(BIN) build

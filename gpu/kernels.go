@@ -10,8 +10,6 @@ const (
 	kSwiGLU
 	kGELU
 	kCopy
-	kToBF16
-	kToF16
 	kRMSNorm
 	kLayerNorm
 	kRoPE
@@ -22,11 +20,21 @@ const (
 	kEmbedBF16
 	kEmbedQ8_0
 	kEmbedQ4_0
-	kGemvF32 // GEMV family, in DType order: F32, F16, BF16, Q8_0, Q4_0
+	kGemvF32 // GEMV family: DType order F32, F16, BF16, Q8_0, Q4_0 × rows {1, 2..4, 5..8}
+	kGemvF32x4
+	kGemvF32x8
 	kGemvF16
+	kGemvF16x4
+	kGemvF16x8
 	kGemvBF16
+	kGemvBF16x4
+	kGemvBF16x8
 	kGemvQ8_0
+	kGemvQ8_0x4
+	kGemvQ8_0x8
 	kGemvQ4_0
+	kGemvQ4_0x4
+	kGemvQ4_0x8
 	kSgemm
 	kGemmBF16Large // tensor-core GEMM: {bf16, f16} × {128x256, 64x64}
 	kGemmBF16Small
@@ -78,8 +86,6 @@ var kernelSpecs = [numKernels]struct {
 	kSwiGLU:      {"loom_swiglu_f32", 8, 0},
 	kGELU:        {"loom_gelu_f32", 6, 0},
 	kCopy:        {"loom_copy_f32", 6, 0},
-	kToBF16:      {"loom_f32_to_bf16", 6, 0},
-	kToF16:       {"loom_f32_to_f16", 6, 0},
 	kRMSNorm:     {"loom_rmsnorm_f32", 7, 0},
 	kLayerNorm:   {"loom_layernorm_f32", 8, 0},
 	kRoPE:        {"loom_rope_f32", 12, 0},
@@ -91,11 +97,21 @@ var kernelSpecs = [numKernels]struct {
 	kEmbedQ8_0:   {"loom_embed_q8_0", 9, 0},
 	kEmbedQ4_0:   {"loom_embed_q4_0", 9, 0},
 
-	kGemvF32:         {"loom_gemv_f32", 8, 0},
-	kGemvF16:         {"loom_gemv_f16", 8, 0},
-	kGemvBF16:        {"loom_gemv_bf16", 8, 0},
-	kGemvQ8_0:        {"loom_gemv_q8_0", 8, 0},
-	kGemvQ4_0:        {"loom_gemv_q4_0", 8, 0},
+	kGemvF32:         {"loom_gemv_f32_1", 8, 0},
+	kGemvF32x4:       {"loom_gemv_f32_4", 8, 0},
+	kGemvF32x8:       {"loom_gemv_f32_8", 8, 0},
+	kGemvF16:         {"loom_gemv_f16_1", 8, 0},
+	kGemvF16x4:       {"loom_gemv_f16_4", 8, 0},
+	kGemvF16x8:       {"loom_gemv_f16_8", 8, 0},
+	kGemvBF16:        {"loom_gemv_bf16_1", 8, 0},
+	kGemvBF16x4:      {"loom_gemv_bf16_4", 8, 0},
+	kGemvBF16x8:      {"loom_gemv_bf16_8", 8, 0},
+	kGemvQ8_0:        {"loom_gemv_q8_0_1", 8, 0},
+	kGemvQ8_0x4:      {"loom_gemv_q8_0_4", 8, 0},
+	kGemvQ8_0x8:      {"loom_gemv_q8_0_8", 8, 0},
+	kGemvQ4_0:        {"loom_gemv_q4_0_1", 8, 0},
+	kGemvQ4_0x4:      {"loom_gemv_q4_0_4", 8, 0},
+	kGemvQ4_0x8:      {"loom_gemv_q4_0_8", 8, 0},
 	kSgemm:           {"loom_sgemm_f32", 8, 0},
 	kGemmBF16Large:   {"loom_gemm_bf16_128x256", 10, 147456},
 	kGemmBF16Small:   {"loom_gemm_bf16_64x64", 10, 65536},

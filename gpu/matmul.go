@@ -37,14 +37,8 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 	ldd, ldx := pi(dst.Stride()), pi(x.Stride())
 	switch wt := w.DType(); {
 	case n <= gemvMaxRows:
-		r := 4 // output rows per warp
-		switch {
-		case n == 1:
-			r = 1
-		case n <= 4:
-			r = 2
-		}
-		b.launch(gemvKernel(wt), dim3{ceilDiv(out, 8*r), 1, 1}, dim3{gemvBlock, 1, 1},
+		k, r := gemvKernel(wt, n)
+		b.launch(k, dim3{ceilDiv(out, 8*r), 1, 1}, dim3{gemvBlock, 1, 1},
 			pd, ldd, px, ldx, pw, pi(n), pi(out), pi(in))
 	case wt == backend.F32:
 		b.launch(kSgemm, dim3{ceilDiv(n, 64), ceilDiv(out, 64), 1}, dim3{sgemmBlock, 1, 1},
@@ -54,19 +48,28 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 	}
 }
 
-// gemvKernel returns the GEMV kernel for weights of type dt.
-func gemvKernel(dt backend.DType) kernelID {
+// gemvKernel returns the GEMV kernel for n ≤ 8 rows of weights of type dt
+// (ABI.md §2.2: the variant _1, _4 or _8 for 1, 2..4 or 5..8 rows) and the
+// output rows each of its warps computes.
+func gemvKernel(dt backend.DType, n int) (k kernelID, rowsPerWarp int) {
+	k = kGemvF32
 	switch dt {
 	case backend.F16:
-		return kGemvF16
+		k = kGemvF16
 	case backend.BF16:
-		return kGemvBF16
+		k = kGemvBF16
 	case backend.Q8_0:
-		return kGemvQ8_0
+		k = kGemvQ8_0
 	case backend.Q4_0:
-		return kGemvQ4_0
+		k = kGemvQ4_0
 	}
-	return kGemvF32
+	switch {
+	case n == 1:
+		return k, 1
+	case n <= 4:
+		return k + 1, 2
+	}
+	return k + 2, 4
 }
 
 // gemm runs a tensor-core product (ABI.md §2.1): x is rounded to 16 bits

@@ -12,7 +12,8 @@ import (
 // split partials; kernels/ABI.md). Each slot grows to the largest request
 // and is then reused, so steady-state operations allocate nothing.
 //
-// Allocation is refused inside a graph recording. A slot too small there
+// Growing a slot drops the recorded graphs (they hold its old address);
+// Graph records them again. Allocation is refused inside a recording. A slot too small there
 // makes the operation skip its launches and note the size it needs; Graph
 // then discards the recording, grows the slot and records again.
 
@@ -69,6 +70,12 @@ func (b *Backend) growScratch(s wsSlot, n int64) error {
 		}
 		if err := b.strm.Synchronize(); err != nil {
 			return fmt.Errorf("gpu: growing the %s workspace: a queued operation failed: %w", wsNames[s], err)
+		}
+		// Recorded graphs hold the old address: drop them, so each is
+		// recorded again (with the new one) the next time Graph sees it.
+		for key, g := range b.graphs {
+			g.destroy()
+			delete(b.graphs, key)
 		}
 		b.ws.buf[s] = nil
 		if err := b.freeBuffer(old); err != nil {

@@ -1,5 +1,5 @@
 // elementwise.cu: row-parallel element-wise kernels (Add, SwiGLU, GELU,
-// Copy) and the F32 to F16/BF16 conversion.
+// Copy).
 //
 // Launch (all of them): block (256), grid (ceil(cols/256), min(rows, 65535)).
 // Every tensor is rows × cols with its own row stride in elements; dst may
@@ -46,21 +46,4 @@ extern "C" __global__ void loom_copy_f32(float* dst, i64 ds, const float* src, i
   const i64 c = LOOM_COL();
   if (c >= cols) return;
   LOOM_FOR_ROWS(r, rows) { dst[r * ds + c] = src[r * ss + c]; }
-}
-
-// loom_f32_to_bf16: dst[r][c] = bf16(src[r][c]), rounded to nearest even.
-// dst holds 16-bit values; ds is in elements.
-extern "C" __global__ void loom_f32_to_bf16(uint16_t* dst, i64 ds, const float* src, i64 ss,
-                                            i64 rows, i64 cols) {
-  const i64 c = LOOM_COL();
-  if (c >= cols) return;
-  LOOM_FOR_ROWS(r, rows) { dst[r * ds + c] = f32_to_bf16(src[r * ss + c]); }
-}
-
-// loom_f32_to_f16: dst[r][c] = f16(src[r][c]), rounded to nearest even.
-extern "C" __global__ void loom_f32_to_f16(uint16_t* dst, i64 ds, const float* src, i64 ss,
-                                           i64 rows, i64 cols) {
-  const i64 c = LOOM_COL();
-  if (c >= cols) return;
-  LOOM_FOR_ROWS(r, rows) { dst[r * ds + c] = f32_to_f16(src[r * ss + c]); }
 }

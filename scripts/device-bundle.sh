@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Builds build/device/, everything the lent GPU machine needs to check loom
+# (it has no Go and cannot reach ../shared; see ../shared/GPU.md):
+#
+#   check.sh                     the one script to run there (scripts/check.sh)
+#   bin/loom, bin/loom-cuda      the CLI, CPU and CUDA builds, stripped
+#   tests/<pkg>/<pkg>.test       go test -c -tags cuda of every package with
+#                                CUDA tests (a file tagged cuda), stripped,
+#                                with the package's testdata/ beside it
+#   shared/                      the shared files the checks read
+#
+# Run by make device-bundle after make cuda (the fatbin must be in gpu/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+OUT=build/device
+SHARED=${LOOM_SHARED:-../shared}
+LDFLAGS="-s -w"
+
+[ -f gpu/loom.fatbin ] || { echo "device-bundle: gpu/loom.fatbin missing: run make cuda first" >&2; exit 1; }
+rm -rf "$OUT"
+mkdir -p "$OUT/bin" "$OUT/tests" "$OUT/shared"
+
+echo "device-bundle: loom and loom-cuda"
+$GO build -trimpath -ldflags "$LDFLAGS" -o "$OUT/bin/loom" ./cmd/loom
+$GO build -trimpath -tags cuda -ldflags "$LDFLAGS" -o "$OUT/bin/loom-cuda" ./cmd/loom
+
+# Packages with CUDA tests: a _test.go file whose build constraint names cuda.
+pkgs=$(git ls-files --cached --others --exclude-standard '*_test.go' |
+  xargs grep -lE '^//go:build (.*[^!])?\bcuda\b' | grep -v '^build/' | xargs -r -n1 dirname | sort -u)
+for p in $pkgs; do
+  name=$(echo "$p" | tr / _)
+  [ "$p" = . ] && name=loom
+  echo "device-bundle: tests of ./$p"
+  mkdir -p "$OUT/tests/$p"
+  $GO test -c -trimpath -tags cuda -ldflags "$LDFLAGS" -o "$OUT/tests/$p/$name.test" "./$p"
+  if [ -d "$p/testdata" ]; then cp -r "$p/testdata" "$OUT/tests/$p/"; fi
+done
+
+echo "device-bundle: shared data from $SHARED"
+for f in models/stories260K.gguf golden/stories260K_greedy_n200.txt golden/stories260K_greedy_n200_ids.txt; do
+  if [ -f "$SHARED/$f" ]; then
+    mkdir -p "$OUT/shared/$(dirname "$f")"
+    cp "$SHARED/$f" "$OUT/shared/$f"
+  else
+    echo "device-bundle: warning: $SHARED/$f not found; the checks that need it will skip" >&2
+  fi
+done
+
+cp scripts/check.sh "$OUT/check.sh"
+chmod +x "$OUT/check.sh"
+
+size=$(du -sm "$OUT" | cut -f1)
+echo "device-bundle: $OUT is $size MiB"
+du -sh "$OUT"/bin/* "$OUT"/tests/*/* 2>/dev/null | sed 's/^/  /'
+if [ "$size" -ge 60 ]; then
+  echo "device-bundle: $OUT is over the 60 MiB the device tool carries" >&2
+  exit 1
+fi
