@@ -1,0 +1,586 @@
+// Package sched is loom's continuous-batching scheduler: it runs many
+// generation requests at once through one generate.Engine, the way a
+// server needs them run.
+//
+// One goroutine owns the engine. At every step it admits waiting requests
+// into the running batch, builds one job per running sequence — a single
+// token for each sequence that is decoding, and a bounded chunk of prompt
+// for sequences still prefilling — and runs them all as one forward pass
+// (Engine.Step), so decode is matrix-matrix work however many requests
+// are in flight. Finished sequences leave the batch at once and free their
+// KV blocks. Prompt tokens per step are capped (Config.PrefillChunk), so a
+// long new prompt delays the running sequences by at most one chunk's
+// work per step instead of its whole prefill.
+//
+// # KV blocks: reserve at admission
+//
+// All sequences share the engine's pool of KV blocks. A request is
+// admitted only when the pool can hold its worst case — prompt plus
+// max_tokens positions, for each of its sequences — on top of the worst
+// cases of every running request; until then it waits in a bounded queue
+// (Config.MaxQueue), and beyond that Submit fails with ErrQueueFull (a
+// server answers 429 with Retry-After). So a running sequence always finds
+// a block when it needs one: nothing is ever preempted, recomputed or
+// truncated, and a request's output does not depend on the load. The cost
+// is that a request reserves its max_tokens even if it stops early; with
+// no max_tokens it reserves the whole context, so clients that set
+// max_tokens get more concurrency. (vLLM instead admits optimistically
+// and preempts-and-recomputes under pressure, which uses blocks better
+// but makes latency depend on the load; reservation keeps this scheduler
+// small and every admitted request's latency bounded.) A request that
+// could never fit — more blocks than the pool, or more sequences than a
+// batch — fails at once with ErrTooLarge.
+//
+// # Requests, sequences, events
+//
+// Submit takes a group of sequences admitted together (a request with
+// n > 1 choices, or several prompts): all or none run, so a group never
+// holds half its blocks while waiting for the rest. Each sequence reports
+// through its Stream: one Event per generated token (with log
+// probabilities when asked), and a last Event with the finish reason and
+// statistics, or the error. Streams never block the scheduler: events
+// queue in the stream, at most one per generated token.
+//
+// Cancelling the context given to Submit ends its sequences at the next
+// step and frees their blocks (a client that disconnects). Close stops
+// admitting, lets running and queued requests finish until its context
+// ends, and then cancels the rest.
+package sched
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/loomllm/loom/runtime/generate"
+)
+
+// Sentinel errors.
+var (
+	// ErrQueueFull reports that the waiting queue is full: retry later.
+	ErrQueueFull = errors.New("server busy: request queue full")
+	// ErrTooLarge reports a request that can never be admitted: it needs
+	// more KV blocks than the pool has, or more sequences than a batch.
+	ErrTooLarge = errors.New("request too large for the server")
+	// ErrClosed reports a Submit after Close, or a request cancelled by
+	// the end of Close's grace period.
+	ErrClosed = errors.New("scheduler closed")
+	// ErrConfig reports an invalid Config.
+	ErrConfig = errors.New("invalid scheduler configuration")
+)
+
+// MaxTopLogprobs is the most alternatives a sequence may ask log
+// probabilities for.
+const MaxTopLogprobs = 20
+
+// Config sizes a Scheduler.
+type Config struct {
+	// MaxBatch is the most sequences running at once; 0 means the most
+	// the engine takes in one step (Engine.MaxJobs).
+	MaxBatch int
+	// MaxQueue is the most requests waiting for admission; 0 means 64.
+	// Beyond it Submit fails with ErrQueueFull.
+	MaxQueue int
+	// PrefillChunk is the most prompt tokens one step takes, over all
+	// prefilling sequences; 0 means 256 (or what the engine has room for
+	// beside MaxBatch decode rows).
+	PrefillChunk int
+	// OnStep, if set, is called by the scheduler's goroutine after every
+	// step with the number of sequences and tokens it ran and its time.
+	OnStep func(seqs, tokens int, took time.Duration)
+}
+
+// Seq is one sequence to generate.
+type Seq struct {
+	// Prompt is the token ids to continue (with BOS where the model wants one).
+	Prompt []int32
+	// Options are the generation options. MaxTokens 0 means until the
+	// context is full (and reserves the blocks for it).
+	Options generate.Options
+	// Logprobs asks for the log probability of each generated token: -1
+	// none, 0 the chosen token only, k ≤ MaxTopLogprobs also the k most
+	// likely tokens. They are of the model's distribution before
+	// penalties, temperature and truncation (as vLLM reports by default).
+	Logprobs int
+}
+
+// TokenLogprob is a token id and its log probability.
+type TokenLogprob struct {
+	ID      int32
+	Logprob float32
+}
+
+// Event is a Stream's output: a token, or the end of the sequence.
+type Event struct {
+	// Token is the generated token and the text it completes. ID is -1
+	// for the last event (which may still carry held-back Text).
+	Token generate.Token
+	// Logprob is the token's log probability and Top the most likely
+	// tokens at its position, when asked for.
+	Logprob float32
+	Top     []TokenLogprob
+	// Done marks the last event; Stats (with Finish) or Err are set on it.
+	Done  bool
+	Stats generate.Stats
+	Err   error
+}
+
+// Stream delivers one sequence's events, in order. It is safe for use by
+// one reader concurrently with the scheduler.
+type Stream struct {
+	mu     sync.Mutex
+	events []Event
+	done   bool // the last event has been queued
+	notify chan struct{}
+}
+
+func newStream() *Stream { return &Stream{notify: make(chan struct{}, 1)} }
+
+// push queues an event; the scheduler never blocks on a reader.
+func (st *Stream) push(ev Event) {
+	st.mu.Lock()
+	st.events = append(st.events, ev)
+	st.done = st.done || ev.Done
+	st.mu.Unlock()
+	select {
+	case st.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Next returns the stream's next events (appended to buf[:0]), waiting
+// until there is at least one or ctx ends (then with ctx's error). Once
+// the event with Done has been returned, Next returns io.EOF.
+func (st *Stream) Next(ctx context.Context, buf []Event) ([]Event, error) {
+	for {
+		st.mu.Lock()
+		if len(st.events) > 0 {
+			buf = append(buf[:0], st.events...)
+			clear(st.events)
+			st.events = st.events[:0]
+			st.mu.Unlock()
+			return buf, nil
+		}
+		if st.done {
+			st.mu.Unlock()
+			return buf[:0], io.EOF
+		}
+		st.mu.Unlock()
+		select {
+		case <-st.notify:
+		case <-ctx.Done():
+			return buf[:0], ctx.Err()
+		}
+	}
+}
+
+// Stats is a snapshot of the scheduler's state.
+type Stats struct {
+	Running     int // sequences in the batch
+	Queued      int // requests waiting for admission
+	BlocksUsed  int // KV blocks held by sequences
+	BlocksTotal int // KV blocks in the pool
+	Reserved    int // KV blocks reserved by running sequences
+	Steps       uint64
+	Err         error // the engine error that stopped the scheduler, if any
+}
+
+// seqState is a running or waiting sequence.
+type seqState struct {
+	spec   Seq
+	st     *Stream
+	req    *generate.Request
+	fed    int // prompt tokens fed so far
+	blocks int // worst-case KV blocks
+}
+
+// group is one Submit: sequences admitted together.
+type group struct {
+	ctx    context.Context
+	seqs   []*seqState
+	blocks int
+	stop   func() bool // unregisters the cancellation callback
+}
+
+// Scheduler runs requests through one engine with continuous batching.
+type Scheduler struct {
+	e   *generate.Engine
+	cfg Config
+
+	mu       sync.Mutex
+	queue    []*group
+	closing  bool
+	abort    bool
+	err      error // fatal engine error
+	running  int   // sequences running (for Stats)
+	reserved int   // blocks reserved by running sequences
+	steps    uint64
+
+	wake chan struct{}
+	done chan struct{}
+}
+
+// New starts a scheduler on e. The scheduler drives e from its own
+// goroutine until Close: do not use e meanwhile.
+func New(e *generate.Engine, cfg Config) (*Scheduler, error) {
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = e.MaxJobs()
+	}
+	if cfg.MaxQueue == 0 {
+		cfg.MaxQueue = 64
+	}
+	room := e.MaxRows() - cfg.MaxBatch
+	if cfg.PrefillChunk == 0 {
+		cfg.PrefillChunk = min(256, room)
+	}
+	switch {
+	case cfg.MaxBatch < 1 || cfg.MaxBatch > e.MaxJobs():
+		return nil, fmt.Errorf("sched: %w: max batch %d (the engine takes 1 to %d sequences a step)", ErrConfig, cfg.MaxBatch, e.MaxJobs())
+	case cfg.MaxQueue < 0:
+		return nil, fmt.Errorf("sched: %w: max queue %d", ErrConfig, cfg.MaxQueue)
+	case cfg.PrefillChunk < 1 || cfg.PrefillChunk > room:
+		return nil, fmt.Errorf("sched: %w: prefill chunk %d (the engine has room for 1 to %d prompt tokens beside %d decode rows)",
+			ErrConfig, cfg.PrefillChunk, room, cfg.MaxBatch)
+	}
+	s := &Scheduler{e: e, cfg: cfg, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go s.loop()
+	return s, nil
+}
+
+// Config returns the configuration in effect (defaults filled in).
+func (s *Scheduler) Config() Config { return s.cfg }
+
+// Engine returns the engine the scheduler drives (for its read-only
+// properties: context, cache size).
+func (s *Scheduler) Engine() *generate.Engine { return s.e }
+
+func (s *Scheduler) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// blocksFor is the worst-case number of KV blocks of a sequence.
+func (s *Scheduler) blocksFor(q Seq) int {
+	n := s.e.Context()
+	if q.Options.MaxTokens > 0 {
+		n = min(len(q.Prompt)+q.Options.MaxTokens, n)
+	}
+	b := s.e.Cache().BlockSize()
+	return (n + b - 1) / b
+}
+
+// Submit queues a group of sequences that are admitted together, and
+// returns a Stream for each. It fails at once for an invalid sequence
+// (generate's errors: a prompt that does not fit the context, bad
+// options), ErrTooLarge, ErrQueueFull and ErrClosed. Cancelling ctx ends
+// the sequences.
+func (s *Scheduler) Submit(ctx context.Context, seqs []Seq) ([]*Stream, error) {
+	if len(seqs) == 0 {
+		return nil, fmt.Errorf("sched: %w: no sequences", ErrTooLarge)
+	}
+	g := &group{ctx: ctx}
+	streams := make([]*Stream, len(seqs))
+	for i, q := range seqs {
+		if q.Logprobs > MaxTopLogprobs {
+			return nil, fmt.Errorf("sched: %w: %d top log probabilities (at most %d)", ErrConfig, q.Logprobs, MaxTopLogprobs)
+		}
+		// NewRequest checks the prompt and options without touching the
+		// engine's state (it makes an empty sequence), so it is safe here.
+		r, err := generate.NewRequest(s.e, q.Prompt, q.Options)
+		if err != nil {
+			for _, x := range g.seqs {
+				x.req.Close()
+			}
+			return nil, err
+		}
+		st := &seqState{spec: q, st: newStream(), req: r, blocks: s.blocksFor(q)}
+		g.seqs = append(g.seqs, st)
+		g.blocks += st.blocks
+		streams[i] = st.st
+	}
+	fail := func(err error) ([]*Stream, error) {
+		for _, x := range g.seqs {
+			x.req.Close()
+		}
+		return nil, err
+	}
+	if g.blocks > s.e.Cache().NumBlocks() || len(seqs) > s.cfg.MaxBatch {
+		return fail(fmt.Errorf("sched: %w: %d sequences needing %d KV blocks (the server runs %d sequences, %d blocks of %d positions)",
+			ErrTooLarge, len(seqs), g.blocks, s.cfg.MaxBatch, s.e.Cache().NumBlocks(), s.e.Cache().BlockSize()))
+	}
+	s.mu.Lock()
+	switch {
+	case s.closing:
+		s.mu.Unlock()
+		return fail(fmt.Errorf("sched: %w", ErrClosed))
+	case s.err != nil:
+		err := s.err
+		s.mu.Unlock()
+		return fail(fmt.Errorf("sched: engine failed earlier: %w", err))
+	case len(s.queue) >= s.cfg.MaxQueue:
+		s.mu.Unlock()
+		return fail(fmt.Errorf("sched: %w (%d waiting)", ErrQueueFull, len(s.queue)))
+	}
+	g.stop = context.AfterFunc(ctx, s.signal)
+	s.queue = append(s.queue, g)
+	s.mu.Unlock()
+	s.signal()
+	return streams, nil
+}
+
+// Stats returns a snapshot of the scheduler's state.
+func (s *Scheduler) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.e.Cache()
+	return Stats{Running: s.running, Queued: len(s.queue), BlocksUsed: c.NumBlocks() - c.FreeBlocks(),
+		BlocksTotal: c.NumBlocks(), Reserved: s.reserved, Steps: s.steps, Err: s.err}
+}
+
+// Err returns the engine error that stopped the scheduler, if any.
+func (s *Scheduler) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close stops admitting new requests and waits for the running and queued
+// ones to finish. When ctx ends first, the rest are cancelled (their
+// streams end with ErrClosed) and Close returns ctx's error. The engine is
+// the caller's again afterwards.
+func (s *Scheduler) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.signal()
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	s.abort = true
+	s.mu.Unlock()
+	s.signal()
+	<-s.done
+	return ctx.Err()
+}
+
+// loop is the scheduler's goroutine.
+func (s *Scheduler) loop() {
+	defer close(s.done)
+	var (
+		running []*seqState
+		groups  = map[*seqState]*group{}
+		jobs    []generate.Job
+		owners  []*seqState
+	)
+	finish := func(q *seqState, ev Event) {
+		ev.Done = true
+		ev.Token.ID = -1
+		ev.Stats = q.req.Stats()
+		q.req.Close()
+		q.st.push(ev)
+	}
+	retire := func(keep func(*seqState) bool) {
+		kept := running[:0]
+		for _, q := range running {
+			if keep(q) {
+				kept = append(kept, q)
+				continue
+			}
+			s.mu.Lock()
+			s.reserved -= q.blocks
+			s.mu.Unlock()
+			if g := groups[q]; g != nil {
+				delete(groups, q)
+				g.stop()
+			}
+		}
+		clear(running[len(kept):])
+		running = kept
+	}
+	for {
+		// Admission and cancellation of waiting requests, under the lock.
+		s.mu.Lock()
+		abort := s.abort
+		for i := 0; i < len(s.queue); i++ {
+			g := s.queue[i]
+			err := g.ctx.Err()
+			switch {
+			case abort:
+				err = ErrClosed
+			case s.err != nil:
+				err = fmt.Errorf("sched: engine failed: %w", s.err)
+			}
+			if err == nil {
+				continue
+			}
+			for _, q := range g.seqs {
+				finish(q, Event{Err: err})
+			}
+			g.stop()
+			s.queue = slices.Delete(s.queue, i, i+1)
+			i--
+		}
+		for len(s.queue) > 0 && s.err == nil {
+			g := s.queue[0]
+			if len(running)+len(g.seqs) > s.cfg.MaxBatch || s.reserved+g.blocks > s.e.Cache().NumBlocks() {
+				break
+			}
+			s.queue = s.queue[1:]
+			s.reserved += g.blocks
+			for _, q := range g.seqs {
+				running = append(running, q)
+				groups[q] = g
+			}
+		}
+		exit := (s.closing || s.err != nil) && len(s.queue) == 0 && len(running) == 0
+		s.mu.Unlock()
+
+		// Cancelled running sequences end now, freeing their blocks.
+		for _, q := range running {
+			if err := groups[q].ctx.Err(); err != nil || abort {
+				if abort {
+					err = ErrClosed
+				}
+				finish(q, Event{Err: err})
+				q.req = nil
+			}
+		}
+		retire(func(q *seqState) bool { return q.req != nil })
+		s.mu.Lock()
+		s.running = len(running)
+		s.mu.Unlock()
+
+		if exit {
+			return
+		}
+		if len(running) == 0 {
+			<-s.wake
+			continue
+		}
+
+		// One step: every decoding sequence, then prompt chunks.
+		jobs, owners = jobs[:0], owners[:0]
+		tokens := 0
+		for _, q := range running {
+			if q.fed == len(q.spec.Prompt) {
+				jobs, owners = append(jobs, s.job(q, 1)), append(owners, q)
+				tokens++
+			}
+		}
+		budget := s.cfg.PrefillChunk
+		for _, q := range running {
+			if q.fed < len(q.spec.Prompt) && budget > 0 && len(jobs) < s.e.MaxJobs() {
+				j := s.job(q, budget)
+				jobs, owners = append(jobs, j), append(owners, q)
+				budget -= len(j.Tokens)
+				tokens += len(j.Tokens)
+			}
+		}
+		start := time.Now()
+		if err := s.e.Step(jobs); err != nil {
+			// Reservations make a full cache impossible, so any error is
+			// the engine's (the backend keeps failing after its first
+			// error): fail everything and stop admitting.
+			s.mu.Lock()
+			s.err = err
+			s.mu.Unlock()
+			for _, q := range running {
+				finish(q, Event{Err: fmt.Errorf("sched: step: %w", err)})
+				q.req = nil
+			}
+			retire(func(q *seqState) bool { return false })
+			continue
+		}
+		if s.cfg.OnStep != nil {
+			s.cfg.OnStep(len(jobs), tokens, time.Since(start))
+		}
+		s.mu.Lock()
+		s.steps++
+		s.mu.Unlock()
+		for i := range jobs {
+			q := owners[i]
+			j := &jobs[i]
+			if q.fed < len(q.spec.Prompt) {
+				q.fed += len(j.Tokens)
+			}
+			tok := q.req.Advance(j)
+			if tok.ID >= 0 || tok.Text != "" {
+				ev := Event{Token: tok}
+				if tok.ID >= 0 && q.spec.Logprobs >= 0 && j.Logits != nil {
+					ev.Logprob, ev.Top = logprobs(j.Logits, tok.ID, q.spec.Logprobs)
+				}
+				q.st.push(ev)
+			}
+			if q.req.Done() {
+				finish(q, Event{})
+				q.req = nil
+			}
+		}
+		retire(func(q *seqState) bool { return q.req != nil })
+	}
+}
+
+// job returns q's next job, asking for logits when log probabilities are wanted.
+func (s *Scheduler) job(q *seqState, maxRows int) generate.Job {
+	j := q.req.Job(maxRows)
+	if j.Want == generate.WantArgMax && q.spec.Logprobs >= 0 {
+		j.Want = generate.WantLogits // greedy sampling of the logits picks the same id
+	}
+	return j
+}
+
+// logprobs returns the log-softmax of logits at id and the top k entries
+// (largest first, smaller id first on ties).
+func logprobs(logits []float32, id int32, k int) (float32, []TokenLogprob) {
+	m := float32(math.Inf(-1))
+	for _, v := range logits {
+		if v > m {
+			m = v
+		}
+	}
+	var sum float64
+	for _, v := range logits {
+		if v == v { // NaN logits count as impossible
+			sum += math.Exp(float64(v - m))
+		}
+	}
+	lse := m + float32(math.Log(sum))
+	lp := func(i int32) float32 {
+		v := logits[i] - lse
+		if v != v {
+			return float32(math.Inf(-1))
+		}
+		return v
+	}
+	if k == 0 {
+		return lp(id), nil
+	}
+	top := make([]TokenLogprob, 0, k+1)
+	for i, v := range logits {
+		if len(top) == k && !(v > top[k-1].Logprob) {
+			continue
+		}
+		at := len(top)
+		for at > 0 && v > top[at-1].Logprob {
+			at--
+		}
+		top = slices.Insert(top, at, TokenLogprob{ID: int32(i), Logprob: v})
+		if len(top) > k {
+			top = top[:k]
+		}
+	}
+	for i := range top {
+		top[i].Logprob = lp(top[i].ID)
+	}
+	return lp(id), top
+}

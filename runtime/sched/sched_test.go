@@ -1,0 +1,485 @@
+package sched
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/loomllm/loom/cpu"
+	"github.com/loomllm/loom/internal/testdata"
+	"github.com/loomllm/loom/model/arch"
+	"github.com/loomllm/loom/model/loader"
+	"github.com/loomllm/loom/model/tokenizer"
+	"github.com/loomllm/loom/runtime/generate"
+	"github.com/loomllm/loom/runtime/sample"
+)
+
+// stories is the trained stories260K model on the CPU backend.
+type stories struct {
+	e   *generate.Engine
+	tok *tokenizer.Tokenizer
+}
+
+func loadStories(t testing.TB, maxOut, blocks int) *stories {
+	return loadStoriesWith(t, cpu.Options{Threads: 2}, maxOut, blocks, 512)
+}
+
+func loadStoriesWith(t testing.TB, opt cpu.Options, maxOut, blocks, ctx int) *stories {
+	desc, err := loader.Open(testdata.Path(t, "models/stories260K.gguf"))
+	require.NoError(t, err)
+	t.Cleanup(func() { desc.Close() })
+	tok, err := tokenizer.New(&desc.Tokenizer)
+	require.NoError(t, err)
+	be := cpu.New(opt)
+	t.Cleanup(func() { be.Close() })
+	m, err := arch.New(be, desc, arch.Options{MaxRows: 256, MaxOut: maxOut})
+	require.NoError(t, err)
+	t.Cleanup(m.Close)
+	e, err := generate.NewEngine(be, m, generate.EngineOptions{Context: ctx, Blocks: blocks})
+	require.NoError(t, err)
+	t.Cleanup(e.Close)
+	return &stories{e: e, tok: tok}
+}
+
+func (s *stories) start(t testing.TB, cfg Config) *Scheduler {
+	sc, err := New(s.e, cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sc.Close(context.Background()) })
+	return sc
+}
+
+// slow makes every step take at least d, so tests can act while
+// sequences run.
+func slow(d time.Duration) func(int, int, time.Duration) {
+	return func(_, _ int, took time.Duration) { time.Sleep(d - took) }
+}
+
+// seq is a greedy sequence continuing prompt.
+func (s *stories) seq(prompt string, maxTokens int) Seq {
+	ids := s.tok.Encode(prompt, tokenizer.EncodeOptions{AddSpecial: true})
+	return Seq{Prompt: ids, Logprobs: -1, Options: generate.Options{MaxTokens: maxTokens, IsEnd: s.tok.IsEndOfGeneration,
+		NewDecoder: func() generate.Decoder { return s.tok.NewStream() }}}
+}
+
+// result is what a stream delivered.
+type result struct {
+	ids    []int32
+	text   string
+	events []Event
+	last   Event
+}
+
+func drain(t testing.TB, st *Stream, seen ...Event) result {
+	var r result
+	for _, ev := range seen {
+		r.events = append(r.events, ev)
+		r.text += ev.Token.Text
+		if ev.Done {
+			r.last = ev
+			return r
+		}
+		r.ids = append(r.ids, ev.Token.ID)
+	}
+	var buf []Event
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for {
+		evs, err := st.Next(ctx, buf)
+		require.NoError(t, err)
+		for _, ev := range evs {
+			r.events = append(r.events, ev)
+			r.text += ev.Token.Text
+			if ev.Done {
+				r.last = ev
+				return r
+			}
+			r.ids = append(r.ids, ev.Token.ID)
+		}
+		buf = evs
+	}
+}
+
+func run(t testing.TB, sc *Scheduler, q Seq) result {
+	sts, err := sc.Submit(context.Background(), []Seq{q})
+	require.NoError(t, err)
+	return drain(t, sts[0])
+}
+
+var prompts = []string{"Once upon a time", "The cat", "Lily and Tom went to the park", "One day, a little bird",
+	"Tim had a red ball.", "The sun was", "Sara", "A big dog saw a small frog and said"}
+
+// TestGolden: the scheduler reproduces llama2.c's published tokens.
+func TestGolden(t *testing.T) {
+	s := loadStories(t, 4, 0)
+	sc := s.start(t, Config{})
+	raw, err := os.ReadFile(testdata.Path(t, "golden/stories260K_greedy_n200_ids.txt"))
+	require.NoError(t, err)
+	want, err := os.ReadFile(testdata.Path(t, "golden/stories260K_greedy_n200.txt"))
+	require.NoError(t, err)
+	q := s.seq("", 200)
+	q.Prompt = []int32{s.tok.BOS()}
+	r := run(t, sc, q)
+	var ids []string
+	for _, id := range r.ids {
+		ids = append(ids, strconv.Itoa(int(id)))
+	}
+	require.Equal(t, strings.Fields(string(raw)), ids)
+	require.Equal(t, string(want), r.text)
+	require.Equal(t, generate.FinishLength, r.last.Stats.Finish)
+}
+
+// TestBatchInvariance: 32 concurrent greedy requests return exactly what
+// each returns alone, although the batch they run in changes every step
+// (prefill chunks, arrivals, sequences finishing at different lengths).
+func TestBatchInvariance(t *testing.T) {
+	s := loadStories(t, 32, 0)
+	sc := s.start(t, Config{PrefillChunk: 16})
+	seqs := make([]Seq, 32)
+	alone := make([]result, len(seqs))
+	for i := range seqs {
+		seqs[i] = s.seq(prompts[i%len(prompts)]+strings.Repeat(" and", i/len(prompts)), 40+i*3)
+		if i%2 == 1 {
+			seqs[i].Logprobs = 0 // half read logits back, half only the argmax
+		}
+		alone[i] = run(t, sc, seqs[i])
+		require.NotEmpty(t, alone[i].ids)
+	}
+	var wg sync.WaitGroup
+	got := make([]result, len(seqs))
+	for i := range seqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i%5) * time.Millisecond) // stagger arrivals
+			got[i] = run(t, sc, seqs[i])
+		}()
+	}
+	wg.Wait()
+	for i := range seqs {
+		require.Equal(t, alone[i].ids, got[i].ids, "request %d", i)
+		require.Equal(t, alone[i].text, got[i].text, "request %d", i)
+		for k, ev := range got[i].events { // the logits are bitwise the same
+			require.Equal(t, math.Float32bits(alone[i].events[k].Logprob), math.Float32bits(ev.Logprob), "request %d token %d", i, k)
+		}
+	}
+	require.Zero(t, sc.Stats().BlocksUsed)
+}
+
+// TestLongContextInvariance reproduces the one way the CPU backend's
+// rows depend on their batch: cpu.Backend.Attention splits positions
+// across its thread pool (flash-decoding) when rows × KV heads < 2 ×
+// threads and the batch's longest history reaches 512 positions, with
+// parts sized from that longest history, so a row's softmax and value
+// sums are associated differently alone and in a batch. It needs many
+// threads (LOOM_INVARIANCE_THREADS=16) and about 15 s, so it is opt-in.
+func TestLongContextInvariance(t *testing.T) {
+	threads, _ := strconv.Atoi(os.Getenv("LOOM_INVARIANCE_THREADS"))
+	if threads == 0 {
+		t.Skip("set LOOM_INVARIANCE_THREADS=16 to run")
+	}
+	s := loadStoriesWith(t, cpu.Options{Threads: threads}, 16, 16*64, 1024)
+	sc := s.start(t, Config{})
+	seqs := make([]Seq, 12)
+	alone := make([]result, len(seqs))
+	for i := range seqs {
+		seqs[i] = s.seq(strings.Repeat(prompts[i%len(prompts)]+" ", 20+i), 300)
+		seqs[i].Logprobs = 0
+		alone[i] = run(t, sc, seqs[i])
+	}
+	got := make([]result, len(seqs))
+	var wg sync.WaitGroup
+	for i := range seqs {
+		wg.Add(1)
+		go func() { defer wg.Done(); got[i] = run(t, sc, seqs[i]) }()
+	}
+	wg.Wait()
+	for i := range seqs {
+		require.Equal(t, alone[i].ids, got[i].ids, "request %d", i)
+		for k, ev := range got[i].events {
+			require.Equal(t, math.Float32bits(alone[i].events[k].Logprob), math.Float32bits(ev.Logprob), "request %d token %d", i, k)
+		}
+	}
+}
+
+// TestReservation: a request is admitted only when its worst case fits
+// beside the running ones, so running sequences never run out of blocks.
+func TestReservation(t *testing.T) {
+	s := loadStories(t, 8, 8) // 8 blocks of 16 positions
+	var mu sync.Mutex
+	var maxUsed int
+	var sc *Scheduler
+	sc = s.start(t, Config{OnStep: func(_, _ int, took time.Duration) {
+		time.Sleep(time.Millisecond - took)
+		mu.Lock()
+		maxUsed = max(maxUsed, s.e.Cache().NumBlocks()-s.e.Cache().FreeBlocks())
+		mu.Unlock()
+	}})
+	q := s.seq("Once upon a time", 60) // 5 + 60 positions: 5 blocks worst case
+	want := run(t, sc, q)
+	require.Len(t, want.ids, 60)
+
+	// Two such requests need 10 blocks: the second waits for the first.
+	sts, err := sc.Submit(context.Background(), []Seq{q})
+	require.NoError(t, err)
+	sts2, err := sc.Submit(context.Background(), []Seq{q})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { st := sc.Stats(); return st.Running == 1 && st.Queued == 1 }, 5*time.Second, time.Millisecond)
+	for _, st := range [][]*Stream{sts, sts2} {
+		r := drain(t, st[0])
+		require.Equal(t, want.ids, r.ids)
+		require.Equal(t, generate.FinishLength, r.last.Stats.Finish)
+	}
+	require.LessOrEqual(t, maxUsed, 5)
+
+	// A group that can never fit fails at once.
+	_, err = sc.Submit(context.Background(), []Seq{q, q})
+	require.ErrorIs(t, err, ErrTooLarge)
+	_, err = sc.Submit(context.Background(), []Seq{s.seq("Once", 0)}) // the whole context: 32 blocks
+	require.ErrorIs(t, err, ErrTooLarge)
+	st := sc.Stats()
+	require.Zero(t, st.Reserved)
+	require.Zero(t, st.BlocksUsed)
+}
+
+func TestQueueFull(t *testing.T) {
+	s := loadStories(t, 1, 0)
+	sc := s.start(t, Config{MaxQueue: 1, OnStep: slow(time.Millisecond)})
+	q := s.seq("Once upon a time", 100)
+	a, err := sc.Submit(context.Background(), []Seq{q})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return sc.Stats().Running == 1 }, 5*time.Second, time.Millisecond)
+	b, err := sc.Submit(context.Background(), []Seq{q})
+	require.NoError(t, err)
+	_, err = sc.Submit(context.Background(), []Seq{q})
+	require.ErrorIs(t, err, ErrQueueFull)
+	ra, rb := drain(t, a[0]), drain(t, b[0])
+	require.Equal(t, ra.ids, rb.ids)
+	_, err = sc.Submit(context.Background(), []Seq{q}) // room again
+	require.NoError(t, err)
+}
+
+func TestBadRequests(t *testing.T) {
+	s := loadStories(t, 2, 0)
+	sc := s.start(t, Config{MaxBatch: 2})
+	q := s.seq("Once", 10)
+	_, err := sc.Submit(context.Background(), []Seq{q, q, q})
+	require.ErrorIs(t, err, ErrTooLarge, "more sequences than a batch")
+	_, err = sc.Submit(context.Background(), nil)
+	require.ErrorIs(t, err, ErrTooLarge)
+	long := q
+	long.Prompt = make([]int32, 600)
+	_, err = sc.Submit(context.Background(), []Seq{long})
+	require.ErrorIs(t, err, generate.ErrContext)
+	over := s.seq("Once", 511)
+	_, err = sc.Submit(context.Background(), []Seq{over})
+	require.ErrorIs(t, err, generate.ErrContext)
+	bad := q
+	bad.Options.Sampling = sample.Options{Temperature: -1}
+	_, err = sc.Submit(context.Background(), []Seq{bad})
+	require.ErrorIs(t, err, sample.ErrOptions)
+	lp := q
+	lp.Logprobs = MaxTopLogprobs + 1
+	_, err = sc.Submit(context.Background(), []Seq{lp})
+	require.Error(t, err)
+	require.Zero(t, sc.Stats().BlocksUsed)
+
+	_, err = New(s.e, Config{MaxBatch: 3})
+	require.ErrorIs(t, err, ErrConfig)
+	_, err = New(s.e, Config{PrefillChunk: 1000})
+	require.ErrorIs(t, err, ErrConfig)
+}
+
+// TestCancel: cancelling a request ends it at the next step and frees its
+// blocks; the others are unaffected.
+func TestCancel(t *testing.T) {
+	s := loadStories(t, 4, 128)
+	sc := s.start(t, Config{OnStep: slow(time.Millisecond)})
+	other := s.seq("The cat", 120)
+	want := run(t, sc, other)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	sts, err := sc.Submit(ctx, []Seq{s.seq("Once upon a time", 400), s.seq("Once upon a time", 400)})
+	require.NoError(t, err)
+	keep, err := sc.Submit(context.Background(), []Seq{other})
+	require.NoError(t, err)
+	evs, err := sts[0].Next(context.Background(), nil)
+	require.NoError(t, err)
+	require.NotEmpty(t, evs)
+	cancel()
+	for i, st := range sts {
+		var r result
+		if i == 0 {
+			r = drain(t, st, evs...)
+		} else {
+			r = drain(t, st)
+		}
+		require.ErrorIs(t, r.last.Err, context.Canceled)
+		require.Less(t, len(r.ids), 400)
+	}
+	require.Equal(t, want.ids, drain(t, keep[0]).ids)
+	require.Eventually(t, func() bool { st := sc.Stats(); return st.BlocksUsed == 0 && st.Reserved == 0 && st.Running == 0 },
+		time.Second, time.Millisecond)
+
+	// A request cancelled while it waits leaves the queue.
+	one := loadStories(t, 1, 0)
+	sc1 := one.start(t, Config{OnStep: slow(time.Millisecond)})
+	busy, err := sc1.Submit(context.Background(), []Seq{one.seq("Once", 300)})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return sc1.Stats().Running == 1 }, 5*time.Second, time.Millisecond)
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	waiting, err := sc1.Submit(ctx2, []Seq{one.seq("The", 10)})
+	require.NoError(t, err)
+	require.Equal(t, 1, sc1.Stats().Queued)
+	cancel2()
+	require.ErrorIs(t, drain(t, waiting[0]).last.Err, context.Canceled)
+	require.Zero(t, sc1.Stats().Queued)
+	drain(t, busy[0])
+}
+
+func TestClose(t *testing.T) {
+	s := loadStories(t, 2, 0)
+	sc, err := New(s.e, Config{MaxBatch: 1})
+	require.NoError(t, err)
+	q := s.seq("Once upon a time", 50)
+	a, err := sc.Submit(context.Background(), []Seq{q})
+	require.NoError(t, err)
+	b, err := sc.Submit(context.Background(), []Seq{q})
+	require.NoError(t, err)
+	require.NoError(t, sc.Close(context.Background()), "queued and running requests finish")
+	require.Len(t, drain(t, a[0]).ids, 50)
+	require.Len(t, drain(t, b[0]).ids, 50)
+	_, err = sc.Submit(context.Background(), []Seq{q})
+	require.ErrorIs(t, err, ErrClosed)
+
+	// With no time left, the rest are cancelled.
+	sc, err = New(s.e, Config{MaxBatch: 1, OnStep: slow(time.Millisecond)})
+	require.NoError(t, err)
+	long := s.seq("Once upon a time", 500)
+	a, err = sc.Submit(context.Background(), []Seq{long})
+	require.NoError(t, err)
+	b, err = sc.Submit(context.Background(), []Seq{long})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	require.ErrorIs(t, sc.Close(ctx), context.DeadlineExceeded)
+	require.ErrorIs(t, drain(t, a[0]).last.Err, ErrClosed)
+	require.ErrorIs(t, drain(t, b[0]).last.Err, ErrClosed)
+	require.Equal(t, s.e.Cache().NumBlocks(), s.e.Cache().FreeBlocks())
+}
+
+// TestChunkedPrefill: a long prompt enters in chunks while another
+// sequence keeps decoding every step.
+func TestChunkedPrefill(t *testing.T) {
+	s := loadStories(t, 4, 0)
+	var mu sync.Mutex
+	var steps [][2]int
+	sc := s.start(t, Config{PrefillChunk: 8, OnStep: func(seqs, tokens int, took time.Duration) {
+		time.Sleep(time.Millisecond - took)
+		mu.Lock()
+		steps = append(steps, [2]int{seqs, tokens})
+		mu.Unlock()
+	}})
+	short, long := s.seq("The cat", 60), s.seq(strings.Repeat("Once upon a time there was a girl. ", 6), 5)
+	wantShort, wantLong := run(t, sc, short), run(t, sc, long)
+	mu.Lock()
+	steps = nil
+	mu.Unlock()
+
+	a, err := sc.Submit(context.Background(), []Seq{short})
+	require.NoError(t, err)
+	first, err := a[0].Next(context.Background(), nil) // decoding now
+	require.NoError(t, err)
+	b, err := sc.Submit(context.Background(), []Seq{long})
+	require.NoError(t, err)
+	require.Equal(t, wantLong.ids, drain(t, b[0]).ids)
+	require.Equal(t, wantShort.ids, drain(t, a[0], first...).ids)
+	mu.Lock()
+	defer mu.Unlock()
+	both := 0
+	for _, st := range steps {
+		require.LessOrEqual(t, st[1], 1+8, "one decode row and at most one chunk")
+		if st[0] == 2 {
+			both++
+		}
+	}
+	require.GreaterOrEqual(t, both, len(long.Prompt)/8, "the prompt went in chunks beside the decode")
+}
+
+func TestLogprobs(t *testing.T) {
+	s := loadStories(t, 2, 0)
+	sc := s.start(t, Config{})
+	plain := run(t, sc, s.seq("Once upon a time", 20))
+	q := s.seq("Once upon a time", 20)
+	q.Logprobs = 5
+	r := run(t, sc, q)
+	require.Equal(t, plain.ids, r.ids, "asking for logprobs does not change greedy tokens")
+	for _, ev := range r.events[:len(r.events)-1] {
+		require.Len(t, ev.Top, 5)
+		require.Equal(t, ev.Token.ID, ev.Top[0].ID, "greedy picks the most likely")
+		require.InDelta(t, ev.Top[0].Logprob, ev.Logprob, 1e-6)
+		var p float64
+		for i, c := range ev.Top {
+			require.LessOrEqual(t, c.Logprob, float32(0))
+			if i > 0 {
+				require.LessOrEqual(t, c.Logprob, ev.Top[i-1].Logprob)
+			}
+			p += math.Exp(float64(c.Logprob))
+		}
+		require.LessOrEqual(t, p, 1.0+1e-5)
+	}
+	q.Logprobs = 0
+	r = run(t, sc, q)
+	require.Nil(t, r.events[0].Top)
+	require.Less(t, r.events[0].Logprob, float32(0))
+}
+
+func TestLogprobsFunc(t *testing.T) {
+	logits := []float32{1, 3, 3, float32(math.NaN()), 2}
+	lp, top := logprobs(logits, 4, 3)
+	lse := math.Log(math.Exp(1) + 2*math.Exp(3) + math.Exp(2)) // NaN counts as nothing... and is never the top
+	require.InDelta(t, 2-lse, float64(lp), 1e-5)
+	require.Equal(t, []int32{1, 2, 4}, []int32{top[0].ID, top[1].ID, top[2].ID})
+	_, top = logprobs(logits, 0, 0)
+	require.Nil(t, top)
+}
+
+// TestSampledSeeds: sampled sequences with the same seed agree; a group's
+// sequences with different seeds differ.
+func TestSampledSeeds(t *testing.T) {
+	s := loadStories(t, 4, 0)
+	sc := s.start(t, Config{})
+	mk := func(seed uint64) Seq {
+		q := s.seq("Once upon a time", 30)
+		q.Options.Sampling = sample.Options{Temperature: 1, Seed: seed}
+		return q
+	}
+	sts, err := sc.Submit(context.Background(), []Seq{mk(1), mk(1), mk(2)})
+	require.NoError(t, err)
+	r0, r1, r2 := drain(t, sts[0]), drain(t, sts[1]), drain(t, sts[2])
+	require.Equal(t, r0.ids, r1.ids)
+	require.NotEqual(t, r0.ids, r2.ids)
+}
+
+func ExampleScheduler() {
+	// Given an engine e and a tokenizer tok (see package loom):
+	//
+	//	sc, _ := sched.New(e, sched.Config{MaxQueue: 16})
+	//	defer sc.Close(context.Background())
+	//	streams, err := sc.Submit(ctx, []sched.Seq{{Prompt: ids, Logprobs: -1,
+	//		Options: generate.Options{MaxTokens: 64, IsEnd: tok.IsEndOfGeneration}}})
+	//	for done := false; !done; {
+	//		evs, err := streams[0].Next(ctx, nil)
+	//		...
+	//	}
+	fmt.Println(errors.Is(fmt.Errorf("busy: %w", ErrQueueFull), ErrQueueFull))
+	// Output: true
+}
