@@ -287,43 +287,106 @@ __device__ __forceinline__ void gemv(float* dst, i64 ldd, const float* x, i64 ld
 }  // namespace lmm
 
 // The exported GEMV kernels: _1 for rows == 1, _4 for 2..4 rows, _8 for
-// 5..8 rows (ABI.md 2.2). rows outside the variant's range write nothing.
-#define LOOM_GEMV(name, WT)                                                                      \
-  extern "C" __global__ void __launch_bounds__(lmm::kGemvThreads, 3)                             \
-      loom_gemv_##name##_1(float* dst, i64 ldd, const float* x, i64 ldx, const void* w,         \
-                           i64 rows, i64 out, i64 in) {                                          \
-    __shared__ __align__(16) float xs[lmm::kGemvXS];                                             \
-    if (rows == 1) lmm::gemv<WT, 1, 1>(dst, ldd, x, ldx, (const uint8_t*)w, out, in, xs);       \
-  }                                                                                              \
-  extern "C" __global__ void __launch_bounds__(lmm::kGemvThreads, 2)                             \
-      loom_gemv_##name##_4(float* dst, i64 ldd, const float* x, i64 ldx, const void* w,         \
-                           i64 rows, i64 out, i64 in) {                                          \
-    __shared__ __align__(16) float xs[lmm::kGemvXS];                                             \
-    const uint8_t* wb = (const uint8_t*)w;                                                       \
-    switch (rows) {                                                                              \
-      case 2: lmm::gemv<WT, 2, 2>(dst, ldd, x, ldx, wb, out, in, xs); break;                    \
-      case 3: lmm::gemv<WT, 3, 2>(dst, ldd, x, ldx, wb, out, in, xs); break;                    \
-      case 4: lmm::gemv<WT, 4, 2>(dst, ldd, x, ldx, wb, out, in, xs); break;                    \
-    }                                                                                            \
-  }                                                                                              \
-  extern "C" __global__ void __launch_bounds__(lmm::kGemvThreads, 2)                             \
-      loom_gemv_##name##_8(float* dst, i64 ldd, const float* x, i64 ldx, const void* w,         \
-                           i64 rows, i64 out, i64 in) {                                          \
-    __shared__ __align__(16) float xs[lmm::kGemvXS];                                             \
-    const uint8_t* wb = (const uint8_t*)w;                                                       \
-    switch (rows) {                                                                              \
-      case 5: lmm::gemv<WT, 5, 4>(dst, ldd, x, ldx, wb, out, in, xs); break;                    \
-      case 6: lmm::gemv<WT, 6, 4>(dst, ldd, x, ldx, wb, out, in, xs); break;                    \
-      case 7: lmm::gemv<WT, 7, 4>(dst, ldd, x, ldx, wb, out, in, xs); break;                    \
-      case 8: lmm::gemv<WT, 8, 4>(dst, ldd, x, ldx, wb, out, in, xs); break;                    \
-    }                                                                                            \
-  }
+// 5..8 rows (ABI.md 2.2); rows outside the variant's range write nothing.
+//
+// Every exported kernel below has its body on lines of its own: ptxas 11.8
+// (sm_90 with -lineinfo) crashes when a kernel's first code is a call
+// inlined from the kernel's own source line, which a one-line macro kernel
+// produces. The macros therefore give only the signature.
 
-LOOM_GEMV(f32, lmm::W_F32)
-LOOM_GEMV(f16, lmm::W_F16)
-LOOM_GEMV(bf16, lmm::W_BF16)
-LOOM_GEMV(q8_0, lmm::W_Q8_0)
-LOOM_GEMV(q4_0, lmm::W_Q4_0)
+namespace lmm {
+template <int WT>
+__device__ __forceinline__ void gemv_1(float* dst, i64 ldd, const float* x, i64 ldx,
+                                       const void* w, i64 rows, i64 out, i64 in) {
+  __shared__ __align__(16) float xs[kGemvXS];
+  const uint8_t* wb = (const uint8_t*)w;
+  if (rows == 1) gemv<WT, 1, 1>(dst, ldd, x, ldx, wb, out, in, xs);
+}
+template <int WT>
+__device__ __forceinline__ void gemv_4(float* dst, i64 ldd, const float* x, i64 ldx,
+                                       const void* w, i64 rows, i64 out, i64 in) {
+  __shared__ __align__(16) float xs[kGemvXS];
+  const uint8_t* wb = (const uint8_t*)w;
+  if (rows == 2) gemv<WT, 2, 2>(dst, ldd, x, ldx, wb, out, in, xs);
+  if (rows == 3) gemv<WT, 3, 2>(dst, ldd, x, ldx, wb, out, in, xs);
+  if (rows == 4) gemv<WT, 4, 2>(dst, ldd, x, ldx, wb, out, in, xs);
+}
+template <int WT>
+__device__ __forceinline__ void gemv_8(float* dst, i64 ldd, const float* x, i64 ldx,
+                                       const void* w, i64 rows, i64 out, i64 in) {
+  __shared__ __align__(16) float xs[kGemvXS];
+  const uint8_t* wb = (const uint8_t*)w;
+  if (rows == 5) gemv<WT, 5, 4>(dst, ldd, x, ldx, wb, out, in, xs);
+  if (rows == 6) gemv<WT, 6, 4>(dst, ldd, x, ldx, wb, out, in, xs);
+  if (rows == 7) gemv<WT, 7, 4>(dst, ldd, x, ldx, wb, out, in, xs);
+  if (rows == 8) gemv<WT, 8, 4>(dst, ldd, x, ldx, wb, out, in, xs);
+}
+}  // namespace lmm
+
+#define LOOM_GEMV_SIG(name, MINB)                                                           \
+  extern "C" __global__ void __launch_bounds__(lmm::kGemvThreads, MINB)                     \
+      name(float* dst, i64 ldd, const float* x, i64 ldx, const void* w, i64 rows, i64 out, \
+           i64 in)
+
+LOOM_GEMV_SIG(loom_gemv_f32_1, 3) {
+  lmm::gemv_1<lmm::W_F32>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_f32_4, 2) {
+  lmm::gemv_4<lmm::W_F32>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_f32_8, 2) {
+  lmm::gemv_8<lmm::W_F32>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_f16_1, 3) {
+  lmm::gemv_1<lmm::W_F16>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_f16_4, 2) {
+  lmm::gemv_4<lmm::W_F16>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_f16_8, 2) {
+  lmm::gemv_8<lmm::W_F16>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_bf16_1, 3) {
+  lmm::gemv_1<lmm::W_BF16>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_bf16_4, 2) {
+  lmm::gemv_4<lmm::W_BF16>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_bf16_8, 2) {
+  lmm::gemv_8<lmm::W_BF16>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_q8_0_1, 3) {
+  lmm::gemv_1<lmm::W_Q8_0>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_q8_0_4, 2) {
+  lmm::gemv_4<lmm::W_Q8_0>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_q8_0_8, 2) {
+  lmm::gemv_8<lmm::W_Q8_0>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_q4_0_1, 3) {
+  lmm::gemv_1<lmm::W_Q4_0>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_q4_0_4, 2) {
+  lmm::gemv_4<lmm::W_Q4_0>(dst, ldd, x, ldx, w, rows, out, in);
+}
+
+LOOM_GEMV_SIG(loom_gemv_q4_0_8, 2) {
+  lmm::gemv_8<lmm::W_Q4_0>(dst, ldd, x, ldx, w, rows, out, in);
+}
 
 // ---------------------------------------------------------------------------
 // Tensor-core GEMM: C[rows × out] = A[rows × k] · B[out × k]ᵀ, A and B 16-bit
@@ -491,17 +554,26 @@ __device__ __forceinline__ void gemm_tc(float* dst, i64 ldd, const uint16_t* a, 
 
 }  // namespace lmm
 
-#define LOOM_GEMM(name, BF16, BM, BN, WM, WN, ST, MINB)                                           \
-  extern "C" __global__ void __launch_bounds__(WM* WN * 32, MINB)                                 \
-      loom_gemm_##name(float* dst, i64 ldd, const uint16_t* a, i64 lda, const uint16_t* b,       \
-                       i64 ldb, i64 rows, i64 out, i64 k, float* ws) {                           \
-    lmm::gemm_tc<BF16, BM, BN, WM, WN, ST>(dst, ldd, a, lda, b, ldb, rows, out, k, ws);         \
-  }
+#define LOOM_GEMM_SIG(name, THREADS, MINB)                                                     \
+  extern "C" __global__ void __launch_bounds__(THREADS, MINB)                                  \
+      name(float* dst, i64 ldd, const uint16_t* a, i64 lda, const uint16_t* b, i64 ldb, i64 rows, \
+           i64 out, i64 k, float* ws)
 
-LOOM_GEMM(bf16_128x256, true, 128, 256, 2, 4, 3, 1)
-LOOM_GEMM(f16_128x256, false, 128, 256, 2, 4, 3, 1)
-LOOM_GEMM(bf16_64x64, true, 64, 64, 2, 2, 4, 3)
-LOOM_GEMM(f16_64x64, false, 64, 64, 2, 2, 4, 3)
+LOOM_GEMM_SIG(loom_gemm_bf16_128x256, 256, 1) {
+  lmm::gemm_tc<true, 128, 256, 2, 4, 3>(dst, ldd, a, lda, b, ldb, rows, out, k, ws);
+}
+
+LOOM_GEMM_SIG(loom_gemm_f16_128x256, 256, 1) {
+  lmm::gemm_tc<false, 128, 256, 2, 4, 3>(dst, ldd, a, lda, b, ldb, rows, out, k, ws);
+}
+
+LOOM_GEMM_SIG(loom_gemm_bf16_64x64, 128, 3) {
+  lmm::gemm_tc<true, 64, 64, 2, 2, 4>(dst, ldd, a, lda, b, ldb, rows, out, k, ws);
+}
+
+LOOM_GEMM_SIG(loom_gemm_f16_64x64, 128, 3) {
+  lmm::gemm_tc<false, 64, 64, 2, 2, 4>(dst, ldd, a, lda, b, ldb, rows, out, k, ws);
+}
 
 // loom_gemm_splitk_reduce: dst[r][o] = Σ_z ws[(z·rows + r)·out + o] (ABI.md 2.5).
 extern "C" __global__ void __launch_bounds__(256)
