@@ -128,6 +128,8 @@ type Event struct {
 	Done  bool
 	Stats generate.Stats
 	Err   error
+	// Time is when the scheduler produced the event.
+	Time time.Time
 }
 
 // Stream delivers one sequence's events, in order. It is safe for use by
@@ -143,6 +145,7 @@ func newStream() *Stream { return &Stream{notify: make(chan struct{}, 1)} }
 
 // push queues an event; the scheduler never blocks on a reader.
 func (st *Stream) push(ev Event) {
+	ev.Time = time.Now()
 	st.mu.Lock()
 	st.events = append(st.events, ev)
 	st.done = st.done || ev.Done
