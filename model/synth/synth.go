@@ -276,11 +276,12 @@ func Fill(m *model.Model, seed uint64) error {
 				case backend.Q8_0:
 					randomQ8_0(dst, k.seed, k.scale)
 				default: // F16, BF16: the F32 values, rounded
-					conv := quant.F32ToBF16
-					if k.t.DType == backend.F16 {
-						conv = quant.F32ToF16
+					h := unsafe.Slice((*uint16)(unsafe.Pointer(&dst[0])), n)
+					if k.t.DType == backend.BF16 {
+						uniformBF16(h, k.seed, k.scale, k.center)
+					} else {
+						uniformHalf(h, k.seed, k.scale, k.center, quant.F32ToF16)
 					}
-					uniformHalf(unsafe.Slice((*uint16)(unsafe.Pointer(&dst[0])), n), k.seed, k.scale, k.center, conv)
 				}
 			}
 		}()
@@ -329,6 +330,27 @@ func uniform(v []float32, seed uint64, half, center float32) {
 	}
 	if len(v)%2 == 1 {
 		v[len(v)-1] = center + k*float32(int32(mix(s+0x9e3779b97f4a7c15)))
+	}
+}
+
+// uniformBF16 is uniform rounded to bfloat16 (ties to even, as
+// quant.F32ToBF16 rounds finite values), with the rounding inlined: the
+// path that fills 8B-parameter benchmark models.
+func uniformBF16(v []uint16, seed uint64, half, center float32) {
+	s := seed
+	k := half / (1 << 31)
+	round := func(f float32) uint16 {
+		b := math.Float32bits(f)
+		return uint16((b + 0x7fff + (b>>16)&1) >> 16)
+	}
+	for i := 0; i+1 < len(v); i += 2 {
+		s += 0x9e3779b97f4a7c15
+		x := mix(s)
+		v[i] = round(center + k*float32(int32(x)))
+		v[i+1] = round(center + k*float32(int32(x>>32)))
+	}
+	if len(v)%2 == 1 {
+		v[len(v)-1] = round(center + k*float32(int32(mix(s+0x9e3779b97f4a7c15))))
 	}
 }
 
