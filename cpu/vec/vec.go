@@ -16,7 +16,10 @@ const (
 	Q4_0BlockBytes = 18
 )
 
-// DotGeneric returns the sum of a[i]*b[i]. It panics if len(b) < len(a).
+// DotGeneric returns the sum of a[i]*b[i] over i < len(a). It keeps four
+// partial sums (of the elements with i%4 = 0, 1, 2, 3), which lets the
+// processor overlap the additions, and adds them at the end. It panics if
+// len(b) < len(a).
 func DotGeneric(a, b []float32) float32 {
 	b = b[:len(a)]
 	var s0, s1, s2, s3 float32
