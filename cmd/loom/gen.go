@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/loomllm/loom/model"
 	"github.com/loomllm/loom/model/gguf"
 	"github.com/loomllm/loom/model/hf"
@@ -158,8 +156,7 @@ func runGen(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// genGGUF writes the model straight into a memory-mapped output file, so
-// models larger than memory are generated through the page cache.
+// genGGUF writes the model tensor by tensor (see fillFile).
 func genGGUF(path string, cfg model.Config, dt backend.DType, tok model.TokenizerSpec, seed uint64) (int64, error) {
 	m, err := synth.Describe(cfg, dt, tok)
 	if err != nil {
@@ -178,7 +175,7 @@ func genGGUF(path string, cfg model.Config, dt backend.DType, tok model.Tokenize
 	for _, t := range infos {
 		offsets[t.Name] = int64(len(header)) + int64(t.Offset)
 	}
-	return size, fillMapped(path, header, size, m, offsets, seed)
+	return size, fillFile(path, header, size, m, offsets, seed)
 }
 
 // genHF builds the model in memory and writes it as a Hugging Face
@@ -215,7 +212,7 @@ func genLlama2C(path string, cfg model.Config, tok model.TokenizerSpec, seed uin
 	if _, err := os.Stat(tokPath); err == nil && !force {
 		return 0, fmt.Errorf("%s exists (use --force to overwrite): %w", tokPath, os.ErrExist)
 	}
-	if err := fillMapped(path, header, size, m, offsets, seed); err != nil {
+	if err := fillFile(path, header, size, m, offsets, seed); err != nil {
 		return 0, err
 	}
 	f, err := os.Create(tokPath)
@@ -229,9 +226,11 @@ func genLlama2C(path string, cfg model.Config, tok model.TokenizerSpec, seed uin
 	return size, f.Close()
 }
 
-// fillMapped creates path with size bytes, writes header at its start,
-// maps it, points each tensor of m at its offset and fills the weights.
-func fillMapped(path string, header []byte, size int64, m *model.Model, offsets map[string]int64, seed uint64) (err error) {
+// fillFile creates path with size bytes, writes header at its start and
+// each tensor of m at its offset, generating one tensor at a time into a
+// reused buffer (all CPUs fill it), so models larger than memory can be
+// written; gaps stay zero.
+func fillFile(path string, header []byte, size int64, m *model.Model, offsets map[string]int64, seed uint64) (err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -250,22 +249,26 @@ func fillMapped(path string, header []byte, size int64, m *model.Model, offsets 
 	if err := f.Truncate(size); err != nil {
 		return err
 	}
-	data, err := unix.Mmap(int(f.Fd()), 0, int(size), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	if err != nil {
-		return fmt.Errorf("%s: mmap: %w", path, err)
+	largest := 0
+	for _, t := range m.Tensors {
+		largest = max(largest, synth.Bytes(t))
 	}
-	for name, t := range m.Tensors {
+	buf := make([]byte, largest)
+	for _, name := range synth.Names(m) {
+		t := m.Tensors[name]
 		off, ok := offsets[name]
 		if !ok {
-			unix.Munmap(data)
 			return errors.New("internal: tensor " + name + " has no place in the file")
 		}
-		n := int64(synth.Bytes(t))
-		t.Data = data[off : off+n : off+n]
+		t.Data = buf[:synth.Bytes(t)]
+		one := &model.Model{Config: m.Config, Tensors: map[string]*model.Tensor{name: t}}
+		if err := synth.Fill(one, seed); err != nil {
+			return err
+		}
+		if _, err := f.WriteAt(t.Data, off); err != nil {
+			return err
+		}
+		t.Data = nil
 	}
-	err = synth.Fill(m, seed)
-	if uerr := unix.Munmap(data); err == nil {
-		err = uerr
-	}
-	return err
+	return nil
 }
