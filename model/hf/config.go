@@ -36,7 +36,7 @@ type config struct {
 	NHead              *int     `json:"n_head,omitempty"`
 	NPositions         *int     `json:"n_positions,omitempty"`
 	NCtx               *int     `json:"n_ctx,omitempty"`
-	NInner             *int     `json:"n_inner"`
+	NInner             *int     `json:"n_inner,omitempty"`
 	LayerNormEpsilon   *float64 `json:"layer_norm_epsilon,omitempty"`
 	ActivationFunction string   `json:"activation_function,omitempty"`
 
