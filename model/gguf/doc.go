@@ -24,7 +24,7 @@
 //
 //	f32, f16, bf16, q8_0   native weight types of every backend
 //	q4_0, q4_k, q6_k       loaded as stored; a backend without them converts
-//	                       at upload: quant.DequantizeK to F32, or
+//	                       at upload: quant.Dequantize to F32, or
 //	                       quant.RequantizeQ8_0 to Q8_0
 //	others (q5_k, iq*, ...) described by Open and loom info; Load reports
 //	                       model.ErrUnsupported

@@ -186,28 +186,6 @@ func QuantizeQ6_K(dst []byte, src []float32) {
 	}
 }
 
-// DequantizeK expands n = len(dst) elements of any type Dequantize
-// supports, and also Q4_K and Q6_K.
-func DequantizeK(dt backend.DType, dst []float32, src []byte) error {
-	switch dt {
-	case backend.Q4_K, backend.Q6_K:
-		rb, err := dt.RowBytes(len(dst))
-		if err != nil {
-			return err
-		}
-		if len(src) < rb {
-			return fmt.Errorf("quant: %d %v elements need %d bytes, have %d", len(dst), dt, rb, len(src))
-		}
-		if dt == backend.Q4_K {
-			DequantizeQ4_K(dst, src)
-		} else {
-			DequantizeQ6_K(dst, src)
-		}
-		return nil
-	}
-	return Dequantize(dt, dst, src)
-}
-
 // RequantizeQ8_0 converts rows × cols elements of type dt in src to Q8_0,
 // row by row (dequantize to F32, then QuantizeQ8_0), for backends that
 // lack dt. cols must be a multiple of 32 and of dt's block size.
@@ -226,7 +204,7 @@ func RequantizeQ8_0(dt backend.DType, rows, cols int, src []byte) ([]byte, error
 	dst := make([]byte, rows*drb)
 	row := make([]float32, cols)
 	for r := 0; r < rows; r++ {
-		if err := DequantizeK(dt, row, src[r*srb:(r+1)*srb]); err != nil {
+		if err := Dequantize(dt, row, src[r*srb:(r+1)*srb]); err != nil {
 			return nil, err
 		}
 		QuantizeQ8_0(dst[r*drb:(r+1)*drb], row)

@@ -142,7 +142,7 @@ func TestQuantizeKRoundTrip(t *testing.T) {
 			QuantizeQ6_K(q, x)
 		}
 		y := make([]float32, len(x))
-		require.NoError(t, DequantizeK(c.dt, y, q))
+		require.NoError(t, Dequantize(c.dt, y, q))
 		e := rmsRelErr(x, y)
 		require.Less(t, e, c.maxErr, "%v", c.dt)
 		require.Greater(t, e, 0.0)
@@ -171,7 +171,7 @@ func TestRequantizeErrors(t *testing.T) {
 	require.ErrorIs(t, err, backend.ErrShape)
 	_, err = RequantizeQ8_0(backend.Q6_K, 2, 256, make([]byte, 300))
 	require.Error(t, err)
-	require.Error(t, DequantizeK(backend.Q4_K, make([]float32, 256), make([]byte, 10)))
+	require.Error(t, Dequantize(backend.Q4_K, make([]float32, 256), make([]byte, 10)))
 	out, err := RequantizeQ8_0(backend.F16, 1, 32, make([]byte, 64))
 	require.NoError(t, err)
 	require.Len(t, out, 34)
@@ -185,7 +185,7 @@ func BenchmarkDequantizeK(b *testing.B) {
 			dst := make([]float32, n)
 			b.SetBytes(int64(len(src)))
 			for i := 0; i < b.N; i++ {
-				DequantizeK(dt, dst, src)
+				Dequantize(dt, dst, src)
 			}
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gelem/s")
 		})

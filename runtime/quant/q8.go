@@ -84,6 +84,10 @@ func Dequantize(dt backend.DType, dst []float32, src []byte) error {
 		DequantizeQ8_0(dst, src)
 	case backend.Q4_0:
 		DequantizeQ4_0(dst, src)
+	case backend.Q4_K:
+		DequantizeQ4_K(dst, src)
+	case backend.Q6_K:
+		DequantizeQ6_K(dst, src)
 	default:
 		return fmt.Errorf("%w: cannot dequantize %v", backend.ErrDType, dt)
 	}
