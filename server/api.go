@@ -1,0 +1,361 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// The OpenAI request and response bodies this server reads and writes.
+// Optional request fields are pointers, so that an absent field and a JSON
+// null both mean "the default". Fields OpenAI defines that loom does not
+// use (user, metadata, store, ...) are accepted and ignored, as OpenAI's
+// own server ignores unknown fields; fields whose meaning loom cannot
+// honour (suffix, echo, tools, a JSON response format) are rejected.
+
+// StreamOptions are the options of a streamed response.
+type StreamOptions struct {
+	// IncludeUsage adds a last chunk with the usage and no choices.
+	IncludeUsage bool `json:"include_usage"`
+}
+
+// samplingFields are the request fields completions and chat share.
+type samplingFields struct {
+	Model            string             `json:"model"`
+	MaxTokens        *int               `json:"max_tokens"`
+	Temperature      *float64           `json:"temperature"`
+	TopP             *float64           `json:"top_p"`
+	TopK             *int               `json:"top_k"` // vLLM's extension
+	MinP             *float64           `json:"min_p"` // vLLM's extension
+	N                *int               `json:"n"`
+	Stream           bool               `json:"stream"`
+	StreamOptions    *StreamOptions     `json:"stream_options"`
+	Stop             StringOrList       `json:"stop"`
+	Seed             *int64             `json:"seed"`
+	PresencePenalty  *float64           `json:"presence_penalty"`
+	FrequencyPenalty *float64           `json:"frequency_penalty"`
+	RepPenalty       *float64           `json:"repetition_penalty"` // vLLM's extension
+	LogitBias        map[string]float64 `json:"logit_bias"`
+}
+
+// CompletionRequest is the body of POST /v1/completions.
+type CompletionRequest struct {
+	samplingFields
+	// Prompt is a string, a list of strings, a list of token ids, or a
+	// list of lists of token ids.
+	Prompt   Prompt `json:"prompt"`
+	Logprobs *int   `json:"logprobs"`
+	Echo     bool   `json:"echo"`
+	Suffix   string `json:"suffix"`
+	BestOf   *int   `json:"best_of"`
+}
+
+// ChatRequest is the body of POST /v1/chat/completions.
+type ChatRequest struct {
+	samplingFields
+	Messages            []ChatMessage   `json:"messages"`
+	MaxCompletionTokens *int            `json:"max_completion_tokens"`
+	Logprobs            bool            `json:"logprobs"`
+	TopLogprobs         *int            `json:"top_logprobs"`
+	Tools               json.RawMessage `json:"tools"`
+	ResponseFormat      *struct {
+		Type string `json:"type"`
+	} `json:"response_format"`
+	// ChatTemplateKwargs are extra variables for the chat template
+	// (vLLM's extension, e.g. {"enable_thinking": false}).
+	ChatTemplateKwargs map[string]any `json:"chat_template_kwargs"`
+}
+
+// ChatMessage is one message of a conversation. Content is a string, or a
+// list of parts of which only text parts are accepted.
+type ChatMessage struct {
+	Role    string      `json:"role"`
+	Content ChatContent `json:"content"`
+	Name    string      `json:"name,omitempty"`
+}
+
+// ChatContent is a message's text.
+type ChatContent string
+
+// UnmarshalJSON accepts a string, null, or a list of {"type": "text",
+// "text": ...} parts (joined with no separator).
+func (c *ChatContent) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(b, []byte("null")) {
+		*c = ""
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		*c = ChatContent(s)
+		return nil
+	}
+	var parts []struct {
+		Type string  `json:"type"`
+		Text *string `json:"text"`
+	}
+	if err := json.Unmarshal(b, &parts); err != nil {
+		return fmt.Errorf("content must be a string or a list of text parts")
+	}
+	var sb strings.Builder
+	for _, p := range parts {
+		if p.Type != "text" || p.Text == nil {
+			return fmt.Errorf("content part of type %q is not supported (only text)", p.Type)
+		}
+		sb.WriteString(*p.Text)
+	}
+	*c = ChatContent(sb.String())
+	return nil
+}
+
+// StringOrList is a string or a list of strings (stop).
+type StringOrList []string
+
+// UnmarshalJSON accepts a string, a list of strings, or null.
+func (s *StringOrList) UnmarshalJSON(b []byte) error {
+	if bytes.Equal(b, []byte("null")) {
+		*s = nil
+		return nil
+	}
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*s = StringOrList{one}
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return fmt.Errorf("must be a string or a list of strings")
+	}
+	*s = list
+	return nil
+}
+
+// Prompt is a completion request's prompts: text, or token ids.
+type Prompt struct {
+	Texts []string
+	IDs   [][]int64
+	set   bool
+}
+
+// UnmarshalJSON accepts a string, a list of strings, a list of token ids
+// or a list of lists of token ids.
+func (p *Prompt) UnmarshalJSON(b []byte) error {
+	*p = Prompt{set: !bytes.Equal(b, []byte("null"))}
+	if !p.set {
+		return nil
+	}
+	var s string
+	if json.Unmarshal(b, &s) == nil {
+		p.Texts = []string{s}
+		return nil
+	}
+	var texts []string
+	if json.Unmarshal(b, &texts) == nil {
+		p.Texts = texts
+		return nil
+	}
+	var ids []int64
+	if json.Unmarshal(b, &ids) == nil {
+		p.IDs = [][]int64{ids}
+		return nil
+	}
+	var lists [][]int64
+	if json.Unmarshal(b, &lists) == nil {
+		p.IDs = lists
+		return nil
+	}
+	return fmt.Errorf("must be a string, a list of strings, a list of token ids or a list of lists of token ids")
+}
+
+// count is the number of prompts.
+func (p *Prompt) count() int { return len(p.Texts) + len(p.IDs) }
+
+// Usage counts a request's tokens.
+type Usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+// CompletionResponse is the body of a completion (object
+// "text_completion"), and each chunk of a streamed one.
+type CompletionResponse struct {
+	ID      string             `json:"id"`
+	Object  string             `json:"object"`
+	Created int64              `json:"created"`
+	Model   string             `json:"model"`
+	Choices []CompletionChoice `json:"choices"`
+	Usage   *Usage             `json:"usage,omitempty"`
+}
+
+// CompletionChoice is one generated text. FinishReason is null in
+// streamed chunks until the choice ends.
+type CompletionChoice struct {
+	Index        int                 `json:"index"`
+	Text         string              `json:"text"`
+	Logprobs     *CompletionLogprobs `json:"logprobs"`
+	FinishReason *string             `json:"finish_reason"`
+}
+
+// CompletionLogprobs are the legacy completions log probabilities.
+type CompletionLogprobs struct {
+	Tokens        []string             `json:"tokens"`
+	TokenLogprobs []float64            `json:"token_logprobs"`
+	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
+	TextOffset    []int                `json:"text_offset"`
+}
+
+// ChatResponse is the body of a chat completion (object
+// "chat.completion"), and each chunk of a streamed one
+// ("chat.completion.chunk").
+type ChatResponse struct {
+	ID      string       `json:"id"`
+	Object  string       `json:"object"`
+	Created int64        `json:"created"`
+	Model   string       `json:"model"`
+	Choices []ChatChoice `json:"choices"`
+	Usage   *Usage       `json:"usage,omitempty"`
+}
+
+// ChatChoice is one reply: Message in a response, Delta in a chunk.
+type ChatChoice struct {
+	Index        int           `json:"index"`
+	Message      *ChatReply    `json:"message,omitempty"`
+	Delta        *ChatReply    `json:"delta,omitempty"`
+	Logprobs     *ChatLogprobs `json:"logprobs"`
+	FinishReason *string       `json:"finish_reason"`
+}
+
+// ChatReply is the assistant's message, or a chunk of it.
+type ChatReply struct {
+	Role    string  `json:"role,omitempty"`
+	Content *string `json:"content,omitempty"`
+}
+
+// ChatLogprobs are a reply's log probabilities.
+type ChatLogprobs struct {
+	Content []ChatTokenLogprob `json:"content"`
+}
+
+// ChatTokenLogprob is one token's log probability and its alternatives.
+type ChatTokenLogprob struct {
+	Token       string             `json:"token"`
+	Logprob     float64            `json:"logprob"`
+	Bytes       []int              `json:"bytes"`
+	TopLogprobs []ChatTokenLogprob `json:"top_logprobs,omitempty"`
+}
+
+// Model is an entry of GET /v1/models.
+type Model struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+	// MaxModelLen is the context in tokens (vLLM's field).
+	MaxModelLen int `json:"max_model_len"`
+}
+
+// ModelList is the body of GET /v1/models.
+type ModelList struct {
+	Object string  `json:"object"`
+	Data   []Model `json:"data"`
+}
+
+// ErrorBody is OpenAI's error response.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail describes an error.
+type ErrorDetail struct {
+	Message string  `json:"message"`
+	Type    string  `json:"type"`
+	Param   *string `json:"param"`
+	Code    *string `json:"code"`
+}
+
+// apiError is an error with the HTTP status and OpenAI fields to report.
+type apiError struct {
+	status  int
+	typ     string
+	param   string
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.message }
+
+func badRequest(param, format string, args ...any) *apiError {
+	return &apiError{status: 400, typ: "invalid_request_error", param: param, message: fmt.Sprintf(format, args...)}
+}
+
+// decodeJSON reads a request body into v, reporting malformed JSON and
+// wrong types as a 400 naming the field.
+func decodeJSON(body []byte, v any) *apiError {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequest("", "the request body is empty; send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			field := strings.TrimPrefix(te.Field, "samplingFields.")
+			return badRequest(field, "field %q: expected %s, got a JSON %s", field, te.Type, te.Value)
+		case errors.As(err, &se):
+			return badRequest("", "malformed JSON at byte %d: %v", se.Offset, err)
+		}
+		return badRequest("", "invalid request body: %v", err)
+	}
+	if dec.More() {
+		return badRequest("", "malformed JSON: data after the request object")
+	}
+	return nil
+}
+
+// checkRange reports a number outside [lo, hi] (or not finite).
+func checkRange(param string, v *float64, lo, hi float64) *apiError {
+	if v != nil && (math.IsNaN(*v) || *v < lo || *v > hi) {
+		return badRequest(param, "%s must be between %g and %g, got %g", param, lo, hi, *v)
+	}
+	return nil
+}
+
+// logitBias converts OpenAI's logit_bias (token id strings to values in
+// [-100, 100]).
+func logitBias(m map[string]float64, vocab int) (map[int32]float32, *apiError) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	if len(m) > 1024 {
+		return nil, badRequest("logit_bias", "logit_bias has %d entries (at most 1024)", len(m))
+	}
+	out := make(map[int32]float32, len(m))
+	for k, v := range m {
+		id, err := strconv.ParseInt(k, 10, 32)
+		if err != nil || id < 0 || int(id) >= vocab {
+			return nil, badRequest("logit_bias", "logit_bias key %q is not a token id of this model (0 to %d)", k, vocab-1)
+		}
+		if math.IsNaN(v) || v < -100 || v > 100 {
+			return nil, badRequest("logit_bias", "logit_bias values must be between -100 and 100, got %g", v)
+		}
+		out[int32(id)] = float32(v)
+	}
+	return out, nil
+}
+
+// jsonEncode marshals v without escaping <, > and & (generated text is
+// not HTML).
+func jsonEncode(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}

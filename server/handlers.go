@@ -1,0 +1,665 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/loomllm/loom/model/chat"
+	"github.com/loomllm/loom/model/tokenizer"
+	"github.com/loomllm/loom/runtime/generate"
+	"github.com/loomllm/loom/runtime/sample"
+	"github.com/loomllm/loom/runtime/sched"
+)
+
+// Limits on request fields.
+const (
+	maxN           = 128 // choices per request (the batch size bounds it further)
+	maxStops       = 16
+	maxStopBytes   = 512
+	maxPrompts     = 128
+	maxMessages    = 4096
+	maxCompletionN = 5 // logprobs of the completions API
+)
+
+// job is a validated generation request, common to both endpoints.
+type job struct {
+	endpoint   string
+	chat       bool
+	arrived    time.Time
+	prompts    [][]int32
+	n          int
+	opt        generate.Options
+	seed       *int64
+	logprobs   int // -1: none
+	stream     bool
+	withUsage  bool
+	defaultMax int // max_tokens when absent; 0: the rest of the context
+}
+
+func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
+	j := &job{endpoint: "/v1/completions", arrived: time.Now(), logprobs: -1, defaultMax: 16}
+	body, e := s.readBody(w, r)
+	if e == nil {
+		var req CompletionRequest
+		if e = decodeJSON(body, &req); e == nil {
+			e = s.parseCompletion(&req, j)
+		}
+	}
+	if e != nil {
+		s.fail(w, e)
+		return
+	}
+	s.generate(w, r, j)
+}
+
+func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request) {
+	j := &job{endpoint: "/v1/chat/completions", chat: true, arrived: time.Now(), logprobs: -1}
+	body, e := s.readBody(w, r)
+	if e == nil {
+		var req ChatRequest
+		if e = decodeJSON(body, &req); e == nil {
+			e = s.parseChat(&req, j)
+		}
+	}
+	if e != nil {
+		s.fail(w, e)
+		return
+	}
+	s.generate(w, r, j)
+}
+
+// parseCompletion validates a completion request into j.
+func (s *Server) parseCompletion(req *CompletionRequest, j *job) *apiError {
+	if e := s.parseSampling(&req.samplingFields, j); e != nil {
+		return e
+	}
+	switch {
+	case req.Suffix != "":
+		return badRequest("suffix", "suffix is not supported")
+	case req.Echo:
+		return badRequest("echo", "echo is not supported")
+	case req.BestOf != nil && *req.BestOf != j.n:
+		return badRequest("best_of", "best_of must equal n (%d) when set", j.n)
+	case !req.Prompt.set || req.Prompt.count() == 0:
+		return badRequest("prompt", "prompt is required")
+	case req.Prompt.count() > maxPrompts:
+		return badRequest("prompt", "at most %d prompts per request, got %d", maxPrompts, req.Prompt.count())
+	}
+	if req.Logprobs != nil {
+		if *req.Logprobs < 0 || *req.Logprobs > maxCompletionN {
+			return badRequest("logprobs", "logprobs must be between 0 and %d, got %d", maxCompletionN, *req.Logprobs)
+		}
+		j.logprobs = *req.Logprobs
+	}
+	tok := s.cfg.Tokenizer
+	for _, text := range req.Prompt.Texts {
+		ids := tok.Encode(text, tokenizer.EncodeOptions{AddSpecial: true})
+		if len(ids) == 0 {
+			if tok.BOS() < 0 {
+				return badRequest("prompt", "the prompt is empty and the model has no BOS token to start from")
+			}
+			ids = []int32{tok.BOS()}
+		}
+		j.prompts = append(j.prompts, ids)
+	}
+	for _, list := range req.Prompt.IDs {
+		if len(list) == 0 {
+			return badRequest("prompt", "a token-id prompt is empty")
+		}
+		ids := make([]int32, len(list))
+		for i, id := range list {
+			if id < 0 || id >= int64(tok.VocabSize()) {
+				return badRequest("prompt", "token id %d is outside the vocabulary (0 to %d)", id, tok.VocabSize()-1)
+			}
+			ids[i] = int32(id)
+		}
+		j.prompts = append(j.prompts, ids)
+	}
+	return nil
+}
+
+// parseChat validates a chat request into j, rendering the prompt.
+func (s *Server) parseChat(req *ChatRequest, j *job) *apiError {
+	if req.MaxCompletionTokens != nil {
+		req.MaxTokens = req.MaxCompletionTokens
+	}
+	if e := s.parseSampling(&req.samplingFields, j); e != nil {
+		return e
+	}
+	switch {
+	case len(req.Messages) == 0:
+		return badRequest("messages", "messages must not be empty")
+	case len(req.Messages) > maxMessages:
+		return badRequest("messages", "at most %d messages, got %d", maxMessages, len(req.Messages))
+	case len(req.Tools) > 0 && string(req.Tools) != "null" && string(req.Tools) != "[]":
+		return badRequest("tools", "tools are not supported")
+	case req.ResponseFormat != nil && req.ResponseFormat.Type != "" && req.ResponseFormat.Type != "text":
+		return badRequest("response_format", "response_format %q is not supported (only text)", req.ResponseFormat.Type)
+	}
+	if req.Logprobs {
+		j.logprobs = 0
+		if req.TopLogprobs != nil {
+			if *req.TopLogprobs < 0 || *req.TopLogprobs > sched.MaxTopLogprobs {
+				return badRequest("top_logprobs", "top_logprobs must be between 0 and %d, got %d", sched.MaxTopLogprobs, *req.TopLogprobs)
+			}
+			j.logprobs = *req.TopLogprobs
+		}
+	} else if req.TopLogprobs != nil && *req.TopLogprobs > 0 {
+		return badRequest("top_logprobs", "top_logprobs needs logprobs: true")
+	}
+	msgs := make([]chat.Message, len(req.Messages))
+	for i, m := range req.Messages {
+		if m.Role == "" || len(m.Role) > 64 {
+			return badRequest(fmt.Sprintf("messages[%d].role", i), "messages[%d] needs a role", i)
+		}
+		msgs[i] = chat.Message{Role: m.Role, Content: string(m.Content), Name: m.Name}
+	}
+	text, err := s.tmpl.Render(msgs, chat.Options{BOS: s.bos, EOS: s.eos, AddGenerationPrompt: true,
+		Vars: req.ChatTemplateKwargs, MaxOutput: int(4 * s.cfg.MaxBodyBytes)})
+	if err != nil {
+		var ex *chat.Exception
+		if errors.As(err, &ex) {
+			return badRequest("messages", "%s", ex.Message)
+		}
+		return badRequest("messages", "the chat template cannot render these messages: %v", err)
+	}
+	tok := s.cfg.Tokenizer
+	ids := tok.Encode(text, tokenizer.EncodeOptions{ParseSpecial: true})
+	if bos := tok.BOS(); bos >= 0 && tok.AddBOS() && (len(ids) == 0 || ids[0] != bos) {
+		ids = append([]int32{bos}, ids...)
+	}
+	if len(ids) == 0 {
+		return badRequest("messages", "the rendered prompt is empty")
+	}
+	j.prompts = [][]int32{ids}
+	return nil
+}
+
+// parseSampling validates the fields both endpoints share.
+func (s *Server) parseSampling(f *samplingFields, j *job) *apiError {
+	if f.Model != s.cfg.ModelName {
+		if f.Model == "" {
+			return badRequest("model", "model is required (this server serves %q)", s.cfg.ModelName)
+		}
+		return s.unknownModel(f.Model)
+	}
+	for _, e := range []*apiError{
+		checkRange("temperature", f.Temperature, 0, 2),
+		checkRange("top_p", f.TopP, math.SmallestNonzeroFloat64, 1),
+		checkRange("min_p", f.MinP, 0, 1),
+		checkRange("presence_penalty", f.PresencePenalty, -2, 2),
+		checkRange("frequency_penalty", f.FrequencyPenalty, -2, 2),
+		checkRange("repetition_penalty", f.RepPenalty, math.SmallestNonzeroFloat64, 10),
+	} {
+		if e != nil {
+			return e
+		}
+	}
+	vocab := s.cfg.Tokenizer.VocabSize()
+	o := sample.Options{Temperature: 1, RepeatLastN: -1}
+	get := func(p *float64, dst *float32) {
+		if p != nil {
+			*dst = float32(*p)
+		}
+	}
+	get(f.Temperature, &o.Temperature)
+	get(f.TopP, &o.TopP)
+	get(f.MinP, &o.MinP)
+	get(f.PresencePenalty, &o.PresencePenalty)
+	get(f.FrequencyPenalty, &o.FrequencyPenalty)
+	get(f.RepPenalty, &o.RepeatPenalty)
+	if f.TopK != nil {
+		if *f.TopK < -1 || *f.TopK > vocab {
+			return badRequest("top_k", "top_k must be -1 (off) or between 0 and %d, got %d", vocab, *f.TopK)
+		}
+		o.TopK = max(*f.TopK, 0)
+	}
+	var e *apiError
+	if o.LogitBias, e = logitBias(f.LogitBias, vocab); e != nil {
+		return e
+	}
+	j.n = 1
+	if f.N != nil {
+		if *f.N < 1 || *f.N > maxN {
+			return badRequest("n", "n must be between 1 and %d, got %d", maxN, *f.N)
+		}
+		j.n = *f.N
+	}
+	if f.MaxTokens != nil && *f.MaxTokens < 1 {
+		return badRequest("max_tokens", "max_tokens must be at least 1, got %d", *f.MaxTokens)
+	}
+	if len(f.Stop) > maxStops {
+		return badRequest("stop", "at most %d stop strings, got %d", maxStops, len(f.Stop))
+	}
+	for _, st := range f.Stop {
+		if len(st) > maxStopBytes {
+			return badRequest("stop", "stop strings are at most %d bytes", maxStopBytes)
+		}
+	}
+	if f.StreamOptions != nil && !f.Stream {
+		return badRequest("stream_options", "stream_options needs stream: true")
+	}
+	tok := s.cfg.Tokenizer
+	j.opt = generate.Options{Sampling: o, Stop: f.Stop, IsEnd: tok.IsEndOfGeneration,
+		NewDecoder: func() generate.Decoder { return tok.NewStream() }}
+	if f.MaxTokens != nil {
+		j.opt.MaxTokens = *f.MaxTokens
+		j.defaultMax = -1
+	}
+	j.seed = f.Seed
+	j.stream = f.Stream
+	j.withUsage = f.StreamOptions != nil && f.StreamOptions.IncludeUsage
+	return nil
+}
+
+// id returns a new response id.
+func (j *job) id() string {
+	if j.chat {
+		return newID("chatcmpl-")
+	}
+	return newID("cmpl-")
+}
+
+// choice is the state of one generated sequence in a response.
+type choice struct {
+	text     strings.Builder
+	events   []sched.Event // token events, kept for log probabilities
+	offset   int           // completions text_offset of the next token
+	last     time.Time     // the previous token's time
+	stats    generate.Stats
+	finished bool
+}
+
+// generate submits a validated job and writes the response.
+func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
+	ctxLen := s.cfg.Sched.Engine().Context()
+	seqs := make([]sched.Seq, 0, len(j.prompts)*j.n)
+	for _, p := range j.prompts {
+		opt := j.opt
+		param := "prompt"
+		if j.chat {
+			param = "messages"
+		}
+		if len(p) >= ctxLen {
+			s.fail(w, &apiError{status: 400, typ: "invalid_request_error", param: param, code: "context_length_exceeded",
+				message: fmt.Sprintf("this model's maximum context length is %d tokens, but the prompt has %d tokens", ctxLen, len(p))})
+			return
+		}
+		if j.defaultMax > 0 {
+			opt.MaxTokens = min(j.defaultMax, ctxLen-len(p))
+		}
+		if len(p)+opt.MaxTokens > ctxLen {
+			s.fail(w, &apiError{status: 400, typ: "invalid_request_error", param: "max_tokens", code: "context_length_exceeded",
+				message: fmt.Sprintf("this model's maximum context length is %d tokens, but %d were requested (%d in the prompt, %d to generate)",
+					ctxLen, len(p)+opt.MaxTokens, len(p), opt.MaxTokens)})
+			return
+		}
+		for range j.n {
+			o := opt
+			if j.seed != nil {
+				o.Sampling.Seed = uint64(*j.seed) + uint64(len(seqs)) // distinct per choice, reproducible
+			} else {
+				o.Sampling.Seed = rand.Uint64()
+			}
+			seqs = append(seqs, sched.Seq{Prompt: p, Options: o, Logprobs: j.logprobs})
+		}
+	}
+	ctx := r.Context()
+	streams, err := s.cfg.Sched.Submit(ctx, seqs)
+	if err != nil {
+		if errors.Is(err, sched.ErrQueueFull) {
+			w.Header().Set("Retry-After", "1")
+		}
+		s.fail(w, submitError(err))
+		return
+	}
+	promptTokens := 0
+	for _, p := range j.prompts {
+		promptTokens += len(p)
+	}
+	s.metrics.tokens(promptTokens*j.n, 0)
+	if j.stream {
+		s.stream(w, ctx, j, streams, promptTokens)
+	} else {
+		s.respond(w, ctx, j, streams, promptTokens)
+	}
+}
+
+// submitError maps the scheduler's errors to API errors.
+func submitError(err error) *apiError {
+	switch {
+	case errors.Is(err, sched.ErrQueueFull):
+		return &apiError{status: http.StatusTooManyRequests, typ: "rate_limit_error", code: "server_busy",
+			message: "the server is busy (its queue is full); retry later"}
+	case errors.Is(err, sched.ErrClosed):
+		return &apiError{status: http.StatusServiceUnavailable, typ: "server_error", message: "the server is shutting down"}
+	case errors.Is(err, sched.ErrTooLarge):
+		return &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "request_too_large", message: err.Error()}
+	case errors.Is(err, generate.ErrContext):
+		return &apiError{status: http.StatusBadRequest, typ: "invalid_request_error", code: "context_length_exceeded", message: err.Error()}
+	case errors.Is(err, generate.ErrBatch), errors.Is(err, sample.ErrOptions):
+		return badRequest("", "%v", err)
+	}
+	return &apiError{status: http.StatusServiceUnavailable, typ: "server_error", message: fmt.Sprintf("generation failed: %v", err)}
+}
+
+// tagged is an event of choice i.
+type tagged struct {
+	i   int
+	ev  sched.Event
+	err error
+}
+
+// fanIn merges the streams' events into one channel, closed when every
+// stream has ended or ctx ends.
+func fanIn(ctx context.Context, streams []*sched.Stream) <-chan tagged {
+	ch := make(chan tagged, 16)
+	var wg sync.WaitGroup
+	for i, st := range streams {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf []sched.Event
+			for {
+				evs, err := st.Next(ctx, buf)
+				if err == io.EOF {
+					return
+				}
+				if err != nil {
+					select {
+					case ch <- tagged{i: i, err: err}:
+					case <-ctx.Done():
+					}
+					return
+				}
+				for _, ev := range evs {
+					select {
+					case ch <- tagged{i: i, ev: ev}:
+					case <-ctx.Done():
+						return
+					}
+				}
+				buf = evs
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(ch)
+	}()
+	return ch
+}
+
+// observe updates a choice and the latency metrics with an event.
+func (s *Server) observe(j *job, c *choice, ev sched.Event, first *bool) {
+	if ev.Done {
+		c.finished, c.stats = true, ev.Stats
+		if ev.Err == nil {
+			s.metrics.e2e.observe(ev.Time.Sub(j.arrived).Seconds())
+			s.metrics.tokens(0, ev.Stats.Tokens)
+		}
+		return
+	}
+	c.text.WriteString(ev.Token.Text)
+	if ev.Token.ID < 0 {
+		return
+	}
+	if *first {
+		*first = false
+		s.metrics.ttft.observe(ev.Time.Sub(j.arrived).Seconds())
+	}
+	if !c.last.IsZero() {
+		s.metrics.itl.observe(ev.Time.Sub(c.last).Seconds())
+	}
+	c.last = ev.Time
+}
+
+// eventError maps a sequence's failure to an API error; nil when the
+// client has gone (nothing to answer).
+func eventError(err error) *apiError {
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return nil
+	case errors.Is(err, sched.ErrClosed):
+		return &apiError{status: http.StatusServiceUnavailable, typ: "server_error", message: "the server shut down before the request finished"}
+	}
+	return &apiError{status: http.StatusInternalServerError, typ: "server_error", message: fmt.Sprintf("generation failed: %v", err)}
+}
+
+// respond collects every choice and writes one response.
+func (s *Server) respond(w http.ResponseWriter, ctx context.Context, j *job, streams []*sched.Stream, promptTokens int) {
+	choices := make([]choice, len(streams))
+	first := true
+	for t := range fanIn(ctx, streams) {
+		err := t.err
+		if err == nil {
+			s.observe(j, &choices[t.i], t.ev, &first)
+			if t.ev.Token.ID >= 0 && !t.ev.Done {
+				choices[t.i].events = append(choices[t.i].events, t.ev)
+			}
+			err = t.ev.Err
+		}
+		if err != nil {
+			if e := eventError(err); e != nil {
+				s.fail(w, e)
+			}
+			return
+		}
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	usage := &Usage{PromptTokens: promptTokens}
+	id, created := j.id(), time.Now().Unix()
+	if j.chat {
+		resp := ChatResponse{ID: id, Object: "chat.completion", Created: created, Model: s.cfg.ModelName, Usage: usage}
+		for i := range choices {
+			c := &choices[i]
+			text := c.text.String()
+			reason := finishReason(c.stats.Finish)
+			ch := ChatChoice{Index: i, Message: &ChatReply{Role: "assistant", Content: &text}, FinishReason: &reason}
+			if j.logprobs >= 0 {
+				ch.Logprobs = s.chatLogprobs(c.events)
+			}
+			resp.Choices = append(resp.Choices, ch)
+			usage.CompletionTokens += c.stats.Tokens
+		}
+		usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+		writeJSON(w, http.StatusOK, resp)
+		return
+	}
+	resp := CompletionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelName, Usage: usage}
+	for i := range choices {
+		c := &choices[i]
+		reason := finishReason(c.stats.Finish)
+		ch := CompletionChoice{Index: i, Text: c.text.String(), FinishReason: &reason}
+		if j.logprobs >= 0 {
+			ch.Logprobs = s.completionLogprobs(c.events, &c.offset)
+		}
+		resp.Choices = append(resp.Choices, ch)
+		usage.CompletionTokens += c.stats.Tokens
+	}
+	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// stream writes the choices as server-sent events, one per token.
+func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, streams []*sched.Stream, promptTokens int) {
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	id, created := j.id(), time.Now().Unix()
+	broken := false
+	send := func(v any) {
+		if broken {
+			return
+		}
+		b, err := jsonMarshal(v)
+		if err == nil {
+			_, err = fmt.Fprintf(w, "data: %s\n\n", b)
+		}
+		if err == nil {
+			err = rc.Flush()
+		}
+		broken = err != nil
+	}
+	chatChunk := func(c ChatChoice) ChatResponse {
+		return ChatResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelName, Choices: []ChatChoice{c}}
+	}
+	textChunk := func(c CompletionChoice) CompletionResponse {
+		return CompletionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelName, Choices: []CompletionChoice{c}}
+	}
+	if j.chat {
+		empty := ""
+		for i := range streams {
+			send(chatChunk(ChatChoice{Index: i, Delta: &ChatReply{Role: "assistant", Content: &empty}}))
+		}
+	}
+	choices := make([]choice, len(streams))
+	first := true
+	for t := range fanIn(ctx, streams) {
+		if broken {
+			return // the client has gone; ctx ends the sequences
+		}
+		err := t.err
+		if err == nil {
+			err = t.ev.Err
+		}
+		if err != nil {
+			if e := eventError(err); e != nil {
+				send(errorBody(e))
+				send(rawDone{})
+			}
+			return
+		}
+		ev, c := t.ev, &choices[t.i]
+		s.observe(j, c, ev, &first)
+		switch {
+		case ev.Done:
+			reason := finishReason(ev.Stats.Finish)
+			if j.chat {
+				send(chatChunk(ChatChoice{Index: t.i, Delta: &ChatReply{}, FinishReason: &reason}))
+			} else {
+				send(textChunk(CompletionChoice{Index: t.i, FinishReason: &reason}))
+			}
+		case ev.Token.Text == "" && (j.logprobs < 0 || ev.Token.ID < 0):
+			// Nothing to say yet (text held back, no log probabilities).
+		case j.chat:
+			text := ev.Token.Text
+			ch := ChatChoice{Index: t.i, Delta: &ChatReply{Content: &text}}
+			if j.logprobs >= 0 && ev.Token.ID >= 0 {
+				ch.Logprobs = s.chatLogprobs([]sched.Event{ev})
+			}
+			send(chatChunk(ch))
+		default:
+			ch := CompletionChoice{Index: t.i, Text: ev.Token.Text}
+			if j.logprobs >= 0 && ev.Token.ID >= 0 {
+				ch.Logprobs = s.completionLogprobs([]sched.Event{ev}, &c.offset)
+			}
+			send(textChunk(ch))
+		}
+	}
+	if ctx.Err() != nil || broken {
+		return
+	}
+	if j.withUsage {
+		u := &Usage{PromptTokens: promptTokens}
+		for i := range choices {
+			u.CompletionTokens += choices[i].stats.Tokens
+		}
+		u.TotalTokens = u.PromptTokens + u.CompletionTokens
+		if j.chat {
+			send(ChatResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelName, Choices: []ChatChoice{}, Usage: u})
+		} else {
+			send(CompletionResponse{ID: id, Object: "text_completion", Created: created, Model: s.cfg.ModelName, Choices: []CompletionChoice{}, Usage: u})
+		}
+	}
+	send(rawDone{})
+}
+
+// rawDone is the stream's last event, "data: [DONE]".
+type rawDone struct{}
+
+func jsonMarshal(v any) ([]byte, error) {
+	if _, ok := v.(rawDone); ok {
+		return []byte("[DONE]"), nil
+	}
+	return jsonEncode(v)
+}
+
+// finishReason maps generate's reasons to OpenAI's.
+func finishReason(f generate.Finish) string {
+	switch f {
+	case generate.FinishLength, generate.FinishContext:
+		return "length"
+	}
+	return "stop"
+}
+
+// finiteLogprob replaces minus infinity (which JSON cannot carry) by -9999.
+func finiteLogprob(v float32) float64 {
+	if math.IsInf(float64(v), -1) || math.IsNaN(float64(v)) {
+		return -9999
+	}
+	return float64(v)
+}
+
+func (s *Server) tokenText(id int32) string {
+	texts := s.texts()
+	if id < 0 || int(id) >= len(texts) {
+		return ""
+	}
+	return texts[id]
+}
+
+func (s *Server) chatLogprobs(events []sched.Event) *ChatLogprobs {
+	lp := &ChatLogprobs{Content: []ChatTokenLogprob{}}
+	entry := func(id int32, v float32) ChatTokenLogprob {
+		text := s.tokenText(id)
+		b := make([]int, len(text))
+		for i := range len(text) {
+			b[i] = int(text[i])
+		}
+		return ChatTokenLogprob{Token: text, Logprob: finiteLogprob(v), Bytes: b}
+	}
+	for _, ev := range events {
+		e := entry(ev.Token.ID, ev.Logprob)
+		e.TopLogprobs = []ChatTokenLogprob{}
+		for _, t := range ev.Top {
+			e.TopLogprobs = append(e.TopLogprobs, entry(t.ID, t.Logprob))
+		}
+		lp.Content = append(lp.Content, e)
+	}
+	return lp
+}
+
+func (s *Server) completionLogprobs(events []sched.Event, offset *int) *CompletionLogprobs {
+	lp := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
+	for _, ev := range events {
+		text := s.tokenText(ev.Token.ID)
+		lp.Tokens = append(lp.Tokens, text)
+		lp.TokenLogprobs = append(lp.TokenLogprobs, finiteLogprob(ev.Logprob))
+		top := make(map[string]float64, len(ev.Top))
+		for _, t := range ev.Top {
+			if _, dup := top[s.tokenText(t.ID)]; !dup {
+				top[s.tokenText(t.ID)] = finiteLogprob(t.Logprob)
+			}
+		}
+		lp.TopLogprobs = append(lp.TopLogprobs, top)
+		lp.TextOffset = append(lp.TextOffset, *offset)
+		*offset += len(text)
+	}
+	return lp
+}
