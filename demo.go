@@ -53,27 +53,23 @@ func demoModel() *model.Model {
 	}
 	// Words, with every prefix so SentencePiece merges can build them
 	// (a longer piece scores higher, so it is merged first).
-	seen := map[string]bool{}
+	ids := map[string]int{}
 	var words []int // token ids of whole words, which the output favours
 	for _, w := range strings.Fields(demoWords) {
 		piece := "\u2581" + w
-		if w == "." || w == "," || w == "!" || w == "?" {
+		if strings.ContainsAny(w, ".,!?") {
 			piece = w
 		}
 		runes := []rune(piece)
 		for n := 1; n <= len(runes); n++ {
 			for _, p := range []string{string(runes[:n]), string(runes[n-1 : n])} {
-				if !seen[p] {
-					seen[p] = true
+				if _, ok := ids[p]; !ok {
+					ids[p] = len(spec.Tokens)
 					add(p, 1, float32(len([]rune(p))))
 				}
 			}
 		}
-		for id, p := range spec.Tokens {
-			if p == piece {
-				words = append(words, id)
-			}
-		}
+		words = append(words, ids[piece])
 	}
 
 	c := demoConfig
