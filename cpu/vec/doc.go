@@ -31,14 +31,17 @@
 //
 // Measured on the development VM (2 cores of an Intel Xeon with AVX-512,
 // 48 KiB L1d and 2 MiB L2 per core, a large shared L3), one goroutine,
-// 4096 elements, 27 November 2026; "stream" means rows read from a 256 MiB
-// matrix, so from memory:
+// 4096 elements, 27 November 2026, as thread CPU time (the VM is shared,
+// so wall-clock figures are noisy); "stream" means rows read from a
+// 256 MiB matrix, so from memory:
 //
 //   - Dot keeps 8 accumulators of 8 lanes and reaches about 60 GFLOP/s on
-//     L1/L2-resident data (two loads per FMA bound it); the plain Go loop
-//     does about 7. DotRows loads each x element once for four rows and
-//     does about 55 GFLOP/s on a 16×4096 tile where four Dot calls do
-//     about 40, and reads a 64 MiB matrix about 1.3 times faster.
+//     L1-resident data and 39 on L2-resident data (64Ki elements), against
+//     7 for the plain Go loop; two loads per FMA bound it. DotRows loads
+//     each x element once for four rows: about 52 GFLOP/s on a 16×4096
+//     tile where four Dot calls do 40, and up to 1.3 times faster than Dot
+//     per row on a 64 MiB matrix with one goroutine; with two goroutines
+//     both are bandwidth-bound and tie.
 //   - Every streaming loop prefetches about 4 KiB ahead, one PREFETCHT0 per
 //     64 to 128 bytes of weights. The hardware prefetchers stop at 4 KiB
 //     page boundaries; software prefetches do not. From memory this made
@@ -50,18 +53,23 @@
 //     two more uops on the shuffle and FMA ports the dequantizing loops are
 //     bound by).
 //   - The float path for Q8_0 (widen 32 int8 with VPMOVSXBD, convert, FMA)
-//     runs about 45 GFLOP/s in cache and is memory-bound when streaming.
-//     The integer path (quantize x once per product, then VPMADDUBSW on
-//     int8 pairs) runs about 70 GFLOP/s in cache for Q8_0 and 58 for Q4_0
-//     (against 34 for Q4_0's float path), so it wins whenever the weights
-//     come from cache, and ties from memory. It costs accuracy (see
-//     QuantizeQ8), so both are offered: the caller picks.
+//     runs about 41 GFLOP/s in cache (Q4_0: 32) and is memory-bound when
+//     streaming from DRAM. The integer path (quantize x once per product,
+//     then VPMADDUBSW on int8 pairs) runs about 64 GFLOP/s in cache for
+//     Q8_0 and 55 for Q4_0, so it wins whenever the weights come from
+//     cache (a 4096×4096 Q8_0 matrix, 17 MiB, stays in this VM's L3: the
+//     product takes 0.75 ms against 1.08 ms on the float path, F32 3.0 to
+//     3.6 ms), and ties from DRAM. It costs accuracy (see QuantizeQ8), so
+//     both are offered: the caller picks.
 //   - A four-row variant of the integer path gained nothing from memory and
 //     is not offered.
 //   - simd/archsimd (GOEXPERIMENT=simd, Go 1.26): the same 8-accumulator
 //     F32 dot written with archsimd.Float32x8 ran 3 to 4 times slower than
 //     the assembly (slice-load bounds handling in the loop), and the package
 //     has no compatibility promise, so the fast paths are assembly.
-//   - AVX-512 would help only cache-resident work (memory-bound loops are
-//     already at the per-core bandwidth) and is not used.
+//   - AVX-512 (and AVX-VNNI's VPDPBUSD, about 10% faster than VPMADDUBSW
+//     plus VPMADDWD in a prototype) could speed the cache-resident
+//     quantized loops further; loops streaming from DRAM are already at the
+//     per-core bandwidth. Not used yet: AVX2 runs on every x86-64 machine of
+//     the last decade.
 package vec
