@@ -6,8 +6,9 @@
 // * loom_gemv_<wt>_{1,4,8} — decode (rows ≤ 8), memory-bound: the weights
 //   are read exactly once, so the time is bytes(w) / bandwidth. Each warp
 //   owns R output rows (R = 1, 2, 4 for the 1/4/8 variants) and streams
-//   them with 16-byte non-allocating loads, 8/R per row in flight per lane
-//   (8 per lane in total). x is staged in shared memory in F32 (in chunks
+//   them with 16-byte non-allocating loads: 8 in flight per lane for the 1
+//   and 4 variants, 4 (one per row) for the 8 variant, which keeps it at
+//   128 registers and two blocks per SM. x is staged in shared memory in F32 (in chunks
 //   of 8192/rows columns, 32 KiB) so that all rows reuse every weight
 //   register; the R rows per warp divide the shared-memory reads per weight
 //   byte by R, which keeps shared memory under its 128 B/clk for up to 8
@@ -165,7 +166,9 @@ __device__ __forceinline__ void gemv(float* dst, i64 ldd, const float* x, i64 ld
                                      const uint8_t* w, i64 out, i64 in, float* xs) {
   constexpr int VE = gemv_ve<WT>();
   constexpr int GW = 32 * VE;
-  constexpr int U = 8 / R;
+  // 8 loads per lane in flight for R = 1, 2; for R = 4 (5..8 rows) one per
+  // row, which keeps the variant within 128 registers (2 blocks per SM).
+  constexpr int U = R == 4 ? 1 : 8 / R;
   constexpr int KC = (kGemvXS / NR) / GW * GW;  // chunk columns, a multiple of GW
   static_assert(KC >= GW, "x chunk smaller than one warp-wide load");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
