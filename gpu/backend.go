@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	"runtime"
-	"unsafe"
 
 	"github.com/loomllm/loom/runtime/backend"
 	"gorgonia.org/cu"
@@ -44,6 +43,7 @@ type Backend struct {
 	graphs    map[string]graphExec
 	bufs      map[*buffer]struct{} // live allocations, freed by Close
 	used      int64                // bytes allocated
+	debug     bool                 // Options.Debug
 	smemOptin int                  // most dynamic shared memory a block may opt into
 }
 
@@ -115,7 +115,7 @@ func New(opt Options) (*Backend, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 
-	b := &Backend{info: info, graphs: map[string]graphExec{}, bufs: map[*buffer]struct{}{}}
+	b := &Backend{info: info, debug: opt.Debug, graphs: map[string]graphExec{}, bufs: map[*buffer]struct{}{}}
 	if b.dev, err = cu.GetDevice(opt.Device); err != nil {
 		return nil, b.openFailed("getting the device", err)
 	}
@@ -252,6 +252,12 @@ func (b *Backend) launch(k kernelID, grid, block dim3, args ...uint64) {
 	}
 	if err := b.l.launch(b.mod.fn[k], grid, block, s.smem, args); err != nil {
 		b.fail(fmt.Errorf("gpu: launching %s (grid %v, block %v, %d bytes shared): %w", s.name, grid, block, s.smem, err))
+		return
+	}
+	if b.debug && !b.capturing {
+		runtime.LockOSThread()
+		b.wait(s.name)
+		runtime.UnlockOSThread()
 	}
 }
 
@@ -281,13 +287,13 @@ func (b *Backend) wait(op string) {
 		b.fail(fmt.Errorf("gpu: %s: a queued operation failed: %w", op, err))
 		return
 	}
-	var word int32
-	if err := cu.MemcpyDtoH(unsafe.Pointer(&word), b.mod.errWord, 4); err != nil {
+	word, err := b.l.readWord(b.mod.errWord)
+	if err != nil {
 		b.fail(fmt.Errorf("gpu: %s: reading the device error word: %w", op, err))
 		return
 	}
 	if word != 0 {
-		b.fail(deviceError(word))
+		b.fail(fmt.Errorf("gpu: %s: %w", op, deviceError(word)))
 	}
 }
 

@@ -31,6 +31,7 @@ enum { LOOM_MAX_ARGS = 24 };
 typedef struct {
 	CUcontext ctx;
 	CUstream stream;
+	int word; // the device error word, read back by loom_read_word
 	unsigned long long args[LOOM_MAX_ARGS];
 	void* argp[LOOM_MAX_ARGS];
 } loom_state;
@@ -56,6 +57,11 @@ static CUresult loom_launch(loom_state* s, CUfunction f, unsigned gx, unsigned g
 	CUresult r = loom_bind(s->ctx);
 	if (r != CUDA_SUCCESS) return r;
 	return cuLaunchKernel(f, gx, gy, gz, bx, by, bz, smem, s->stream, s->argp, NULL);
+}
+
+// loom_read_word copies the device error word at p into s->word.
+static CUresult loom_read_word(loom_state* s, CUdeviceptr p) {
+	return cuMemcpyDtoH(&s->word, p, sizeof s->word);
 }
 
 static CUresult loom_func_set_smem(CUfunction f, int bytes) {
@@ -247,6 +253,13 @@ func (l launcher) launch(f C.CUfunction, grid, block dim3, smem int, args []uint
 	return check(C.loom_launch(l.st, f,
 		C.uint(grid.x), C.uint(grid.y), C.uint(grid.z),
 		C.uint(block.x), C.uint(block.y), C.uint(block.z), C.uint(smem)))
+}
+
+// readWord returns the device error word at p (synchronous; the caller
+// has made the context current). It allocates nothing.
+func (l launcher) readWord(p cu.DevicePtr) (int32, error) {
+	err := check(C.loom_read_word(l.st, C.CUdeviceptr(p)))
+	return int32(l.st.word), err
 }
 
 // graphExec is an instantiated CUDA graph.

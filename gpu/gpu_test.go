@@ -20,10 +20,17 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// open returns a fresh backend on device 0, closed when the test ends.
+// open returns a fresh backend on device 0, closed when the test ends. It
+// runs in debug mode, so a kernel fault names its kernel.
 func open(tb testing.TB) *gpu.Backend {
 	tb.Helper()
-	g, err := gpu.New(gpu.Options{})
+	return openWith(tb, gpu.Options{Debug: true})
+}
+
+// openWith returns a fresh backend with opt, closed when the test ends.
+func openWith(tb testing.TB, opt gpu.Options) *gpu.Backend {
+	tb.Helper()
+	g, err := gpu.New(opt)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { require.NoError(tb, g.Close()) })
 	return g
@@ -239,10 +246,11 @@ func TestGraph(t *testing.T) {
 	require.Error(t, bad.Sync())
 }
 
-// TestDecodeAllocs checks that a decode step, direct or replayed, allocates
-// nothing on the Go heap.
+// TestDecodeAllocs checks that a decode step, direct or replayed, and
+// reading its result back allocate nothing on the Go heap (outside debug
+// mode).
 func TestDecodeAllocs(t *testing.T) {
-	g := open(t)
+	g := openWith(t, gpu.Options{})
 	m := newDecodeModel(t, g, rand.New(rand.NewPCG(3, 4)))
 	uploadI32(t, g, m.ids, 5)
 	uploadI32(t, g, m.pos, 0)
@@ -252,5 +260,7 @@ func TestDecodeAllocs(t *testing.T) {
 	require.Zero(t, testing.AllocsPerRun(20, step), "allocations per direct decode step")
 	require.NoError(t, g.Graph("decode", step))
 	require.Zero(t, testing.AllocsPerRun(20, func() { _ = g.Graph("decode", step) }), "allocations per replayed step")
+	next := make([]byte, 4)
+	require.Zero(t, testing.AllocsPerRun(20, func() { _ = g.Download(next, m.next) }), "allocations per Download")
 	require.NoError(t, g.Sync())
 }

@@ -4,6 +4,11 @@ package gpu
 type Options struct {
 	// Device is the CUDA device ordinal (0 for the first GPU).
 	Device int
+	// Debug makes every operation wait for its kernels and read the device
+	// error word, so a failure (a fault, an index error) is reported with
+	// the name of the kernel that caused it rather than at the next Sync.
+	// It is slow; recorded graphs are not affected.
+	Debug bool
 }
 
 // DeviceInfo describes one CUDA device.

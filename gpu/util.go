@@ -25,7 +25,7 @@ func deviceError(word int32) error {
 	if rest := word &^ (errWordToken | errWordPosition); rest != 0 {
 		what = append(what, fmt.Sprintf("unknown error bits %#x", rest))
 	}
-	return fmt.Errorf("gpu: %w: a kernel found %s", backend.ErrIndex, strings.Join(what, " and "))
+	return fmt.Errorf("%w: a kernel found %s", backend.ErrIndex, strings.Join(what, " and "))
 }
 
 // human formats a byte count.
