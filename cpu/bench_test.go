@@ -203,7 +203,7 @@ func BenchmarkAdd(b *testing.B) {
 }
 
 func BenchmarkSwiGLU(b *testing.B) {
-	benchRows(b, "swiglu", 12, 5, func(be *Backend, dst, x, w backend.Tensor) { be.SwiGLU(dst, x, dst) })
+	benchRows(b, "swiglu", 12, 5, func(be *Backend, dst, x, w backend.Tensor) { be.SwiGLU(dst, x, x) })
 }
 
 func BenchmarkGELU(b *testing.B) {

@@ -7,33 +7,35 @@ import "math"
 // about ten times faster than going through float64 math.Exp:
 //
 //	n = round(x / ln 2), r = x - n·ln 2 (in two parts, Cody–Waite)
-//	e**x = 2**n · e**r, with e**r a degree-7 Taylor polynomial, |r| ≤ ln2/2
+//	e**x = 2**n · e**r, with e**r a degree-7 polynomial, |r| ≤ ln2/2
 func expf(x float32) float32 {
 	const (
 		log2e = 1.44269504088896341
 		ln2hi = 0.693359375 // ln 2 split so that n·ln2hi is exact
 		ln2lo = -2.12194440e-4
+		round = 0x1.8p23 // adding it rounds a float32 below 2^22 to an integer
 	)
-	switch {
-	case x != x:
-		return x
-	case x > 88.72283:
-		return float32(math.Inf(1))
-	case x < -87.33654:
+	if !(x > -87.33654) { // below the normal range, or NaN
+		if x != x {
+			return x
+		}
 		return 0
 	}
-	n := float32(int32(x*log2e + 0.5))
-	if x*log2e+0.5 < 0 && n != x*log2e+0.5 {
-		n-- // floor for negative arguments
+	if x > 88.72283 {
+		return float32(math.Inf(1))
 	}
+	t := x*log2e + round
+	n := t - round                               // round(x / ln 2), exactly
+	k := int32(math.Float32bits(t)) - 0x4b400000 // the same as an integer
 	r := x - n*ln2hi - n*ln2lo
-	p := 1 + r*(1+r*(1.0/2+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720+r*(1.0/5040)))))))
-	// 2**n as float32 bits; n is in [-126, 128], and 2**128 overflows
-	// float32, so build it as 2**(n-1)·2 where n = 128.
-	if n > 127 {
-		return p * 2 * math.Float32frombits(uint32(int32(n)-1+127)<<23)
+	// Minimax polynomial for e**r on |r| ≤ ln2/2 (Cephes' expf coefficients).
+	p := ((((((1.9875691500e-4*r+1.3981999507e-3)*r+8.3334519073e-3)*r+4.1665795894e-2)*r+1.6666665459e-1)*r+5.0000001201e-1)*r*r + r) + 1
+	// 2**k as float32 bits; k is in [-126, 128], and 2**128 overflows
+	// float32, so that one is built as 2·2**127.
+	if k > 127 {
+		return p * 2 * math.Float32frombits(uint32(k-1+127)<<23)
 	}
-	return p * math.Float32frombits(uint32(int32(n)+127)<<23)
+	return p * math.Float32frombits(uint32(k+127)<<23)
 }
 
 // sigmoid returns 1 / (1 + e**-x).
