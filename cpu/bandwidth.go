@@ -10,7 +10,8 @@ import (
 // MeasureBandwidth returns the rate, in bytes per second, at which threads
 // goroutines together can stream-read a buffer of the given size (rounded
 // down to a multiple of 4 KiB, at least 4 KiB), each reading its own
-// contiguous share with the same SIMD dot-product loop MatMul uses. It
+// contiguous share with the SIMD dot product (vec.Dot) against a vector
+// that stays in L1, the access pattern of a matrix-vector product. It
 // reports the best of a few passes after one warm-up pass. Choose bytes
 // much larger than the last-level cache to measure main memory; it
 // allocates that much for the duration of the call.
@@ -27,6 +28,12 @@ func MeasureBandwidth(bytes int, threads int) (bytesPerSec float64) {
 	}
 	share := (len(buf)/threads + 15) / 16 * 16
 	sink := make([]float32, threads)
+	// Each chunk of the buffer is multiplied with a vector that stays in
+	// L1, so the buffer is read exactly once.
+	ones := make([]float32, 4096)
+	for i := range ones {
+		ones[i] = 1
+	}
 	pass := func() time.Duration {
 		var wg sync.WaitGroup
 		start := time.Now()
@@ -36,11 +43,10 @@ func MeasureBandwidth(bytes int, threads int) (bytesPerSec float64) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				const chunk = 1 << 14
 				var s float32
-				for i := 0; i < len(part); i += chunk {
-					c := part[i:min(i+chunk, len(part))]
-					s += vec.Dot(c, c)
+				for i := 0; i < len(part); i += len(ones) {
+					c := part[i:min(i+len(ones), len(part))]
+					s += vec.Dot(c, ones)
 				}
 				sink[t] = s
 			}()
