@@ -158,7 +158,9 @@ func TestLoad(t *testing.T) {
 		soak, each = 30*time.Second, 10*time.Second
 	}
 	base := runtime.NumGoroutine()
-	ts := startServer(t, serverOptions{seqs: 32, blocks: 32 * 16, sched: sched.Config{MaxBatch: 32, MaxQueue: 16}})
+	var steps, rows atomic.Int64 // scheduler steps and the sequences they ran
+	ts := startServer(t, serverOptions{seqs: 32, blocks: 32 * 16, sched: sched.Config{MaxBatch: 32, MaxQueue: 16,
+		OnStep: func(seqs, _ int, _ time.Duration) { steps.Add(1); rows.Add(int64(seqs)) }}})
 
 	st, took := hammer(t, ts.url, 64, soak)
 	t.Logf("load: 64 streaming clients for %v: %d requests, %d completed, %d turned away (429), %d errors, %d tokens, %.0f tokens/s, TTFT p50 %v p99 %v",
@@ -173,14 +175,17 @@ func TestLoad(t *testing.T) {
 		return s.BlocksUsed == 0 && s.Reserved == 0 && s.Running == 0 && s.Queued == 0
 	}, 5*time.Second, 10*time.Millisecond, "KV blocks left behind: %+v", ts.sched.Stats())
 
-	rates := map[int]float64{}
+	rates, batch := map[int]float64{}, map[int]float64{}
 	for _, c := range []int{1, 16} {
+		steps.Store(0)
+		rows.Store(0)
 		st, took := hammer(t, ts.url, c, each)
+		batch[c] = float64(rows.Load()) / float64(steps.Load())
 		require.Zero(t, st.errors.Load(), st.firstErr)
 		require.Zero(t, st.busy.Load())
 		rates[c] = float64(st.tokens.Load()) / took.Seconds()
-		t.Logf("throughput: concurrency %2d: %d requests, %d tokens in %v: %.0f tokens/s, TTFT p50 %v",
-			c, st.ok.Load(), st.tokens.Load(), took.Round(time.Millisecond), rates[c], percentile(st.ttft, .5).Round(time.Microsecond))
+		t.Logf("throughput: concurrency %2d: %d requests, %d tokens in %v: %.0f tokens/s, TTFT p50 %v, %.1f sequences per step",
+			c, st.ok.Load(), st.tokens.Load(), took.Round(time.Millisecond), rates[c], percentile(st.ttft, .5).Round(time.Microsecond), batch[c])
 	}
 	t.Logf("throughput: concurrency 16 / concurrency 1 = %.2fx (%d CPUs)", rates[16]/rates[1], runtime.NumCPU())
 
@@ -190,15 +195,17 @@ func TestLoad(t *testing.T) {
 		"goroutines: %d before, %d after", base, runtime.NumGoroutine())
 	require.Zero(t, ts.sched.Stats().BlocksUsed)
 
-	// The issue asks for 4x. On stories260K the CPU backend is compute
-	// bound (its 1 MB of weights stay in cache, so batching saves no
-	// memory traffic) and spends most of a token in per-row work
-	// (attention, element-wise ops), so on a 2-core machine the engine
-	// alone reaches about 1.5x. The full run asserts the issue's figure;
-	// the short one that batching helps at all.
-	want := 1.2
+	// Sixteen clients share steps: the batch is continuous.
+	require.Equal(t, 1.0, batch[1])
+	require.Greater(t, batch[16], 8.0)
+	// The issue asks for 4x the throughput. On stories260K the CPU
+	// backend is compute bound (its 1 MB of weights stay in cache, so
+	// batching saves no memory traffic) and spends most of a token in
+	// per-row work (attention, element-wise ops): on a 2-core machine the
+	// engine alone reaches about 1.5x. Throughput is only asserted in the
+	// full run, which owns the machine; the short one runs beside other
+	// packages' tests.
 	if *fullLoad {
-		want = 4
+		require.GreaterOrEqual(t, rates[16]/rates[1], 4.0)
 	}
-	require.GreaterOrEqual(t, rates[16]/rates[1], want)
 }
