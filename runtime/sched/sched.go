@@ -198,8 +198,9 @@ type seqState struct {
 	spec   Seq
 	st     *Stream
 	req    *generate.Request
-	fed    int // prompt tokens fed so far
-	blocks int // worst-case KV blocks
+	fed    int   // prompt tokens fed so far
+	blocks int   // worst-case KV blocks
+	last   Event // the last event, sent once the sequence is retired
 }
 
 // group is one Submit: sequences admitted together.
@@ -328,8 +329,9 @@ func (s *Scheduler) Submit(ctx context.Context, seqs []Seq) ([]*Stream, error) {
 		s.mu.Unlock()
 		return fail(fmt.Errorf("sched: engine failed earlier: %w", err))
 	case len(s.queue) >= s.cfg.MaxQueue:
+		n := len(s.queue)
 		s.mu.Unlock()
-		return fail(fmt.Errorf("sched: %w (%d waiting)", ErrQueueFull, len(s.queue)))
+		return fail(fmt.Errorf("sched: %w (%d waiting)", ErrQueueFull, n))
 	}
 	g.stop = context.AfterFunc(ctx, s.signal)
 	s.queue = append(s.queue, g)
@@ -385,23 +387,28 @@ func (s *Scheduler) loop() {
 		jobs    []generate.Job
 		owners  []*seqState
 	)
+	// finish ends a sequence: it frees its blocks now and queues its
+	// last event, which settle sends once the books are updated, so a
+	// client that sees its last event finds its blocks free.
+	var ending []*seqState
 	finish := func(q *seqState, ev Event) {
 		ev.Done = true
 		ev.Token.ID = -1
 		ev.Stats = q.req.Stats()
 		q.req.Close()
-		q.st.push(ev)
+		q.req = nil
+		q.last = ev
+		ending = append(ending, q)
 	}
-	retire := func(keep func(*seqState) bool) {
+	settle := func() {
 		kept := running[:0]
+		released := 0
 		for _, q := range running {
-			if keep(q) {
+			if q.req != nil {
 				kept = append(kept, q)
 				continue
 			}
-			s.mu.Lock()
-			s.reserved -= q.blocks
-			s.mu.Unlock()
+			released += q.blocks
 			if g := groups[q]; g != nil {
 				delete(groups, q)
 				g.stop()
@@ -409,6 +416,15 @@ func (s *Scheduler) loop() {
 		}
 		clear(running[len(kept):])
 		running = kept
+		s.mu.Lock()
+		s.reserved -= released
+		s.running = len(running)
+		s.mu.Unlock()
+		for _, q := range ending {
+			q.st.push(q.last)
+		}
+		clear(ending)
+		ending = ending[:0]
 	}
 	for {
 		// Admission and cancellation of waiting requests, under the lock.
@@ -455,13 +471,9 @@ func (s *Scheduler) loop() {
 					err = ErrClosed
 				}
 				finish(q, Event{Err: err})
-				q.req = nil
 			}
 		}
-		retire(func(q *seqState) bool { return q.req != nil })
-		s.mu.Lock()
-		s.running = len(running)
-		s.mu.Unlock()
+		settle()
 
 		if exit {
 			return
@@ -499,9 +511,8 @@ func (s *Scheduler) loop() {
 			s.mu.Unlock()
 			for _, q := range running {
 				finish(q, Event{Err: fmt.Errorf("sched: step: %w", err)})
-				q.req = nil
 			}
-			retire(func(q *seqState) bool { return false })
+			settle()
 			continue
 		}
 		if s.cfg.OnStep != nil {
@@ -526,10 +537,9 @@ func (s *Scheduler) loop() {
 			}
 			if q.req.Done() {
 				finish(q, Event{})
-				q.req = nil
 			}
 		}
-		retire(func(q *seqState) bool { return q.req != nil })
+		settle()
 	}
 }
 
