@@ -378,7 +378,7 @@ func TestModelsHealthMetrics(t *testing.T) {
 		`loom_requests_total{endpoint="/v1/completions",code="200"} 1`,
 		`loom_requests_total{endpoint="/v1/completions",code="400"} 1`,
 		"loom_generation_tokens_total 8",
-		"# TYPE loom_queue_depth gauge", "loom_queue_depth 0", "loom_kv_blocks_used 0", "loom_kv_blocks_total 1024",
+		"# TYPE loom_queue_depth gauge", "loom_queue_depth 0", "loom_kv_blocks_used 0", "loom_kv_blocks_reserved 0", "loom_kv_blocks_total 1024",
 		"# TYPE loom_time_to_first_token_seconds histogram", `loom_time_to_first_token_seconds_bucket{le="+Inf"} 1`,
 		"loom_time_to_first_token_seconds_count 1", "loom_time_per_output_token_seconds_count 7",
 		"# TYPE loom_batch_size histogram", "loom_running_sequences 0",
