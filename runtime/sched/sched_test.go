@@ -483,3 +483,32 @@ func ExampleScheduler() {
 	fmt.Println(errors.Is(fmt.Errorf("busy: %w", ErrQueueFull), ErrQueueFull))
 	// Output: true
 }
+
+// BenchmarkThroughput measures generated tokens per second through the
+// scheduler (no HTTP) with c requests in flight, each of 64 greedy tokens.
+func BenchmarkThroughput(b *testing.B) {
+	for _, c := range []int{1, 4, 16, 32} {
+		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
+			s := loadStories(b, 32, 32*32)
+			sc := s.start(b, Config{})
+			tokens := 0
+			b.ResetTimer()
+			for range b.N {
+				var wg sync.WaitGroup
+				var mu sync.Mutex
+				for i := range c {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						r := run(b, sc, s.seq(prompts[i%len(prompts)], 64))
+						mu.Lock()
+						tokens += len(r.ids)
+						mu.Unlock()
+					}()
+				}
+				wg.Wait()
+			}
+			b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
