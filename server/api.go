@@ -47,22 +47,33 @@ type CompletionRequest struct {
 	samplingFields
 	// Prompt is a string, a list of strings, a list of token ids, or a
 	// list of lists of token ids.
-	Prompt   Prompt `json:"prompt"`
-	Logprobs *int   `json:"logprobs"`
-	Echo     bool   `json:"echo"`
-	Suffix   string `json:"suffix"`
-	BestOf   *int   `json:"best_of"`
+	Prompt Prompt `json:"prompt"`
+	// Logprobs asks for the log probability of each token and of the
+	// Logprobs most likely alternatives (0 to 5).
+	Logprobs *int `json:"logprobs"`
+	// Echo, Suffix and BestOf (other than n) are not supported: a request
+	// that sets them is rejected.
+	Echo   bool   `json:"echo"`
+	Suffix string `json:"suffix"`
+	BestOf *int   `json:"best_of"`
 }
 
 // ChatRequest is the body of POST /v1/chat/completions.
 type ChatRequest struct {
 	samplingFields
-	Messages            []ChatMessage   `json:"messages"`
-	MaxCompletionTokens *int            `json:"max_completion_tokens"`
-	Logprobs            bool            `json:"logprobs"`
-	TopLogprobs         *int            `json:"top_logprobs"`
-	Tools               json.RawMessage `json:"tools"`
-	ResponseFormat      *struct {
+	// Messages is the conversation, rendered with the chat template.
+	Messages []ChatMessage `json:"messages"`
+	// MaxCompletionTokens is the newer name of max_tokens; it wins when
+	// both are set.
+	MaxCompletionTokens *int `json:"max_completion_tokens"`
+	// Logprobs asks for each token's log probability, and TopLogprobs (0
+	// to 20) for that many most likely alternatives.
+	Logprobs    bool `json:"logprobs"`
+	TopLogprobs *int `json:"top_logprobs"`
+	// Tools and a response format other than text are not supported: a
+	// request that sets them is rejected.
+	Tools          json.RawMessage `json:"tools"`
+	ResponseFormat *struct {
 		Type string `json:"type"`
 	} `json:"response_format"`
 	// ChatTemplateKwargs are extra variables for the chat template
@@ -73,9 +84,9 @@ type ChatRequest struct {
 // ChatMessage is one message of a conversation. Content is a string, or a
 // list of parts of which only text parts are accepted.
 type ChatMessage struct {
-	Role    string      `json:"role"`
-	Content ChatContent `json:"content"`
-	Name    string      `json:"name,omitempty"`
+	Role    string      `json:"role"`           // "system", "user", "assistant", ...
+	Content ChatContent `json:"content"`        // the text
+	Name    string      `json:"name,omitempty"` // optional participant name
 }
 
 // ChatContent is a message's text.
@@ -135,8 +146,8 @@ func (s *StringOrList) UnmarshalJSON(b []byte) error {
 
 // Prompt is a completion request's prompts: text, or token ids.
 type Prompt struct {
-	Texts []string
-	IDs   [][]int64
+	Texts []string  // text prompts
+	IDs   [][]int64 // token-id prompts
 	set   bool
 }
 
@@ -175,13 +186,14 @@ func (p *Prompt) count() int { return len(p.Texts) + len(p.IDs) }
 
 // Usage counts a request's tokens.
 type Usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens     int `json:"prompt_tokens"`     // once per prompt, whatever n
+	CompletionTokens int `json:"completion_tokens"` // over every choice
+	TotalTokens      int `json:"total_tokens"`      // the sum
 }
 
 // CompletionResponse is the body of a completion (object
-// "text_completion"), and each chunk of a streamed one.
+// "text_completion"), and each chunk of a streamed one. Its fields, and
+// those of the response types below, are OpenAI's.
 type CompletionResponse struct {
 	ID      string             `json:"id"`
 	Object  string             `json:"object"`
@@ -210,7 +222,8 @@ type CompletionLogprobs struct {
 
 // ChatResponse is the body of a chat completion (object
 // "chat.completion"), and each chunk of a streamed one
-// ("chat.completion.chunk").
+// ("chat.completion.chunk"). Usage is set in a response, and in the last
+// chunk of a stream that asked for it.
 type ChatResponse struct {
 	ID      string       `json:"id"`
 	Object  string       `json:"object"`
@@ -264,12 +277,14 @@ type ModelList struct {
 	Data   []Model `json:"data"`
 }
 
-// ErrorBody is OpenAI's error response.
+// ErrorBody is OpenAI's error response: {"error": {...}}.
 type ErrorBody struct {
 	Error ErrorDetail `json:"error"`
 }
 
-// ErrorDetail describes an error.
+// ErrorDetail describes an error: a message for people, its type
+// ("invalid_request_error", "rate_limit_error", "server_error"), the
+// request field at fault and a machine-readable code, where they apply.
 type ErrorDetail struct {
 	Message string  `json:"message"`
 	Type    string  `json:"type"`

@@ -55,6 +55,7 @@ var (
 // "Conversation roles must alternate user/assistant/user/assistant/...").
 type Exception struct{ Message string }
 
+// Error returns the message after the sentinel's text.
 func (e *Exception) Error() string { return ErrException.Error() + ": " + e.Message }
 
 // Unwrap makes errors.Is(err, ErrException) hold.

@@ -111,8 +111,8 @@ type Seq struct {
 
 // TokenLogprob is a token id and its log probability.
 type TokenLogprob struct {
-	ID      int32
-	Logprob float32
+	ID      int32   // token id
+	Logprob float32 // natural log of its probability
 }
 
 // Event is a Stream's output: a token, or the end of the sequence.
@@ -184,13 +184,13 @@ func (st *Stream) Next(ctx context.Context, buf []Event) ([]Event, error) {
 
 // Stats is a snapshot of the scheduler's state.
 type Stats struct {
-	Running     int // sequences in the batch
-	Queued      int // requests waiting for admission
-	BlocksUsed  int // KV blocks held by sequences
-	BlocksTotal int // KV blocks in the pool
-	Reserved    int // KV blocks reserved by running sequences
-	Steps       uint64
-	Err         error // the engine error that stopped the scheduler, if any
+	Running     int    // sequences in the batch
+	Queued      int    // requests waiting for admission
+	BlocksUsed  int    // KV blocks held by sequences
+	BlocksTotal int    // KV blocks in the pool
+	Reserved    int    // KV blocks reserved by running sequences
+	Steps       uint64 // forward passes run
+	Err         error  // the engine error that stopped the scheduler, if any
 }
 
 // seqState is a running or waiting sequence.
