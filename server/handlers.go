@@ -497,7 +497,6 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, stre
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
-	h.Set("Connection", "keep-alive")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	id, created := j.id(), time.Now().Unix()

@@ -58,7 +58,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.kvMemory, "kv-memory", "", "KV cache size in `bytes` instead of --kv-blocks (suffixes KiB, MiB, GiB)")
 	fs.IntVar(&f.maxQueue, "max-queue", 64, "most requests waiting for KV blocks or a batch slot; beyond it 429")
 	fs.IntVar(&f.prefill, "prefill-chunk", 0, "most prompt tokens per step, so running sequences keep decoding (0: 256)")
-	fs.StringVar(&f.apiKey, "api-key", os.Getenv("LOOM_API_KEY"), "require Authorization: Bearer `KEY` on /v1/ (default $LOOM_API_KEY)")
+	fs.StringVar(&f.apiKey, "api-key", "", "require Authorization: Bearer `KEY` on /v1/ (default $LOOM_API_KEY)")
 	fs.StringVar(&f.name, "model-name", "", "model id clients send (default: the file name without extension)")
 	fs.StringVar(&f.template, "chat-template", "", "Jinja chat template `file` to use instead of the model's")
 	fs.Int64Var(&f.maxBody, "max-body", 4<<20, "largest request body in bytes")
@@ -78,6 +78,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
+	if f.apiKey == "" {
+		f.apiKey = os.Getenv("LOOM_API_KEY")
+	}
 	kvMemory, err := parseBytes(f.kvMemory)
 	switch {
 	case err != nil:
@@ -86,8 +89,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("%w: give --kv-blocks or --kv-memory, not both", errUsage)
 	case f.port < 0 || f.port > 65535:
 		return fmt.Errorf("%w: --port %d", errUsage, f.port)
-	case f.maxBatch < 1 || f.maxQueue < 0 || f.kvBlocks < 0 || f.ctx < 0 || f.prefill < 0 || f.maxBody <= 0 || f.grace < 0:
-		return fmt.Errorf("%w: --max-batch must be at least 1 and counts, sizes and --grace not negative", errUsage)
+	case f.maxBatch < 1 || f.maxQueue < 1 || f.kvBlocks < 0 || f.ctx < 0 || f.prefill < 0 || f.maxBody <= 0 || f.grace < 0:
+		return fmt.Errorf("%w: --max-batch and --max-queue must be at least 1, other counts, sizes and --grace not negative", errUsage)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {

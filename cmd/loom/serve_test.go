@@ -82,6 +82,7 @@ func TestServeFlags(t *testing.T) {
 		{"serve", "--kv-memory", "lots"},
 		{"serve", "--port", "70000"},
 		{"serve", "--max-batch", "0"},
+		{"serve", "--max-queue", "0"},
 		{"serve", "--log-level", "chatty"},
 		{"serve", "extra"},
 	} {
