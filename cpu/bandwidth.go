@@ -9,9 +9,9 @@ import (
 
 // MeasureBandwidth returns the rate, in bytes per second, at which threads
 // goroutines together can stream-read a buffer of the given size (rounded
-// down to a multiple of 4 KiB, at least 4 KiB), each reading its own
-// contiguous share with the SIMD dot product (vec.Dot) against a vector
-// that stays in L1, the access pattern of a matrix-vector product. It
+// down to a multiple of 16 KiB, at least 16 KiB), each reading its own
+// contiguous share with vec's multi-row SIMD dot product against a vector
+// that stays in L1: the access pattern of a matrix-vector product. It
 // reports the best of several passes after one warm-up pass. Choose bytes
 // much larger than the last-level cache to measure main memory; it
 // allocates that much for the duration of the call.
@@ -20,16 +20,17 @@ import (
 // on weights that do not fit in cache: loom's benchmarks report GEMV
 // throughput as a fraction of it.
 func MeasureBandwidth(bytes int, threads int) (bytesPerSec float64) {
-	bytes = max(bytes/4096*4096, 4096)
+	bytes = max(bytes/(16<<10)*(16<<10), 16<<10) // whole rows of 4096 floats
 	threads = max(threads, 1)
 	buf := bytesF32(alignedBytes(bytes))
 	for i := 0; i < len(buf); i += 1024 {
 		buf[i] = 1 // fault the pages in before timing
 	}
-	share := (len(buf)/threads + 15) / 16 * 16
+	share := (len(buf)/threads + 4095) / 4096 * 4096 // whole rows of 4096
 	sink := make([]float32, threads)
-	// Each chunk of the buffer is multiplied with a vector that stays in
-	// L1, so the buffer is read exactly once.
+	// The buffer is read as rows of 4096 floats, each multiplied with a
+	// vector that stays in L1 (vec.DotRows: four rows in flight), so every
+	// byte is read exactly once, as a matrix-vector product reads weights.
 	ones := make([]float32, 4096)
 	for i := range ones {
 		ones[i] = 1
@@ -43,12 +44,13 @@ func MeasureBandwidth(bytes int, threads int) (bytesPerSec float64) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				var s float32
-				for i := 0; i < len(part); i += len(ones) {
-					c := part[i:min(i+len(ones), len(part))]
-					s += vec.Dot(c, ones)
+				const rows = 64
+				var dst [rows]float32
+				for i := 0; i+len(ones) <= len(part); i += rows * len(ones) {
+					n := min(rows, (len(part)-i)/len(ones))
+					vec.DotRows(dst[:n], part[i:], len(ones), ones)
 				}
-				sink[t] = s
+				sink[t] = dst[0]
 			}()
 		}
 		wg.Wait()

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/loomllm/loom/runtime/backend"
 	"github.com/loomllm/loom/runtime/quant"
@@ -369,4 +370,84 @@ func BenchmarkDecodeStep(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/19, "ns/op-call")
 		})
 	}
+}
+
+// BenchmarkRoofline measures, interleaved so that all three see the same
+// machine (this matters where it is shared), the streaming bandwidth
+// probe and the F32 and Q8_0 matrix-vector products at 4096×4096, hot
+// (one matrix, which a large last-level cache may hold) and cold (copies
+// filling 1 GiB, read in turn from main memory). Each iteration is one
+// round; the metrics are the best round's: run it with -benchtime 5x.
+// bw-frac is the F32 product's weight bytes per second over the probe's;
+// q8-speedup is how many times faster the Q8_0 product is.
+func BenchmarkRoofline(b *testing.B) {
+	for _, cold := range []bool{false, true} {
+		for _, threads := range []int{1, 2} {
+			name := fmt.Sprintf("hot/threads=%d", threads)
+			if cold {
+				name = fmt.Sprintf("cold/threads=%d", threads)
+			}
+			b.Run(name, func(b *testing.B) { benchRoofline(b, cold, threads) })
+		}
+	}
+}
+
+func benchRoofline(b *testing.B, cold bool, threads int) {
+	be := New(Options{Threads: threads})
+	defer be.Close()
+	copies := func(dt backend.DType) []backend.Tensor {
+		w0 := benchTensor(b, be, dt, 4096, 4096)
+		ws := []backend.Tensor{w0}
+		raw := make([]byte, w0.Bytes())
+		if err := be.Download(raw, w0); err != nil {
+			b.Fatal(err)
+		}
+		for cold && len(ws)*len(raw) < 1<<30 {
+			w, err := be.Alloc(dt, 4096, 4096)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := be.Upload(w, raw); err != nil {
+				b.Fatal(err)
+			}
+			ws = append(ws, w)
+		}
+		return ws
+	}
+	f32, q8 := copies(backend.F32), copies(backend.Q8_0)
+	x := benchTensor(b, be, backend.F32, 1, 4096)
+	y := benchTensor(b, be, backend.F32, 1, 4096)
+	probeBytes := 64 << 20
+	if cold {
+		probeBytes = 1 << 30
+	}
+	// rate returns the best weight bytes per second of a few sweeps.
+	rate := func(ws []backend.Tensor) float64 {
+		best := 0.0
+		for range max(3, 20/len(ws)) {
+			start := time.Now()
+			for _, w := range ws {
+				be.MatMul(y, x, w)
+			}
+			best = max(best, float64(len(ws)*ws[0].Bytes())/time.Since(start).Seconds())
+		}
+		return best
+	}
+	var probe, rf, rq float64
+	b.ResetTimer()
+	for range b.N {
+		probe = max(probe, MeasureBandwidth(probeBytes, threads))
+		rf, rq = max(rf, rate(f32)), max(rq, rate(q8))
+	}
+	b.StopTimer()
+	if err := be.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(probe/1e9, "probe-GB/s")
+	b.ReportMetric(rf/1e9, "f32-GB/s")
+	b.ReportMetric(rf/probe, "bw-frac")
+	b.ReportMetric(rq/1e9, "q8-GB/s")
+	// Both products have 4096×4096 elements: the time ratio is the ratio
+	// of bytes per second times the ratio of bytes (4 per F32 element).
+	b.ReportMetric(rq/rf*float64(f32[0].Bytes())/float64(q8[0].Bytes()), "q8-speedup")
 }

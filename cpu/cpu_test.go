@@ -119,3 +119,13 @@ func TestDecodeAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestMeasureBandwidth checks the probe returns a plausible rate for odd
+// sizes and thread counts.
+func TestMeasureBandwidth(t *testing.T) {
+	for _, c := range [][2]int{{1, 1}, {100 << 10, 3}, {4 << 20, 2}} {
+		bw := MeasureBandwidth(c[0], c[1])
+		require.Greater(t, bw, 1e8, "bytes=%d threads=%d", c[0], c[1])
+		require.Less(t, bw, 1e13, "bytes=%d threads=%d", c[0], c[1])
+	}
+}
