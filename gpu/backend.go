@@ -243,6 +243,8 @@ func (b *Backend) ok() bool {
 func (b *Backend) launch(k kernelID, grid, block dim3, args ...uint64) {
 	s := &kernelSpecs[k]
 	switch {
+	case b.err != nil: // an earlier kernel of the same operation failed
+		return
 	case len(args) != s.args:
 		b.fail(fmt.Errorf("gpu: %s: passing %d parameters to a %d-parameter kernel", s.name, len(args), s.args))
 		return

@@ -32,12 +32,19 @@
 //
 // Operations are queued on the stream and return at once; only Download,
 // Sync, Upload and Time wait. Each operation checks its arguments on the
-// host and then launches one kernel (MatMul and Attention may launch two);
-// a failed check or launch is kept as the backend's sticky error and every
+// host and then launches one kernel, or a few for MatMul and Attention
+// (kernels/ABI.md says which); every parameter is passed as 8 bytes. A
+// failed check or launch is kept as the backend's sticky error and every
 // later operation is skipped. Faults a kernel detects in device-resident
 // data (a token id outside the table, a block id outside the cache) are
 // collected in a device error word that Sync and Download read, and are
-// reported as backend.ErrIndex.
+// reported as backend.ErrIndex. Options.Debug waits after every kernel, so
+// a failure names the kernel that caused it.
+//
+// Block-quantized weights (Q8_0, Q4_0) are stored split on the device, all
+// quants first and then all scales (repack.go), so the kernels make aligned
+// 16-byte loads; Upload and Download convert from and to GGUF's layout, and
+// the kernels take only whole quantized tensors, not row slices.
 //
 // # Memory
 //
