@@ -43,9 +43,11 @@ func overlaps(a, b backend.Tensor) bool {
 }
 
 // MatMul sets dst = x · wᵀ (see backend.Backend). For one row it is a
-// matrix-vector product split by weight rows across the pool; with Q8_0 or
-// Q4_0 weights and fewer than quantRows rows, the activations are first
-// quantized to 8 bits, as llama.cpp does, unless Options.ExactQuant is set. For several
+// matrix-vector product split by weight rows across the pool. With Q8_0
+// or Q4_0 weights the activations are first quantized to 8 bits, as
+// llama.cpp does, and every product is an integer dot product (unless
+// Options.ExactQuant is set): faster than widening the weights at every
+// row count measured (1 to 128). For several
 // rows the weights are cut into tiles of rows small enough to stay in the
 // core's cache, and a worker widens its tile to F32 once (F32 tiles are
 // used in place) and multiplies it with every activation row, four weight
@@ -81,7 +83,7 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 	}
 	j := &b.mm
 	*j = matmulJob{b: b, dst: dm, x: xm, w: wb, dt: w.DType(), rowBytes: w.RowBytes(), in: in}
-	if (j.dt == backend.Q8_0 || j.dt == backend.Q4_0) && n < quantRows && !b.exactQuant {
+	if (j.dt == backend.Q8_0 || j.dt == backend.Q4_0) && !b.exactQuant {
 		// Quantize the activations once; every weight row then takes an
 		// integer dot product with them (see Options.ExactQuant).
 		nb := in / 32
@@ -93,17 +95,22 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 		}
 		j.xq, j.xd = b.xq[:n*in], b.xd[:n*nb]
 	}
-	if n == 1 || j.xq != nil {
-		b.pool.run(j, out, splitGrain(out, b.threads, max(4, minChunk/in)))
-	} else {
+	var grain int // weight rows per chunk
+	switch {
+	case n*out*in < 4*minChunk:
+		grain = out // too small to be worth waking the pool
+	case n == 1 || (j.xq != nil && n <= rowBlock):
+		grain = splitGrain(out, b.threads, max(4, minChunk/in))
+	case j.xq != nil:
+		// Several blocks of activation rows pass over each chunk of
+		// weights: keep the chunk within about 256 KiB of L2.
+		grain = min(max((256<<10)/j.rowBytes, 4), (out+b.threads-1)/b.threads)
+	default:
 		// A tile of weight rows widened to F32 takes about 256 KiB, half
 		// a typical L2, but each thread gets at least one tile.
-		tile := min(max(64<<10/in, 4), 64, (out+b.threads-1)/b.threads)
-		if n*out*in < 4*minChunk {
-			tile = out // too small to be worth waking the pool
-		}
-		b.pool.run(j, out, tile)
+		grain = min(max(64<<10/in, 4), 64, (out+b.threads-1)/b.threads)
 	}
+	b.pool.run(j, out, grain)
 	b.mm = matmulJob{}
 }
 
@@ -123,23 +130,27 @@ type matmulJob struct {
 	xd       []float32 // the scales of xq, one per 32 elements
 }
 
-// quantRows is the number of activation rows below which MatMul quantizes
-// them to 8 bits for Q8_0 and Q4_0 weights; from it on, widening tiles of
-// weights to F32 is faster.
-const quantRows = 8
+// rowBlock is the number of 8-bit activation rows (32 KiB at 4096
+// columns) multiplied with each weight row of a chunk while they are in L1.
+const rowBlock = 8
 
 func (j *matmulJob) run(wk, lo, hi int) {
 	k := &j.b.k
 	if j.xq != nil {
+		// Blocks of rowBlock quantized activation rows stay in L1 while
+		// the chunk's weight rows pass by.
 		nb := j.in / 32
-		for o := lo; o < hi; o++ {
-			wr := j.w[o*j.rowBytes : (o+1)*j.rowBytes]
-			for r := 0; r < j.x.rows; r++ {
-				q, d := j.xq[r*j.in:(r+1)*j.in], j.xd[r*nb:(r+1)*nb]
-				if j.dt == backend.Q8_0 {
-					j.dst.d[r*j.dst.stride+o] = k.dotQ8_0Q8(wr, q, d)
-				} else {
-					j.dst.d[r*j.dst.stride+o] = k.dotQ4_0Q8(wr, q, d)
+		for r0 := 0; r0 < j.x.rows; r0 += rowBlock {
+			r1 := min(r0+rowBlock, j.x.rows)
+			for o := lo; o < hi; o++ {
+				wr := j.w[o*j.rowBytes : (o+1)*j.rowBytes]
+				for r := r0; r < r1; r++ {
+					q, d := j.xq[r*j.in:(r+1)*j.in], j.xd[r*nb:(r+1)*nb]
+					if j.dt == backend.Q8_0 {
+						j.dst.d[r*j.dst.stride+o] = k.dotQ8_0Q8(wr, q, d)
+					} else {
+						j.dst.d[r*j.dst.stride+o] = k.dotQ4_0Q8(wr, q, d)
+					}
 				}
 			}
 		}
