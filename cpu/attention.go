@@ -255,26 +255,24 @@ func (j *attnJob) run(wk, lo, hi int) {
 		t0, t1 := sp*j.span, min((sp+1)*j.span, int(j.pos.d[r*j.pos.stride])+1)
 		npos := max(t1-t0, 0)
 		// Scratch: scores for each head of the group, their output
-		// accumulators, and one widened value row.
-		buf := j.b.scratchFor(wk, grp*npos+grp*d+d)
-		scores, acc, vrow := buf[:grp*npos], buf[grp*npos:grp*npos+grp*d], buf[grp*npos+grp*d:]
+		// accumulators, and one block of keys or values widened to F32.
+		buf := j.b.scratchFor(wk, grp*npos+grp*d+s.BlockSize*d)
+		scores, acc, wide := buf[:grp*npos], buf[grp*npos:grp*npos+grp*d], buf[grp*npos+grp*d:]
 		q := j.q.row(r)[g*grp*d : (g+1)*grp*d]
 
-		for t := t0; t < t1; t++ {
-			kb := c.data[c.off(0, j.layer, int(table[t/s.BlockSize]), g, t%s.BlockSize):][:c.rowBytes]
+		// Keys one block at a time: the block's positions of head g are
+		// consecutive rows, multiplied with each query head at once.
+		for b0 := t0; b0 < t1; {
+			b1 := min((b0/s.BlockSize+1)*s.BlockSize, t1)
+			keys := j.block(0, table, g, b0, b1, wide)
 			for h := 0; h < grp; h++ {
-				qh := q[h*d : (h+1)*d]
-				var dot float32
-				switch s.DType {
-				case backend.F32:
-					dot = kern.dot(bytesF32(kb), qh)
-				case backend.F16:
-					dot = kern.dotF16(kb, qh)
-				default:
-					dot = kern.dotBF16(kb, qh)
+				sc := scores[h*npos+b0-t0 : h*npos+b1-t0]
+				kern.dotRows(sc, keys, d, q[h*d:(h+1)*d])
+				for i := range sc {
+					sc[i] *= j.scale
 				}
-				scores[h*npos+t-t0] = j.scale * dot
 			}
+			b0 = b1
 		}
 		var part []float32
 		if j.splits > 1 {
@@ -287,17 +285,16 @@ func (j *attnJob) run(wk, lo, hi int) {
 			}
 		}
 		clear(acc)
-		for t := t0; t < t1; t++ {
-			vb := c.data[c.off(1, j.layer, int(table[t/s.BlockSize]), g, t%s.BlockSize):][:c.rowBytes]
-			vr := vrow
-			if s.DType == backend.F32 {
-				vr = bytesF32(vb)
-			} else {
-				kern.widen(s.DType, vrow, vb)
+		for b0 := t0; b0 < t1; {
+			b1 := min((b0/s.BlockSize+1)*s.BlockSize, t1)
+			values := j.block(1, table, g, b0, b1, wide)
+			for t := b0; t < b1; t++ {
+				v := values[(t-b0)*d : (t-b0+1)*d]
+				for h := 0; h < grp; h++ {
+					kern.axpy(scores[h*npos+t-t0], v, acc[h*d:(h+1)*d])
+				}
 			}
-			for h := 0; h < grp; h++ {
-				kern.axpy(scores[h*npos+t-t0], vr, acc[h*d:(h+1)*d])
-			}
+			b0 = b1
 		}
 		if part != nil {
 			copy(part, acc)
@@ -311,6 +308,22 @@ func (j *attnJob) run(wk, lo, hi int) {
 			}
 		}
 	}
+}
+
+// block returns positions [b0, b1) (within one cache block) of KV head g
+// of the sequence with block table table, keys (kv = 0) or values (kv =
+// 1), as (b1-b0) rows of HeadDim F32 values: the cache's own memory for an
+// F32 cache, else widened into buf.
+func (j *attnJob) block(kv int, table []int32, g, b0, b1 int, buf []float32) []float32 {
+	c := j.c
+	bs := c.spec.BlockSize
+	raw := c.data[c.off(kv, j.layer, int(table[b0/bs]), g, b0%bs):][:(b1-b0)*c.rowBytes]
+	if c.spec.DType == backend.F32 {
+		return bytesF32(raw)
+	}
+	out := buf[:(b1-b0)*c.spec.HeadDim]
+	j.b.k.widen(c.spec.DType, out, raw)
+	return out
 }
 
 // combine merges the partial results of split rows into out.
