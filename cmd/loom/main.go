@@ -40,7 +40,9 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nUsage: loom <command> [flags]\n\nCommands:")
 	names := make([]string, 0, len(commands))
 	for n := range commands {
-		names = append(names, n)
+		if !strings.HasPrefix(n, "__") { // hidden plumbing (the CUDA probe)
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	for _, n := range names {
@@ -50,7 +52,20 @@ func usage(w io.Writer) {
 }
 
 func main() {
+	// A command that may use a GPU is handed to loom-cuda when one is
+	// present (see cuda_dispatch.go); this returns at once otherwise.
+	if code, handled := cudaDispatch(os.Args[1:], os.Stderr); handled {
+		os.Exit(code)
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// defaultDevice is the --device default: $LOOM_DEVICE, else "auto".
+func defaultDevice() string {
+	if d := strings.TrimSpace(os.Getenv(envDevice)); d != "" {
+		return d
+	}
+	return "auto"
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

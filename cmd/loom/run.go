@@ -59,7 +59,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&f.beams, "beams", 1, "beam search with `B` beams (1: sampling or greedy)")
 	fs.Var(&f.stop, "stop", "stop where `S` appears in the text (repeatable; not printed)")
 	fs.IntVar(&f.ctx, "ctx", 0, "context size in tokens (0: the model's, capped by memory)")
-	fs.StringVar(&f.device, "device", "auto", "auto, cpu, cuda or cuda:N")
+	fs.StringVar(&f.device, "device", defaultDevice(), "auto, cpu, cuda or cuda:N (default $LOOM_DEVICE, else auto)")
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0: all cores)")
 	fs.StringVar(&f.weights, "weight-type", "", "convert float weights while loading: q8_0, f16 or bf16")
 	fs.Usage = func() {

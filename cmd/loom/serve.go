@@ -49,7 +49,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.model, "model", "", "model `file` (GGUF) or Hugging Face directory; without it, the built-in random-weight demo")
 	fs.StringVar(&f.host, "host", "127.0.0.1", "address to listen on (0.0.0.0 for every interface)")
 	fs.IntVar(&f.port, "port", 8080, "port to listen on (0: any free port)")
-	fs.StringVar(&f.device, "device", "auto", "auto, cpu, cuda or cuda:N")
+	fs.StringVar(&f.device, "device", defaultDevice(), "auto, cpu, cuda or cuda:N (default $LOOM_DEVICE, else auto)")
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0: all cores)")
 	fs.StringVar(&f.weights, "weight-type", "", "convert float weights while loading: q8_0, f16 or bf16")
 	fs.IntVar(&f.maxBatch, "max-batch", 32, "most sequences decoding at once")
