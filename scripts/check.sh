@@ -8,7 +8,8 @@
 # CUDA test binary, the kernel benchmarks and Compute Sanitizer, each step
 # under a timeout and all within CHECK_BUDGET seconds (default 400), and
 # prints a summary table last. Logs go to $OUT (default ./out beside this
-# script): check.log, tests.log, bench.log, sanitizer.log, summary.txt.
+# script): check.log, tests.log, e2e.log, bench.log, bench.jsonl,
+# hf.jsonl, sanitizer.log, summary.txt.
 # On a machine without a usable GPU it stops at once with a line starting
 # "check.sh: no CUDA device:" and exit status 1.
 set -uo pipefail
@@ -87,15 +88,28 @@ say "device: $probe"
 CARD=$(echo "$probe" | sed -E 's/^cuda:[0-9]+ ([^,]*),.*/\1/')
 row "device" "ok" 0 "$probe"
 
+# Step limits (seconds), scaled down by the overall budget via run().
+T_TESTS=${T_TESTS:-110}
+T_E2E=${T_E2E:-40}
+T_BENCH=${T_BENCH:-100}
+T_CEIL=${T_CEIL:-40}
+T_HF=${T_HF:-90}
+T_KERNELS=${T_KERNELS:-60}
+T_SAN=${T_SAN:-120}
+BIN=$HERE/bin
+SHARED_DIR=$HERE/shared
+BENCH=$OUT/bench.log
+: >"$BENCH"
+
 # --- 2. Correctness: every CUDA test binary ---------------------------------
-export LOOM_SHARED=$HERE/shared
+export LOOM_SHARED=$SHARED_DIR
 TESTS=$OUT/tests.log
 : >"$TESTS"
 for t in $(cd "$HERE/tests" 2>/dev/null && find . -name '*.test' | sort); do
   pkg=$(dirname "${t#./}")
   n0=$(wc -l <"$TESTS")
   pushd "$HERE/tests/$pkg" >/dev/null
-  run "test $pkg" 240 "$TESTS" "./$(basename "$t")" -test.v -test.count=1 -test.timeout=230s
+  run "test $pkg" "$T_TESTS" "$TESTS" "./$(basename "$t")" -test.v -test.count=1 -test.timeout="$((T_TESTS - 5))s"
   popd >/dev/null
   part=$(tail -n +$((n0 + 1)) "$TESTS")
   pass=$(grep -c -- '--- PASS' <<<"$part")
@@ -109,7 +123,50 @@ for t in $(cd "$HERE/tests" 2>/dev/null && find . -name '*.test' | sort); do
   esac
 done
 
-# --- 3. Ceilings: copy bandwidth and BF16 matmul rate through PyTorch ------
+# --- 3. End to end through the CLI: golden text and GPU-vs-CPU verify -------
+E2E=$OUT/e2e.log
+: >"$E2E"
+if [ -f "$SHARED_DIR/models/stories260K.gguf" ]; then
+  run "golden on the GPU" "$T_E2E" "$E2E" bash -c "'$BIN/loom' run --model '$SHARED_DIR/models/stories260K.gguf' --device cuda --temperature 0 --max-tokens 200 >'$OUT/.golden.txt' && cmp '$OUT/.golden.txt' '$SHARED_DIR/golden/stories260K_greedy_n200.txt' && echo golden: byte for byte"
+  case $RC in
+  0) row "golden (loom run, cuda)" "PASS" "$SECS" "stories260K 200 greedy tokens byte for byte" ;;
+  125) row "golden (loom run, cuda)" "SKIP" 0 "no time left" ;;
+  *) row "golden (loom run, cuda)" "FAIL" "$SECS" "exit $RC (see e2e.log)" ;;
+  esac
+  rm -f "$OUT/.golden.txt"
+  run "verify --against cuda" "$T_E2E" "$E2E" "$BIN/loom" verify --model "$SHARED_DIR/models/stories260K.gguf" --against cuda --tokens 64
+  last=$(grep -iE 'logits' "$E2E" | tail -n 1)
+  case $RC in
+  0) row "verify (cpu vs cuda)" "PASS" "$SECS" "${last:-see e2e.log}" ;;
+  125) row "verify (cpu vs cuda)" "SKIP" 0 "no time left" ;;
+  *) row "verify (cpu vs cuda)" "FAIL" "$SECS" "exit $RC (see e2e.log)" ;;
+  esac
+fi
+
+# --- 4. loom bench: Llama-3-8B shape, BF16 (synthetic weights) ---------------
+# Decode at batch 1, 8 and 32 after a 128-token context; prefill of 2048
+# tokens. One JSON object per measurement in bench.jsonl.
+run "loom bench llama3-8b" "$T_BENCH" "$BENCH" bash -c "'$BIN/loom' bench --preset llama3-8b --dtype bf16 --device cuda --prompt-len 2048 --reps 2 --batch 1,8,32 --gen 32 --json >'$OUT/bench.jsonl'"
+cat "$OUT/bench.jsonl" >>"$BENCH" 2>/dev/null
+lb=$(python3 - "$OUT/bench.jsonl" <<'EOF' 2>/dev/null
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+out = []
+for r in rs:
+    if r["kind"] == "prefill":
+        out.append("prefill %d: %.0f tok/s, %.0f TFLOP/s (%.0f%% of loom's GEMM probe)" % (r["prompt_len"], r["prefill_tok_s"], r["prefill_tflops"], 100 * r.get("prefill_frac_matmul", 0)))
+    else:
+        out.append("b%d: %.0f tok/s, %.0f GB/s (%.0f%%)" % (r["batch"], r["decode_tok_s_aggregate"], r["decode_gbs"], 100 * r.get("decode_frac_bandwidth", 0)))
+print("; ".join(out))
+EOF
+)
+case $RC in
+0) row "loom bench" "ok" "$SECS" "$lb" ;;
+125) row "loom bench" "SKIP" 0 "no time left" ;;
+*) row "loom bench" "FAIL" "$SECS" "exit $RC${lb:+; partial: $lb} (see bench.log)" ;;
+esac
+
+# --- 5. Ceilings: copy bandwidth and BF16 matmul rate through PyTorch ------
 cat >"$OUT/.ceilings.py" <<'EOF'
 import torch
 dev = torch.device("cuda")
@@ -130,7 +187,7 @@ a = torch.randn(m, m, device=dev, dtype=torch.bfloat16); b = torch.randn(m, m, d
 s = timed(lambda: a @ b, 20)
 print(f"torch bf16 matmul: {2 * m**3 / s / 1e12:.0f} TFLOP/s ({m}x{m}x{m})")
 EOF
-run "ceilings (torch)" 90 "$LOG" python3 "$OUT/.ceilings.py"
+run "ceilings (torch)" "$T_CEIL" "$LOG" python3 "$OUT/.ceilings.py"
 ceil=$(grep -E '^torch (copy|bf16)' "$LOG" | sed -E 's/^torch //; s/ \(.*//' | tr '\n' ';' | sed 's/;$//; s/;/, /')
 case $RC in
 0) row "ceilings" "ok" "$SECS" "$ceil" ;;
@@ -139,30 +196,46 @@ case $RC in
 esac
 rm -f "$OUT/.ceilings.py"
 
-# --- 4. Kernel benchmarks (CUDA events) --------------------------------------
-BENCH=$OUT/bench.log
-: >"$BENCH"
+# --- 6. The transformers baseline on the same shapes -------------------------
+HF=$HERE/hf_baseline.py
+if [ -f "$HF" ]; then
+  run "transformers baseline" "$T_HF" "$BENCH" bash -c "PYTHONUNBUFFERED=1 python3 '$HF' --preset llama3-8b --prompt-len 2048 --gen 32 --batch ${HF_BATCH:-1,32} --reps 2 >'$OUT/hf.jsonl'"
+  cat "$OUT/hf.jsonl" >>"$BENCH" 2>/dev/null
+  hf=$(python3 - "$OUT/hf.jsonl" <<'EOF' 2>/dev/null
+import json, sys
+rs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+out = []
+for r in rs:
+    if r["kind"] == "prefill":
+        out.append("prefill %d: %.0f tok/s" % (r["prompt_len"], r["prefill_tok_s"]))
+    else:
+        out.append("b%d: %.0f tok/s" % (r["batch"], r["decode_tok_s_aggregate"]))
+print("; ".join(out))
+EOF
+)
+  case $RC in
+  0) row "transformers" "ok" "$SECS" "$hf" ;;
+  125) row "transformers" "SKIP" 0 "no time left" ;;
+  *) row "transformers" "FAIL" "$SECS" "exit $RC${hf:+; partial: $hf} (see bench.log)" ;;
+  esac
+fi
+
+# --- 7. Kernel benchmarks (CUDA events), if time allows ----------------------
 if [ -x "$HERE/tests/gpu/gpu.test" ]; then
   pushd "$HERE/tests/gpu" >/dev/null
-  run "kernel benchmarks" 150 "$BENCH" ./gpu.test -test.run '^$' -test.bench . -test.benchtime 100x -test.timeout=145s
+  run "kernel benchmarks" "$T_KERNELS" "$BENCH" ./gpu.test -test.run '^$' -test.bench "${KBENCH:-.}" -test.benchtime 20x -test.timeout="$((T_KERNELS - 5))s"
   popd >/dev/null
   copy=$(awk '/^BenchmarkCopy/{for(i=1;i<=NF;i++) if($(i+1)=="GB/s"){print $i; exit}}' "$BENCH")
   gemv=$(awk '/GEMV\/bf16\/14336x4096\/n=1-/{for(i=1;i<=NF;i++) if($(i+1)=="of-copy"){print $i; exit}}' "$BENCH")
   gemm=$(awk '/GEMM\/bf16\/14336x4096\//{for(i=1;i<=NF;i++) if($(i+1)=="TFLOP/s"){print $i; exit}}' "$BENCH")
   case $RC in
-  0) row "benchmarks" "ok" "$SECS" "copy ${copy:-?} GB/s; GEMV 14336x4096 n=1 ${gemv:-?} of copy; GEMM n=2048 ${gemm:-?} TFLOP/s" ;;
-  125) row "benchmarks" "SKIP" 0 "no time left" ;;
-  *) row "benchmarks" "FAIL" "$SECS" "exit $RC (see bench.log)" ;;
+  0) row "kernel benchmarks" "ok" "$SECS" "copy ${copy:-?} GB/s; GEMV 14336x4096 n=1 ${gemv:-?} of copy; GEMM n=2048 ${gemm:-?} TFLOP/s" ;;
+  125) row "kernel benchmarks" "SKIP" 0 "no time left" ;;
+  *) row "kernel benchmarks" "FAIL" "$SECS" "exit $RC (see bench.log)" ;;
   esac
 fi
 
-# --- 5. loom bench and the transformers baseline ----------------------------
-# PLACE FOR THE BENCHMARK ENGINEER (issue 7): run `bin/loom-cuda bench ...
-# --json` on the Llama-3-8B shape (decode at batch 1, 8, 32; prefill of
-# 2048 tokens) and bench/hf_baseline.py on the same shapes here, with run
-# (above) for the timeout, appending to $BENCH, and add their rows.
-
-# --- 6. Compute Sanitizer, if time allows -----------------------------------
+# --- 8. Compute Sanitizer, if time allows -----------------------------------
 SAN=$OUT/sanitizer.log
 : >"$SAN"
 if command -v compute-sanitizer >/dev/null && [ -x "$HERE/tests/gpu/gpu.test" ]; then
@@ -173,8 +246,8 @@ if command -v compute-sanitizer >/dev/null && [ -x "$HERE/tests/gpu/gpu.test" ];
     sel="^(TestConformance|TestGraph)\$/^($ops)\$"
     [ "$tool" = racecheck ] && sel='^TestConformance$/^(MatMul|Attention|RMSNorm|LayerNorm|ArgMax)$'
     pushd "$HERE/tests/gpu" >/dev/null
-    run "compute-sanitizer $tool" 120 "$SAN" compute-sanitizer --tool "$tool" --error-exitcode 99 \
-      ./gpu.test -test.run "$sel" -test.short -test.count=1 -test.timeout=115s
+    run "compute-sanitizer $tool" "$T_SAN" "$SAN" compute-sanitizer --tool "$tool" --error-exitcode 99 \
+      ./gpu.test -test.run "$sel" -test.short -test.count=1 -test.timeout="$((T_SAN - 5))s"
     popd >/dev/null
     errs=$(grep -E '========= (ERROR SUMMARY|RACECHECK SUMMARY)' "$SAN" | tail -n 1 | sed 's/^========= //')
     case $RC in
@@ -199,5 +272,5 @@ fi
     printf '%-26s %-8s %6s  %s\n' "$a" "$b" "$c" "$d"
   done
 } | tee "$OUT/summary.txt" | tee -a "$LOG"
-grep -qE '^(test|sanitizer|ceilings|benchmarks)[^|]*\|(FAIL|TIMEOUT)\|' <(printf '%s\n' "${ROWS[@]}") && exit 1
+grep -qE '^(test|golden|verify|loom bench|sanitizer|ceilings|kernel benchmarks|transformers)[^|]*\|(FAIL|TIMEOUT)\|' <(printf '%s\n' "${ROWS[@]}") && exit 1
 exit 0

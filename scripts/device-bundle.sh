@@ -8,6 +8,7 @@
 #                                CUDA tests (a file tagged cuda), stripped,
 #                                with the package's testdata/ beside it
 #   shared/                      the shared files the checks read
+#   hf_baseline.py               the transformers baseline (bench/)
 #
 # Run by make device-bundle after make cuda (the fatbin must be in gpu/).
 set -euo pipefail
@@ -48,6 +49,7 @@ for f in models/stories260K.gguf golden/stories260K_greedy_n200.txt golden/stori
 done
 
 cp scripts/check.sh "$OUT/check.sh"
+cp bench/hf_baseline.py "$OUT/hf_baseline.py"
 chmod +x "$OUT/check.sh"
 
 size=$(du -sm "$OUT" | cut -f1)
