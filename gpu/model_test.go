@@ -60,11 +60,15 @@ type wholeModel struct {
 	name string
 	cfg  model.Config
 	dt   backend.DType
-	// Relative logit tolerances: decode rows (GEMV, F32 activations) and
-	// a prefill of the whole prompt (GEMM: 16-bit and quantized weights
-	// round the activations to 16 bits on the GPU). Summation order alone
-	// moves these random three-layer models' logits by up to 5e-4 (the
-	// CPU's SIMD against its generic path), hence 2e-3 for F32.
+	// Relative logit tolerances: decode rows (GEMV and flash-decoding, all
+	// F32 arithmetic) and a prefill of the whole prompt, where the GPU
+	// rounds activations to 16 bits for the tensor-core GEMM (16-bit and
+	// quantized weights) and rounds q and the softmax weights to 16 bits
+	// in the tensor-core prefill attention (F16 cache, ≥ 64 rows; see
+	// kernels/ABI.md §4). Summation order alone moves these random
+	// three-layer models' logits by up to 5e-4 (the CPU's SIMD against its
+	// generic path). Measured on an H200 (2026-11-27): decode ≤ 6.7e-4,
+	// prefill 1.2e-3 to 6.2e-3 (F32, Q8_0, F16 weights) and 3.6e-2 (BF16).
 	decodeTol, prefillTol float64
 }
 
@@ -75,11 +79,11 @@ func wholeModels() []wholeModel {
 	gpt2 := model.Config{Arch: model.ArchGPT2, VocabSize: 4096, Dim: 256, Hidden: 1024, Layers: 3, Heads: 4, KVHeads: 4,
 		HeadDim: 64, Context: 1024, NormEps: 1e-5, RopeDims: 64, TiedEmbeddings: true}
 	return []wholeModel{
-		{"llama3-shape/f32", llama3, backend.F32, 2e-3, 2e-3},
-		{"llama3-shape/bf16", llama3, backend.BF16, 2e-3, 3e-2},
-		{"llama3-shape/q8_0", llama3, backend.Q8_0, 5e-3, 3e-2},
-		{"gpt2-shape/f32", gpt2, backend.F32, 2e-3, 2e-3},
-		{"gpt2-shape/f16", gpt2, backend.F16, 2e-3, 3e-2},
+		{"llama3-shape/f32", llama3, backend.F32, 2e-3, 1e-2},
+		{"llama3-shape/bf16", llama3, backend.BF16, 2e-3, 6e-2},
+		{"llama3-shape/q8_0", llama3, backend.Q8_0, 5e-3, 6e-2},
+		{"gpt2-shape/f32", gpt2, backend.F32, 2e-3, 1e-2},
+		{"gpt2-shape/f16", gpt2, backend.F16, 2e-3, 6e-2},
 	}
 }
 
