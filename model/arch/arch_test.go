@@ -151,7 +151,9 @@ func TestQ8Weights(t *testing.T) {
 	cfg.Dim, cfg.Hidden, cfg.HeadDim = 64, 96, 0
 	cfg.Heads, cfg.KVHeads = 4, 2
 	desc := randModel(r, cfg, false, false)
-	be := cpu.New(cpu.Options{})
+	// ExactQuant: only the weights are quantized here; the CPU's default
+	// 8-bit activations would add their own error on top.
+	be := cpu.New(cpu.Options{ExactQuant: true})
 	defer be.Close()
 	tokens := []int32{1, 5, 9, 2, 44, 3}
 	var logits [2][][]float32

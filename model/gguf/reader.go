@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
-	"os"
 	"sort"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/loomllm/loom/internal/mmap"
 	"github.com/loomllm/loom/model"
 )
 
@@ -114,32 +112,19 @@ func (t *TensorInfo) Rows() int { return int(t.Elems() / t.Dims[0]) }
 // header's pages are read; tensor data is paged in when used. Close the
 // File to unmap it.
 func Open(path string) (*File, error) {
-	fd, err := os.Open(path)
+	data, unmap, err := mmap.File(path)
 	if err != nil {
+		if errors.Is(err, mmap.ErrTooLarge) {
+			err = fmt.Errorf("%w: %w", err, model.ErrUnsupported)
+		}
 		return nil, err
-	}
-	defer fd.Close()
-	st, err := fd.Stat()
-	if err != nil {
-		return nil, err
-	}
-	size := st.Size()
-	if size == 0 { // nothing to map
-		return Parse(path, nil)
-	}
-	if size > math.MaxInt {
-		return nil, fmt.Errorf("%s: %d-byte file is too large to map: %w", path, size, model.ErrUnsupported)
-	}
-	data, err := unix.Mmap(int(fd.Fd()), 0, int(size), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("%s: mmap: %w", path, err)
 	}
 	f, err := Parse(path, data)
 	if err != nil {
-		unix.Munmap(data)
+		unmap()
 		return nil, err
 	}
-	f.unmap = func() error { return unix.Munmap(data) }
+	f.unmap = unmap
 	return f, nil
 }
 

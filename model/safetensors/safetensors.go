@@ -13,15 +13,14 @@ import (
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"math/bits"
-	"os"
 	"sort"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/loomllm/loom/internal/mmap"
 	"github.com/loomllm/loom/model"
 )
 
@@ -85,31 +84,23 @@ type File struct {
 
 // Open memory-maps and parses the safetensors file at path.
 func Open(path string) (*File, error) {
-	fd, err := os.Open(path)
+	data, unmap, err := mmap.File(path)
 	if err != nil {
+		if errors.Is(err, mmap.ErrTooLarge) {
+			err = fmt.Errorf("%w: %w", err, model.ErrUnsupported)
+		}
 		return nil, err
 	}
-	defer fd.Close()
-	st, err := fd.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() < 8 {
-		return nil, fmt.Errorf("%s: %d-byte file: %w", path, st.Size(), ErrTruncated)
-	}
-	if st.Size() > math.MaxInt {
-		return nil, fmt.Errorf("%s: too large to map: %w", path, model.ErrUnsupported)
-	}
-	data, err := unix.Mmap(int(fd.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
-	if err != nil {
-		return nil, fmt.Errorf("%s: mmap: %w", path, err)
+	if len(data) < 8 {
+		unmap()
+		return nil, fmt.Errorf("%s: %d-byte file: %w", path, len(data), ErrTruncated)
 	}
 	f, err := Parse(path, data)
 	if err != nil {
-		unix.Munmap(data)
+		unmap()
 		return nil, err
 	}
-	f.unmap = func() error { return unix.Munmap(data) }
+	f.unmap = unmap
 	return f, nil
 }
 
