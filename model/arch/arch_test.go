@@ -165,7 +165,7 @@ func TestQ8Weights(t *testing.T) {
 	}
 	for p := range tokens {
 		e := conformance.RelErr(logits[1][p], logits[0][p])
-		require.Less(t, e, 2e-2, "position %d", p)
+		require.Less(t, e, 5e-2, "position %d", p) // end to end through two layers, not one op
 		require.Greater(t, e, 0.0, "quantization changes something")
 	}
 }
