@@ -10,7 +10,10 @@ import (
 // says: the KV store, then either the tensor-core prefill kernel (16-bit
 // cache, head size 64 or 128, at least prefillMinRows rows) or
 // flash-decoding split over the KV positions, followed by the combine
-// kernel when it is split.
+// kernel when it is split. The number of splits comes from shapes and the
+// block table's capacity only (so recorded graphs stay valid as sequences
+// grow); the kernels themselves use fewer of them for a short history
+// (ABI.md §4.2: at least 64 positions per split).
 
 const prefillMinRows = 64
 

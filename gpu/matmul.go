@@ -7,13 +7,26 @@ import (
 )
 
 // MatMul launches engineer B's matrix kernels as kernels/ABI.md §2 says:
-// a GEMV for up to gemvMaxRows rows (decode), F32 FFMA for F32 weights,
-// and otherwise tensor cores on 16-bit copies of x (and of the weights,
-// when they are quantized or not 16-byte aligned), with split-K on small
-// grids.
+// a GEMV for up to gemvMaxRows rows (decode), except that F16/BF16 weights
+// usable in place by the tensor cores take the GEMM from gemmMinRows rows
+// on; F32 FFMA for F32 weights; and otherwise tensor cores on 16-bit copies
+// of x (and of the weights, when they are quantized or not 16-byte
+// aligned), with split-K on small grids.
+//
+// Why rows 5..8 of F16/BF16 go to the GEMM (H200, 2026-11-27, BF16): the
+// GEMV's cost grows with the rows (every weight feeds rows FMAs and rows
+// shared-memory reads of x), to 2.1-2.4x its rows = 1 time at rows = 8
+// (14336x4096: 74 µs vs 34; 4096x4096: 29.5 vs 13.8), while the 64x64
+// tensor-core tile costs the same for any rows ≤ 64 (45 µs and 20 µs at
+// rows = 32). Rows 2..4 stay on the GEMV: interpolating, rows = 4 costs
+// about 1.5x rows = 1 (~50 µs and ~20 µs), a tie with the GEMM, and rows
+// 2..3 are clearly cheaper. Quantized weights stay on the GEMV up to 8
+// rows: their GEMM path first expands the weights to 16 bits (5 bytes of
+// traffic per weight instead of ~1).
 
 const (
 	gemvMaxRows = 8
+	gemmMinRows = 5 // F16/BF16 weights used in place: GEMM from this many rows
 	// whBudget bounds the converted-weights workspace: weights are
 	// converted and multiplied in chunks of rows that fit it.
 	whBudget = 64 << 20
@@ -36,7 +49,7 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 	n, in, out := x.Rows(), x.Cols(), w.Rows()
 	ldd, ldx := pi(dst.Stride()), pi(x.Stride())
 	switch wt := w.DType(); {
-	case n <= gemvMaxRows:
+	case n <= gemvMaxRows && !(n >= gemmMinRows && gemmInPlace(wt, in, pw)):
 		k, r := gemvKernel(wt, n)
 		b.launch(k, dim3{ceilDiv(out, 8*r), 1, 1}, dim3{gemvBlock, 1, 1},
 			pd, ldd, px, ldx, pw, pi(n), pi(out), pi(in))
@@ -46,6 +59,13 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 	default:
 		b.gemm(pd, dst.Stride(), px, x.Stride(), pw, wt, n, out, in)
 	}
+}
+
+// gemmInPlace reports whether the tensor-core GEMM reads weights of type wt
+// with in columns at device address pw in place (ABI.md §2.1: 16-bit,
+// rows a multiple of 8 elements, 16-byte aligned).
+func gemmInPlace(wt backend.DType, in int, pw uint64) bool {
+	return (wt == backend.F16 || wt == backend.BF16) && in%8 == 0 && pw%16 == 0
 }
 
 // gemvKernel returns the GEMV kernel for n ≤ 8 rows of weights of type dt
@@ -89,7 +109,7 @@ func (b *Backend) gemm(pd uint64, ldd int, px uint64, ldx int, pw uint64, wt bac
 	}
 	b.launch(mmx, dim3{n, ceilDiv(kp, 1024), 1}, dim3{convBlock, 1, 1},
 		xh, pi(kp), px, pi(ldx), pi(n), pi(in), pi(kp))
-	if (wt == backend.F16 || wt == backend.BF16) && in%8 == 0 && pw%16 == 0 {
+	if gemmInPlace(wt, in, pw) {
 		b.gemmTiles(bf16, pd, ldd, xh, kp, pw, in, n, out, kp)
 		return
 	}

@@ -20,8 +20,12 @@
 //   16-byte load), so a warp reads 32/LP rows per instruction, coalesced;
 //   each thread has 8 rows in flight for K and for V. Scores are reduced
 //   across the LP lanes with shuffles. The split length follows pos (L =
-//   ceil((pos+1)/nsplit)), so nsplit depends only on shapes and a captured
-//   graph stays valid for any length. All arithmetic is F32 with accurate
+//   max(ceil((pos+1)/nsplit), 64)), so nsplit depends only on shapes and a
+//   captured graph stays valid for any length, while a short history uses
+//   only ceil((pos+1)/L) splits (nsplit comes from the block table's
+//   capacity, which in a decode step is the whole context): fewer blocks
+//   with work, fewer partials to merge, and with a single split the block
+//   writes out itself and the combine skips the row. All arithmetic is F32 with accurate
 //   expf: on any cache type the result matches the reference to ~1e-6. A
 //   scalar path (LP = 32, lane-strided elements) covers head sizes whose
 //   rows are not a power-of-two number of 16-byte vectors (48, 80, 96, 8 for
@@ -138,6 +142,17 @@ constexpr int kDecSteps = 8;   // K/V rows in flight per thread
 constexpr int kDecTMax = 256;  // positions per tile, at most
 constexpr int kDecMaxD = 256;
 constexpr int kDecNE = 8;  // elements per thread, at most (both paths)
+constexpr int kDecSplitMin = 64;  // positions per split, at least (one bf16/f16 D=128 tile)
+
+// split_len is the number of positions per split of a row whose history
+// has len positions, on a grid of nsplit splits: ceil(len/nsplit), but at
+// least kDecSplitMin, so a short history takes ceil(len/L) <= nsplit
+// splits (the others exit at once) and the combine has fewer to merge.
+// loom_attn_decode and loom_attn_combine must agree on it (ABI.md 4.2).
+__host__ __device__ __forceinline__ i64 split_len(i64 len, i64 nsplit) {
+  const i64 l = (len + nsplit - 1) / nsplit;
+  return l > kDecSplitMin ? l : kDecSplitMin;
+}
 
 // decode_vec reports whether head size d takes the 16-byte path: d is a
 // power-of-two number (<= 32) of 16-byte vectors.
@@ -204,9 +219,13 @@ __device__ __forceinline__ void attn_decode(DecSmem<GT>& sm, float* out, i64 ldo
       continue;
     }
     const int len = (int)p + 1;
-    const int L = (len + nsplit - 1) / nsplit;
+    const int L = (int)split_len(len, nsplit);
     const int j0 = sp * L;
     if (j0 >= len) continue;
+    // One split with a non-empty range (a short history, or nsplit == 1):
+    // it writes normalised outputs to out and loom_attn_combine skips the
+    // row. Otherwise the partials go to the workspace.
+    const bool direct = len <= L;
     const int j1 = min(j0 + L, len);
     const int* btab = blocks + s * ldblocks;
 
@@ -295,7 +314,7 @@ __device__ __forceinline__ void attn_decode(DecSmem<GT>& sm, float* out, i64 ldo
         for (int jt = lane; jt < T; jt += 32) m = fmaxf(m, sc[g][jt]);
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, off));
-        const float mold = mrun[g], mnew = fmaxf(mold, m);
+        const float mold = mrun[g], mnew = fmaxf(mold, m);  // every lane reads mrun[g]
         const float muse = mnew == -CUDART_INF_F ? 0.0f : mnew;
         float sum = 0.0f;
         for (int jt = lane; jt < T; jt += 32) {
@@ -304,6 +323,10 @@ __device__ __forceinline__ void attn_decode(DecSmem<GT>& sm, float* out, i64 ldo
           sum += e;
         }
         sum = warp_sum(sum);
+        // Lane 0 overwrites mrun[g] (and lrun, corr) that every lane read
+        // above: order those reads before the write (racecheck's intra-warp
+        // WAR hazard; shuffles converge the warp but do not order memory).
+        __syncwarp();
         if (lane == 0) {
           const float c = expf(mold - muse);
           corr[g] = c;
@@ -370,12 +393,12 @@ __device__ __forceinline__ void attn_decode(DecSmem<GT>& sm, float* out, i64 ldo
       float o = 0.0f;
       for (int k2 = 0; k2 < RPS; k2++) o += red[(k2 * GT + g) * D + e];
       const i64 h = h0 + g;
-      if (nsplit == 1)
+      if (direct)
         out[r * ldo + h * D + e] = o / lrun[g];
       else
         ws_o[((r * hq + h) * nsplit + sp) * D + e] = o;
     }
-    if (nsplit > 1 && tid < ng) {
+    if (!direct && tid < ng) {
       float* ml = ws_ml + ((r * hq + h0 + tid) * nsplit + sp) * 2;
       ml[0] = mrun[tid];
       ml[1] = lrun[tid];
@@ -686,106 +709,153 @@ __device__ __forceinline__ void attn_decode_entry(float* out, i64 ldo, const flo
 }
 }  // namespace lmm
 
-#define LOOM_ATTN_DECODE_SIG(name)                                                           \
-  extern "C" __global__ void __launch_bounds__(lmm::kDecThreads)                             \
+// MINB: blocks per SM the register budget must allow (0: no bound). g4
+// (Llama-3's 4 query heads per KV head) is held to 3 blocks (170
+// registers): left free, ptxas takes ~195 and only 2 blocks fit.
+#define LOOM_ATTN_DECODE_SIG(name, MINB)                                                     \
+  extern "C" __global__ void __launch_bounds__(lmm::kDecThreads, MINB)                       \
       name(float* out, i64 ldo, const float* q, i64 ldq, const void* kc, const void* vc,     \
            const int* pos, i64 ldpos, const int* seq, i64 ldseq, const int* blocks,          \
            i64 ldblocks, i64 rows, i64 hq, i64 hkv, i64 d, i64 bs, i64 max_blocks,           \
            i64 pool_blocks, i64 n_seqs, double scale, float* ws_o, float* ws_ml)
 
-LOOM_ATTN_DECODE_SIG(loom_attn_decode_f32_g1) {
+LOOM_ATTN_DECODE_SIG(loom_attn_decode_f32_g1, 0) {
   lmm::attn_decode_entry<lmm::C_F32, 1>(out, ldo, q, ldq, kc, vc, pos, ldpos, seq, ldseq,
                                         blocks, ldblocks, rows, hq, hkv, d, bs, max_blocks,
                                         pool_blocks, n_seqs, scale, ws_o, ws_ml);
 }
 
-LOOM_ATTN_DECODE_SIG(loom_attn_decode_f32_g2) {
+LOOM_ATTN_DECODE_SIG(loom_attn_decode_f32_g2, 0) {
   lmm::attn_decode_entry<lmm::C_F32, 2>(out, ldo, q, ldq, kc, vc, pos, ldpos, seq, ldseq,
                                         blocks, ldblocks, rows, hq, hkv, d, bs, max_blocks,
                                         pool_blocks, n_seqs, scale, ws_o, ws_ml);
 }
 
-LOOM_ATTN_DECODE_SIG(loom_attn_decode_f32_g4) {
+LOOM_ATTN_DECODE_SIG(loom_attn_decode_f32_g4, 3) {
   lmm::attn_decode_entry<lmm::C_F32, 4>(out, ldo, q, ldq, kc, vc, pos, ldpos, seq, ldseq,
                                         blocks, ldblocks, rows, hq, hkv, d, bs, max_blocks,
                                         pool_blocks, n_seqs, scale, ws_o, ws_ml);
 }
 
-LOOM_ATTN_DECODE_SIG(loom_attn_decode_f32_g8) {
+LOOM_ATTN_DECODE_SIG(loom_attn_decode_f32_g8, 0) {
   lmm::attn_decode_entry<lmm::C_F32, 8>(out, ldo, q, ldq, kc, vc, pos, ldpos, seq, ldseq,
                                         blocks, ldblocks, rows, hq, hkv, d, bs, max_blocks,
                                         pool_blocks, n_seqs, scale, ws_o, ws_ml);
 }
 
-LOOM_ATTN_DECODE_SIG(loom_attn_decode_f16_g1) {
+LOOM_ATTN_DECODE_SIG(loom_attn_decode_f16_g1, 0) {
   lmm::attn_decode_entry<lmm::C_F16, 1>(out, ldo, q, ldq, kc, vc, pos, ldpos, seq, ldseq,
                                         blocks, ldblocks, rows, hq, hkv, d, bs, max_blocks,
                                         pool_blocks, n_seqs, scale, ws_o, ws_ml);
 }
 
-LOOM_ATTN_DECODE_SIG(loom_attn_decode_f16_g2) {
+LOOM_ATTN_DECODE_SIG(loom_attn_decode_f16_g2, 0) {
   lmm::attn_decode_entry<lmm::C_F16, 2>(out, ldo, q, ldq, kc, vc, pos, ldpos, seq, ldseq,
                                         blocks, ldblocks, rows, hq, hkv, d, bs, max_blocks,
                                         pool_blocks, n_seqs, scale, ws_o, ws_ml);
 }
 
-LOOM_ATTN_DECODE_SIG(loom_attn_decode_f16_g4) {
+LOOM_ATTN_DECODE_SIG(loom_attn_decode_f16_g4, 3) {
   lmm::attn_decode_entry<lmm::C_F16, 4>(out, ldo, q, ldq, kc, vc, pos, ldpos, seq, ldseq,
                                         blocks, ldblocks, rows, hq, hkv, d, bs, max_blocks,
                                         pool_blocks, n_seqs, scale, ws_o, ws_ml);
 }
 
-LOOM_ATTN_DECODE_SIG(loom_attn_decode_f16_g8) {
+LOOM_ATTN_DECODE_SIG(loom_attn_decode_f16_g8, 0) {
   lmm::attn_decode_entry<lmm::C_F16, 8>(out, ldo, q, ldq, kc, vc, pos, ldpos, seq, ldseq,
                                         blocks, ldblocks, rows, hq, hkv, d, bs, max_blocks,
                                         pool_blocks, n_seqs, scale, ws_o, ws_ml);
 }
 
-LOOM_ATTN_DECODE_SIG(loom_attn_decode_bf16_g1) {
+LOOM_ATTN_DECODE_SIG(loom_attn_decode_bf16_g1, 0) {
   lmm::attn_decode_entry<lmm::C_BF16, 1>(out, ldo, q, ldq, kc, vc, pos, ldpos, seq, ldseq,
                                         blocks, ldblocks, rows, hq, hkv, d, bs, max_blocks,
                                         pool_blocks, n_seqs, scale, ws_o, ws_ml);
 }
 
-LOOM_ATTN_DECODE_SIG(loom_attn_decode_bf16_g2) {
+LOOM_ATTN_DECODE_SIG(loom_attn_decode_bf16_g2, 0) {
   lmm::attn_decode_entry<lmm::C_BF16, 2>(out, ldo, q, ldq, kc, vc, pos, ldpos, seq, ldseq,
                                         blocks, ldblocks, rows, hq, hkv, d, bs, max_blocks,
                                         pool_blocks, n_seqs, scale, ws_o, ws_ml);
 }
 
-LOOM_ATTN_DECODE_SIG(loom_attn_decode_bf16_g4) {
+LOOM_ATTN_DECODE_SIG(loom_attn_decode_bf16_g4, 3) {
   lmm::attn_decode_entry<lmm::C_BF16, 4>(out, ldo, q, ldq, kc, vc, pos, ldpos, seq, ldseq,
                                         blocks, ldblocks, rows, hq, hkv, d, bs, max_blocks,
                                         pool_blocks, n_seqs, scale, ws_o, ws_ml);
 }
 
-LOOM_ATTN_DECODE_SIG(loom_attn_decode_bf16_g8) {
+LOOM_ATTN_DECODE_SIG(loom_attn_decode_bf16_g8, 0) {
   lmm::attn_decode_entry<lmm::C_BF16, 8>(out, ldo, q, ldq, kc, vc, pos, ldpos, seq, ldseq,
                                         blocks, ldblocks, rows, hq, hkv, d, bs, max_blocks,
                                         pool_blocks, n_seqs, scale, ws_o, ws_ml);
 }
 
 // loom_attn_combine merges the splits of loom_attn_decode (ABI.md 4.3).
-extern "C" __global__ void __launch_bounds__(128)
+// The block's threads share the work over the splits (one pass of loads
+// for the maxima and sums, block reductions), then each thread sums its
+// output elements over the splits with the per-split weights staged in
+// shared memory, kCombChunk splits at a time, the loads independent.
+namespace lmm {
+constexpr int kCombThreads = 128;
+constexpr int kCombChunk = 128;
+
+__device__ __forceinline__ float block_max(float v, float* sh) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  __syncthreads();  // an earlier call may still be reading sh
+  if (lane == 0) sh[warp] = v;
+  __syncthreads();
+  v = lane < (int)(blockDim.x >> 5) ? sh[lane] : -CUDART_INF_F;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+}  // namespace lmm
+
+extern "C" __global__ void __launch_bounds__(lmm::kCombThreads)
     loom_attn_combine(float* out, i64 ldo, const float* ws_o, const float* ws_ml, const int* pos,
                       i64 ldpos, i64 rows, i64 hq, i64 d, i64 nsplit) {
+  __shared__ float red[32];
+  __shared__ float wx[lmm::kCombChunk];
+  const int tid = threadIdx.x;
   const i64 h = blockIdx.y;
+  // Every branch below depends on the row only: the block takes them
+  // together, so its barriers are reached by all threads.
   for (i64 r = blockIdx.x; r < rows; r += gridDim.x) {
     const i64 p = pos[r * ldpos];
     if (p < 0) continue;  // reported by loom_kv_store
-    const i64 len = p + 1, L = (len + nsplit - 1) / nsplit, nv = (len + L - 1) / L;
+    const i64 len = p + 1, L = lmm::split_len(len, nsplit), nv = (len + L - 1) / L;
+    if (nv <= 1) continue;  // loom_attn_decode wrote this row's out itself
     const float* ml = ws_ml + (r * hq + h) * nsplit * 2;
     float m = -CUDART_INF_F;
-    for (i64 x = 0; x < nv; x++) m = fmaxf(m, ml[2 * x]);
+    for (i64 x = tid; x < nv; x += blockDim.x) m = fmaxf(m, ml[2 * x]);
+    m = lmm::block_max(m, red);
     const float mu = m == -CUDART_INF_F ? 0.0f : m;
     float den = 0.0f;
-    for (i64 x = 0; x < nv; x++) den += expf(ml[2 * x] - mu) * ml[2 * x + 1];
+    for (i64 x = tid; x < nv; x += blockDim.x) den += expf(ml[2 * x] - mu) * ml[2 * x + 1];
+    den = block_sum(den, red);
     const float* po = ws_o + (r * hq + h) * nsplit * d;
-    for (i64 e = threadIdx.x; e < d; e += blockDim.x) {
-      float num = 0.0f;
-      for (i64 x = 0; x < nv; x++) num += expf(ml[2 * x] - mu) * po[x * d + e];
-      out[r * ldo + h * d + e] = num / den;
+    // d <= 256 (loom_attn_decode refuses larger heads): two elements per
+    // thread at most.
+    const i64 e0 = tid, e1 = tid + lmm::kCombThreads;
+    float num0 = 0.0f, num1 = 0.0f;
+    for (i64 x0 = 0; x0 < nv; x0 += lmm::kCombChunk) {
+      const int cnt = (int)min((i64)lmm::kCombChunk, nv - x0);
+      __syncthreads();  // the previous chunk's (or row's) readers of wx are done
+      if (tid < cnt) wx[tid] = expf(ml[2 * (x0 + tid)] - mu);
+      __syncthreads();
+      const float* px = po + x0 * d;
+#pragma unroll 4
+      for (int i = 0; i < cnt; i++) {
+        const float wgt = wx[i];
+        if (e0 < d) num0 = fmaf(wgt, px[i * d + e0], num0);
+        if (e1 < d) num1 = fmaf(wgt, px[i * d + e1], num1);
+      }
     }
+    if (e0 < d) out[r * ldo + h * d + e0] = num0 / den;
+    if (e1 < d) out[r * ldo + h * d + e1] = num1 / den;
   }
 }
 

@@ -22,9 +22,12 @@
 //   exists so that the rows = 1 kernel gets the registers it needs and not
 //   those of rows = 8 (a kernel's register count is its worst path). With
 //   256 threads and 8 rows (1-row variant) per block, 4096 outputs make 512
-//   blocks: every SM of an H100/H200 gets several, and each SM keeps
-//   ≥ 32 KiB of loads in flight. Expected: ≥ 90% of copy bandwidth for the
-//   large Llama-3-8B matrices at rows = 1.
+//   blocks; the F32/F16/BF16 1-row kernels are held to 64 registers so 4
+//   blocks fit an SM and all 512 are resident at once on 132 SMs (at 3 per
+//   SM, measured on the H200, the second 0.29 of a wave cost the 4096-output
+//   matrices 30-40% of their time), each SM then keeping 128 KiB of loads
+//   in flight. Expected: ≥ 90% of copy bandwidth for the large Llama-3-8B
+//   matrices at rows = 1.
 //
 // * loom_gemm_{bf16,f16}_{128x256,64x64} — prefill and batched decode on
 //   tensor cores: mma.sync.m16n8k16 (16-bit in, F32 accumulate), operands
@@ -331,7 +334,7 @@ __device__ __forceinline__ void gemv_8(float* dst, i64 ldd, const float* x, i64 
       name(float* dst, i64 ldd, const float* x, i64 ldx, const void* w, i64 rows, i64 out, \
            i64 in)
 
-LOOM_GEMV_SIG(loom_gemv_f32_1, 3) {
+LOOM_GEMV_SIG(loom_gemv_f32_1, 4) {
   lmm::gemv_1<lmm::W_F32>(dst, ldd, x, ldx, w, rows, out, in);
 }
 
@@ -343,7 +346,7 @@ LOOM_GEMV_SIG(loom_gemv_f32_8, 2) {
   lmm::gemv_8<lmm::W_F32>(dst, ldd, x, ldx, w, rows, out, in);
 }
 
-LOOM_GEMV_SIG(loom_gemv_f16_1, 3) {
+LOOM_GEMV_SIG(loom_gemv_f16_1, 4) {
   lmm::gemv_1<lmm::W_F16>(dst, ldd, x, ldx, w, rows, out, in);
 }
 
@@ -355,7 +358,7 @@ LOOM_GEMV_SIG(loom_gemv_f16_8, 2) {
   lmm::gemv_8<lmm::W_F16>(dst, ldd, x, ldx, w, rows, out, in);
 }
 
-LOOM_GEMV_SIG(loom_gemv_bf16_1, 3) {
+LOOM_GEMV_SIG(loom_gemv_bf16_1, 4) {
   lmm::gemv_1<lmm::W_BF16>(dst, ldd, x, ldx, w, rows, out, in);
 }
 

@@ -250,6 +250,10 @@ func testAttention(s *suite) {
 		{hkv: 2, dim: 80, block: 16, dt: backend.F16, layers: 1, lens: []int{33, 6}, chunk: 8, prefillGroup: 4, decodeGroup: 4, decode: 2, checkPrefill: all},
 		{hkv: 8, dim: 64, block: 8, dt: backend.F32, layers: 1, lens: []int{12, 3}, prefillGroup: 1, decodeGroup: 1, decode: 2, checkPrefill: all},
 		{hkv: 2, dim: 128, block: 16, dt: backend.BF16, layers: 1, lens: []int{130}, prefillGroup: 4, decodeGroup: 4, decode: 1, checkPrefill: all},
+		// Calls of < 64 rows against a 600-position history: a backend that
+		// splits each row's history for decoding (and merges the splits)
+		// sees rows with one split and rows with several in one call.
+		{hkv: 2, dim: 64, block: 16, dt: backend.BF16, layers: 1, lens: []int{600, 20}, chunk: 30, prefillGroup: 2, decodeGroup: 4, decode: 2, checkPrefill: all},
 		{hkv: 1, dim: 128, block: 16, dt: backend.F16, layers: 1, lens: []int{1030, 37}, chunk: 256, prefillGroup: 1, decodeGroup: 8, decode: 2, checkPrefill: 12, large: true},
 		{hkv: 1, dim: 128, block: 16, dt: backend.F32, layers: 1, lens: []int{1100}, chunk: 550, prefillGroup: 1, decodeGroup: 4, decode: 1, checkPrefill: 12, large: true},
 	}
