@@ -67,7 +67,8 @@ type wholeModel struct {
 	// in the tensor-core prefill attention (F16 cache, ≥ 64 rows; see
 	// kernels/ABI.md §4). Summation order alone moves these random
 	// three-layer models' logits by up to 5e-4 (the CPU's SIMD against its
-	// generic path). Measured on an H200 (2026-11-27): decode ≤ 6.7e-4,
+	// generic path). Measured on an H200 (2026-11-27): decode ≤ 6.7e-4 over
+	// the prompt and up to 2.1e-3 after 92 greedy steps (GPT-2, F32),
 	// prefill 1.2e-3 to 6.2e-3 (F32, Q8_0, F16 weights) and 3.6e-2 (BF16).
 	decodeTol, prefillTol float64
 }
@@ -82,7 +83,7 @@ func wholeModels() []wholeModel {
 		{"llama3-shape/f32", llama3, backend.F32, 2e-3, 1e-2},
 		{"llama3-shape/bf16", llama3, backend.BF16, 2e-3, 6e-2},
 		{"llama3-shape/q8_0", llama3, backend.Q8_0, 5e-3, 6e-2},
-		{"gpt2-shape/f32", gpt2, backend.F32, 2e-3, 1e-2},
+		{"gpt2-shape/f32", gpt2, backend.F32, 5e-3, 1e-2},
 		{"gpt2-shape/f16", gpt2, backend.F16, 2e-3, 6e-2},
 	}
 }
