@@ -285,7 +285,11 @@ func bucket(d float32) int {
 }
 
 func (p topP) Apply(c *Candidates) {
-	if p <= 0 || p >= 1 || len(c.Tokens) < 2 {
+	if p <= 0 || p >= 1 {
+		return
+	}
+	if len(c.Tokens) < 2 {
+		c.Sorted = true // zero or one candidate: sorted, and the whole set
 		return
 	}
 	maxL := c.maxLogit()
