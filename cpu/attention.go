@@ -7,10 +7,6 @@ import (
 	"github.com/loomllm/loom/runtime/backend"
 )
 
-// minSplit is the fewest positions worth a part of their own when
-// Attention splits a row's positions across the pool.
-const minSplit = 256
-
 // kvCache is the CPU key/value cache: one allocation holding, for every
 // layer and block, the keys and then the values of each KV head as
 // BlockSize consecutive rows of HeadDim elements:
@@ -107,6 +103,9 @@ func (b *Backend) CopyKVBlock(cache backend.KVCache, dst, src int) {
 // causal grouped-query attention of every row against its sequence's
 // cached positions (see backend.Backend). The work is split by (row, KV
 // head): the query heads sharing a KV head read its keys and values once.
+// When rows × KV heads cannot occupy the pool, a group's query heads are
+// also split into subgroups, and then a long history into its parts (see
+// attnJob).
 func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, a backend.Attn) {
 	if !b.ok() {
 		return
@@ -128,26 +127,39 @@ func (b *Backend) Attention(out, q, k, v backend.Tensor, cache backend.KVCache, 
 			roundRow(c.spec.DType, c.data[c.off(1, j.layer, blk, g, slot):][:c.rowBytes], vr[g*d:(g+1)*d])
 		}
 	}
-	// Each unit is about (positions × group × head size) multiply-adds
-	// twice over; tiny calls run on the caller alone. Split positions when
-	// rows × heads cannot occupy the pool and histories are long.
-	units, grain := j.q.rows*hkv, 1
-	j.splits, j.span = 1, j.maxPos
-	if units < 2*b.threads && j.maxPos >= 2*minSplit {
-		j.splits = min((2*b.threads+units-1)/units, j.maxPos/minSplit)
-		j.span = (j.maxPos + j.splits - 1) / j.splits
-		units *= j.splits
-		if need := units * j.partSize(); len(b.part) < need {
+	// How the work is cut changes nothing in the arithmetic (see attnJob),
+	// only who does it. Each unit is about (positions × heads × head size)
+	// multiply-adds twice over; tiny calls run on the caller alone.
+	units := j.q.rows * hkv
+	j.subs, j.parts = 1, 1
+	if units < 2*b.threads && j.group > 1 {
+		want := (2*b.threads + units - 1) / units
+		for s := min(want, j.group); s >= 1; s-- {
+			if j.group%s == 0 {
+				j.subs = s
+				break
+			}
+		}
+	}
+	units *= j.subs
+	if units < 2*b.threads && j.maxPos >= 2*attnSpan {
+		j.parts = (j.maxPos + attnSpan - 1) / attnSpan
+		if need := j.q.rows * hkv * j.parts * j.recSize(); len(b.part) < need {
 			b.part = make([]float32, need)
 		}
-		j.part = b.part[:units*j.partSize()]
+		j.part = b.part[:j.q.rows*hkv*j.parts*j.recSize()]
+		units *= j.parts
 	}
+	grain := splitGrain(units, b.threads, 1)
 	if work := j.attended * j.group * d * 2; work < 2*minChunk {
 		grain = units
 	}
 	b.pool.run(j, units, grain)
-	if j.splits > 1 {
-		j.combine()
+	if j.parts > 1 {
+		for rg := 0; rg < j.q.rows*hkv; rg++ {
+			r, g := rg/hkv, rg%hkv
+			j.combine(j.part[rg*j.parts*j.recSize():(rg+1)*j.parts*j.recSize()], j.parts, r, g, 0, j.group)
+		}
 	}
 	*j = attnJob{}
 }
@@ -216,97 +228,113 @@ func (b *Backend) prepareAttention(j *attnJob, out, q, k, v backend.Tensor, cach
 	return nil
 }
 
-// attnJob is one Attention call. Unit u covers row r and KV head g (with
-// its group of query heads) for part sp of the row's positions:
+// attnSpan is the length of the parts a row's history is cut into:
+// positions [0, attnSpan), [attnSpan, 2·attnSpan), ... Each part yields
+// the maximum of its scores, the sum of their exponentials and the
+// weighted sum of its values, and the parts are then combined (as
+// flash-decoding does). The cut depends on nothing but the position, so a
+// row's result is the same whatever else is in the batch and however the
+// pool shares the work out.
+const attnSpan = 256
+
+// attnJob is one Attention call. Unit u covers row r, KV head g, the
+// subgroup sb of g's query heads and, when parts > 1, part sp of the
+// row's history:
 //
-//	sp = u % splits, r = u / splits / KVHeads, g = u / splits % KVHeads
+//	sp = u % parts, sb = u / parts % subs, g = u / parts / subs % KVHeads,
+//	r = u / parts / subs / KVHeads
 //
-// With one part per row (the usual case) a unit writes its output
-// directly. When there are too few rows and heads to occupy the pool (a
-// single decode row against a long history), each row's positions are
-// split into parts of span positions whose partial results (the scores'
-// maximum, the sum of their exponentials and the weighted sum of values)
-// go to part and are combined afterwards, as flash-decoding does.
+// With one part per unit (the usual case) a unit goes through the row's
+// parts itself, keeping their partial results in its scratch, and
+// combines them into out. When there are too few rows and heads to
+// occupy the pool (a single decode row against a long history), the parts
+// are units of their own, their partial results go to part, and Attention
+// combines them afterwards: the same arithmetic in the same order.
 type attnJob struct {
 	b                *Backend
 	c                *kvCache
 	layer            int
 	scale            float32
 	group            int // query heads per KV head
-	attended         int // sum over units of the positions each reads
+	attended         int // sum over rows and KV heads of the positions read
 	maxPos           int // the most positions one row reads
-	splits, span     int
-	part             []float32 // per unit: group×HeadDim sums, then group maxima, then group sums
+	subs, parts      int
+	part             []float32 // per (row, KV head, part): a record (see recSize)
 	out, q, k, v     mat[float32]
 	pos, seq, blocks mat[int32]
 }
 
-// partSize is the length of one unit's partial result in attnJob.part.
-func (j *attnJob) partSize() int { return j.group * (j.c.spec.HeadDim + 2) }
+// recSize is the length of one part's record: for each query head of the
+// group its weighted value sum (HeadDim), then the group's score maxima,
+// then the sums of their exponentials (0 for a part with no positions).
+func (j *attnJob) recSize() int { return j.group * (j.c.spec.HeadDim + 2) }
 
 func (j *attnJob) run(wk, lo, hi int) {
-	c, kern := j.c, &j.b.k
-	s := c.spec
-	d, grp := s.HeadDim, j.group
+	s := j.c.spec
+	d, hkv, sub := s.HeadDim, s.KVHeads, j.group/j.subs
 	for u := lo; u < hi; u++ {
-		sp, rg := u%j.splits, u/j.splits
-		r, g := rg/s.KVHeads, rg%s.KVHeads
-		table := j.blocks.row(int(j.seq.d[r*j.seq.stride]))
-		t0, t1 := sp*j.span, min((sp+1)*j.span, int(j.pos.d[r*j.pos.stride])+1)
-		npos := max(t1-t0, 0)
-		// Scratch: scores for each head of the group, their output
-		// accumulators, and one block of keys or values widened to F32.
-		buf := j.b.scratchFor(wk, grp*npos+grp*d+s.BlockSize*d)
-		scores, acc, wide := buf[:grp*npos], buf[grp*npos:grp*npos+grp*d], buf[grp*npos+grp*d:]
-		q := j.q.row(r)[g*grp*d : (g+1)*grp*d]
-
-		// Keys one block at a time: the block's positions of head g are
-		// consecutive rows, multiplied with each query head at once.
-		for b0 := t0; b0 < t1; {
-			b1 := min((b0/s.BlockSize+1)*s.BlockSize, t1)
-			keys := j.block(0, table, g, b0, b1, wide)
-			for h := 0; h < grp; h++ {
-				sc := scores[h*npos+b0-t0 : h*npos+b1-t0]
-				kern.dotRows(sc, keys, d, q[h*d:(h+1)*d])
-				for i := range sc {
-					sc[i] *= j.scale
+		sp, rest := u%j.parts, u/j.parts
+		sb, rest := rest%j.subs, rest/j.subs
+		g, r := rest%hkv, rest/hkv
+		h0, h1 := sb*sub, (sb+1)*sub
+		npos := int(j.pos.d[r*j.pos.stride]) + 1
+		if j.parts > 1 {
+			rec := j.part[((r*hkv+g)*j.parts+sp)*j.recSize():][:j.recSize()]
+			t0 := sp * attnSpan
+			if t0 >= npos {
+				for h := h0; h < h1; h++ {
+					rec[j.group*d+h], rec[j.group*(d+1)+h] = float32(math.Inf(-1)), 0
 				}
+				continue
 			}
-			b0 = b1
-		}
-		var part []float32
-		if j.splits > 1 {
-			part = j.part[u*j.partSize() : (u+1)*j.partSize()]
-		}
-		for h := 0; h < grp; h++ {
-			m, sum := expScores(scores[h*npos : (h+1)*npos])
-			if part != nil {
-				part[grp*d+h], part[grp*d+grp+h] = m, sum
-			}
-		}
-		clear(acc)
-		for b0 := t0; b0 < t1; {
-			b1 := min((b0/s.BlockSize+1)*s.BlockSize, t1)
-			values := j.block(1, table, g, b0, b1, wide)
-			for t := b0; t < b1; t++ {
-				v := values[(t-b0)*d : (t-b0+1)*d]
-				for h := 0; h < grp; h++ {
-					kern.axpy(scores[h*npos+t-t0], v, acc[h*d:(h+1)*d])
-				}
-			}
-			b0 = b1
-		}
-		if part != nil {
-			copy(part, acc)
+			buf := j.b.scratchFor(wk, sub*attnSpan+s.BlockSize*d)
+			j.partial(buf, rec, r, g, h0, h1, t0, min(t0+attnSpan, npos))
 			continue
 		}
-		out := j.out.row(r)[g*grp*d : (g+1)*grp*d]
-		for h := 0; h < grp; h++ {
-			inv := 1 / scoresSum(scores[h*npos:(h+1)*npos])
-			for i, v := range acc[h*d : (h+1)*d] {
-				out[h*d+i] = v * inv
-			}
+		np := (npos + attnSpan - 1) / attnSpan
+		buf := j.b.scratchFor(wk, np*j.recSize()+sub*min(npos, attnSpan)+s.BlockSize*d)
+		recs, buf := buf[:np*j.recSize()], buf[np*j.recSize():]
+		for p := range np {
+			j.partial(buf, recs[p*j.recSize():(p+1)*j.recSize()], r, g, h0, h1, p*attnSpan, min((p+1)*attnSpan, npos))
 		}
+		j.combine(recs, np, r, g, h0, h1)
+	}
+}
+
+// partial computes the record of positions [t0, t1) (within one part) of
+// row r for query heads h0..h1-1 of KV head g's group, into those heads'
+// places in rec. buf is scratch for (h1-h0)·(t1-t0) scores and one cache
+// block widened to F32.
+func (j *attnJob) partial(buf, rec []float32, r, g, h0, h1, t0, t1 int) {
+	c, kern := j.c, &j.b.k
+	s := c.spec
+	d, grp, bs := s.HeadDim, j.group, s.BlockSize
+	npos := t1 - t0
+	scores, wide := buf[:(h1-h0)*npos], buf[(h1-h0)*npos:]
+	table := j.blocks.row(int(j.seq.d[r*j.seq.stride]))
+	q := j.q.row(r)[g*grp*d : (g+1)*grp*d]
+
+	// Keys one block at a time: the block's positions of head g are
+	// consecutive rows, multiplied with each query head in turn.
+	for b0 := t0; b0 < t1; {
+		b1 := min((b0/bs+1)*bs, t1)
+		keys := j.block(0, table, g, b0, b1, wide)
+		for h := h0; h < h1; h++ {
+			kern.dotRows(scores[(h-h0)*npos+b0-t0:(h-h0)*npos+b1-t0], keys, d, q[h*d:(h+1)*d])
+		}
+		b0 = b1
+	}
+	for h := h0; h < h1; h++ {
+		rec[grp*d+h], rec[grp*(d+1)+h] = kern.expSum(scores[(h-h0)*npos:(h-h0+1)*npos], j.scale)
+		clear(rec[h*d : (h+1)*d])
+	}
+	for b0 := t0; b0 < t1; {
+		b1 := min((b0/bs+1)*bs, t1)
+		values := j.block(1, table, g, b0, b1, wide)
+		for h := h0; h < h1; h++ {
+			kern.axpyRows(rec[h*d:(h+1)*d], values, d, scores[(h-h0)*npos+b0-t0:(h-h0)*npos+b1-t0])
+		}
+		b0 = b1
 	}
 }
 
@@ -326,61 +354,37 @@ func (j *attnJob) block(kv int, table []int32, g, b0, b1 int, buf []float32) []f
 	return out
 }
 
-// combine merges the partial results of split rows into out.
-func (j *attnJob) combine() {
-	d, grp, hkv := j.c.spec.HeadDim, j.group, j.c.spec.KVHeads
-	ps := j.partSize()
-	for rg := 0; rg < j.q.rows*hkv; rg++ {
-		r, g := rg/hkv, rg%hkv
-		out := j.out.row(r)[g*grp*d : (g+1)*grp*d]
-		parts := j.part[rg*j.splits*ps : (rg+1)*j.splits*ps]
-		for h := 0; h < grp; h++ {
-			m := float32(math.Inf(-1))
-			for sp := 0; sp < j.splits; sp++ {
-				if p := parts[sp*ps:]; p[grp*d+grp+h] > 0 {
-					m = max(m, p[grp*d+h])
-				}
-			}
-			o := out[h*d : (h+1)*d]
-			clear(o)
-			var sum float32
-			for sp := 0; sp < j.splits; sp++ {
-				p := parts[sp*ps : (sp+1)*ps]
-				if p[grp*d+grp+h] == 0 {
-					continue // no positions in this part
-				}
-				w := expf(p[grp*d+h] - m)
-				sum += w * p[grp*d+grp+h]
-				j.b.k.axpy(w, p[h*d:(h+1)*d], o)
-			}
-			inv := 1 / sum
-			for i := range o {
-				o[i] *= inv
+// combine merges np consecutive records (recSize apart in recs) of row r,
+// KV head g, into out for query heads h0..h1-1 of the group: the scores'
+// overall maximum m, then out = sum over parts of e**(m_p-m)·values_p,
+// divided by sum over parts of e**(m_p-m)·sum_p. Parts with no positions
+// (sum 0) are skipped.
+func (j *attnJob) combine(recs []float32, np, r, g, h0, h1 int) {
+	d, grp := j.c.spec.HeadDim, j.group
+	rs := j.recSize()
+	out := j.out.row(r)[g*grp*d : (g+1)*grp*d]
+	for h := h0; h < h1; h++ {
+		m := float32(math.Inf(-1))
+		for p := range np {
+			if rec := recs[p*rs:]; rec[grp*(d+1)+h] != 0 {
+				m = max(m, rec[grp*d+h])
 			}
 		}
+		o := out[h*d : (h+1)*d]
+		clear(o)
+		var sum float32
+		for p := range np {
+			rec := recs[p*rs : (p+1)*rs]
+			if rec[grp*(d+1)+h] == 0 {
+				continue // no positions in this part
+			}
+			w := expf(rec[grp*d+h] - m)
+			sum += w * rec[grp*(d+1)+h]
+			j.b.k.axpy(w, rec[h*d:(h+1)*d], o)
+		}
+		inv := 1 / sum
+		for i := range o {
+			o[i] *= inv
+		}
 	}
-}
-
-// expScores replaces x by exp(x - max x) and returns max x and the sum of
-// the new values (-Inf and 0 for an empty x).
-func expScores(x []float32) (m, sum float32) {
-	m = float32(math.Inf(-1))
-	for _, v := range x {
-		m = max(m, v)
-	}
-	for i, v := range x {
-		e := expf(v - m)
-		x[i] = e
-		sum += e
-	}
-	return m, sum
-}
-
-// scoresSum returns the sum of x.
-func scoresSum(x []float32) float32 {
-	var s float32
-	for _, v := range x {
-		s += v
-	}
-	return s
 }

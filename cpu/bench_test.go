@@ -305,10 +305,17 @@ func BenchmarkAttention(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("prefill/%v/n=512", dt), func(b *testing.B) { benchAttention(b, dt, 512, 512) })
 	}
+	// stories260K's heads (8 query heads, 4 KV heads of 8) for 16 rows
+	// against about 64 positions: a batched decode step of a tiny model.
+	b.Run("tiny/F32/n=16", func(b *testing.B) { benchAttentionShape(b, backend.F32, 80, 16, 8, 4, 8) })
 }
 
 func benchAttention(b *testing.B, dt backend.DType, kv, n int) {
-	const hq, hkv, hd, block = 32, 8, 128, 16
+	benchAttentionShape(b, dt, kv, n, 32, 8, 128)
+}
+
+func benchAttentionShape(b *testing.B, dt backend.DType, kv, n, hq, hkv, hd int) {
+	const block = 16
 	be := New(Options{})
 	defer be.Close()
 	blocks := (kv + block - 1) / block
@@ -367,7 +374,7 @@ func benchAttention(b *testing.B, dt backend.DType, kv, n int) {
 	for _, p := range pos {
 		attended += float64(p + 1)
 	}
-	report(b, float64(len(cache.data)), 4*attended*hq*hd)
+	report(b, float64(len(cache.data)), 4*attended*float64(hq*hd))
 }
 
 // BenchmarkDecodeStep runs the 19 operations of one small layer (dim 256,

@@ -23,6 +23,7 @@ const (
 // elemJob is one element-wise call; its units are chunks of elemChunk
 // columns of one row, row-major.
 type elemJob struct {
+	k         *kernels
 	op        elemOp
 	dst, a, b mat[float32]
 	perRow    int // chunks per row
@@ -44,16 +45,10 @@ func (j *elemJob) run(_, lo, hi int) {
 				d[i] = a[i] + bb[i]
 			}
 		case opSwiGLU:
-			up := j.b.row(r)[c0:c1]
-			for i, g := range a {
-				d[i] = g * sigmoid(g) * up[i]
-			}
+			j.k.swiglu(d, a, j.b.row(r)[c0:c1])
 		case opGELU:
 			// 0.5·x·(1 + tanh(y)) = x·sigmoid(2y): no cancellation near 0.
-			const c = 2 * 0.7978845608028654 // 2·sqrt(2/π)
-			for i, x := range a {
-				d[i] = x * sigmoid(c*(x+0.044715*x*x*x))
-			}
+			j.k.gelu(d, a)
 		case opCopy:
 			copy(d, a)
 		}
@@ -101,7 +96,7 @@ func (b *Backend) elementwise(name string, op elemOp, dst, a, bt backend.Tensor,
 		}
 	}
 	j := &b.ew
-	*j = elemJob{op: op, dst: dm, a: am, b: bm, perRow: (dst.Cols() + elemChunk - 1) / elemChunk}
+	*j = elemJob{k: &b.k, op: op, dst: dm, a: am, b: bm, perRow: (dst.Cols() + elemChunk - 1) / elemChunk}
 	units := dst.Rows() * j.perRow
 	// Chunks of at least minChunk elements (a quarter of that for the
 	// operations with an exponential).

@@ -177,10 +177,11 @@ func (j *matmulJob) run(wk, lo, hi int) {
 			k.widen(j.dt, tile[(o-lo)*j.in:(o-lo+1)*j.in], j.w[o*j.rowBytes:(o+1)*j.rowBytes])
 		}
 	}
-	// Four tile rows per load of an activation element (vec.DotRows).
-	for r := 0; r < j.x.rows; r++ {
-		k.dotRows(j.dst.row(r)[lo:hi], tile, j.in, j.x.row(r))
-	}
+	// Every activation row against the tile, three activation rows by
+	// four weight rows in registers (vec.DotTile), each sum in the same
+	// order as the one-row product's vec.DotRows: a row's outputs do not
+	// depend on the batch.
+	k.dotTile(j.dst.d[lo:], j.dst.stride, j.x.d, j.x.stride, j.x.rows, tile, j.in, hi-lo, j.in)
 }
 
 // Embed gathers table rows into dst (see backend.Backend), widening them to F32.

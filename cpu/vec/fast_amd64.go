@@ -154,12 +154,8 @@ func dotRows(dst, w []float32, stride int, x []float32) {
 	}
 	n := len(x)
 	_ = w[(len(dst)-1)*stride : (len(dst)-1)*stride+n] // bounds check once
-	r := 0
-	for ; r+4 <= len(dst); r += 4 {
-		dot4AVX2(&dst[r], unsafe.SliceData(w[r*stride:]), stride, unsafe.SliceData(x), n)
-	}
-	for ; r < len(dst); r++ {
-		dst[r] = dot(w[r*stride:r*stride+n], x)
+	for r := 0; r < len(dst); r += 8 {
+		dotRows8AVX2(&dst[r], unsafe.SliceData(w[r*stride:]), stride, unsafe.SliceData(x), n, min(len(dst)-r, 8))
 	}
 }
 

@@ -1,0 +1,171 @@
+package vec
+
+import "math"
+
+// Kernels for batched decode and prefill: a register-blocked multi-row
+// product (DotTile) whose every sum is bitwise the one DotRows computes
+// for that pair of rows, the value sum of attention (AxpyRows), and a
+// vectorised exponential behind the softmax (ExpSum) and the gated
+// activations (SwiGLU, GELU).
+//
+// # Canonical order
+//
+// On the fast path DotRows and DotTile add each product's terms in one
+// order, whatever the number of rows in the call and wherever the pair
+// falls in it: one 8-lane accumulator over the 8-element chunks in order
+// (the last chunk masked), lanes then added as ((l0+l1)+(l2+l3)) +
+// ((l4+l5)+(l6+l7)). So a matrix product gives each output row the same
+// bits whether it is computed alone (DotRows) or with other rows
+// (DotTile): the CPU backend's batch invariance rests on this. The generic
+// twins both use DotGeneric.
+
+// DotTile sets
+//
+//	for r := 0; r < rows; r++ {
+//		for c := 0; c < cols; c++ {
+//			dst[r*ldd+c] = Dot(x[r*ldx:r*ldx+k], w[c*ldw:c*ldw+k])
+//		}
+//	}
+//
+// with each sum in the canonical order (see above): bitwise what DotRows
+// gives for the same two rows. The fast path multiplies blocks of three x
+// rows by four w rows in registers, so each loaded element feeds three or
+// four multiply-adds. It panics if a slice is too short.
+func DotTile(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int) {
+	dotTile(dst, ldd, x, ldx, rows, w, ldw, cols, k)
+}
+
+// DotTileGeneric is DotTile's plain-Go twin: DotGeneric for every pair.
+func DotTileGeneric(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int) {
+	checkTile(dst, ldd, x, ldx, rows, w, ldw, cols, k)
+	for r := range rows {
+		xr := x[r*ldx : r*ldx+k]
+		for c := range cols {
+			dst[r*ldd+c] = DotGeneric(xr, w[c*ldw:c*ldw+k])
+		}
+	}
+}
+
+// checkTile panics unless DotTile's slices hold what it reads and writes.
+func checkTile(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	_ = dst[(rows-1)*ldd+cols-1]
+	_ = x[:(rows-1)*ldx+k]
+	_ = w[:(cols-1)*ldw+k]
+}
+
+// AxpyRows adds a weighted sum of rows of v to acc, that is
+//
+//	for t := range p {
+//		for i := range acc {
+//			acc[i] += p[t] * v[t*stride+i]
+//		}
+//	}
+//
+// but with the terms added in an unspecified (fixed) order. It is
+// attention's value sum: p are the softmax weights of one query head, v
+// the cached values of a run of positions. It panics if v is too short.
+func AxpyRows(acc, v []float32, stride int, p []float32) { axpyRows(acc, v, stride, p) }
+
+// AxpyRowsGeneric is AxpyRows's plain-Go twin: AxpyGeneric for each row.
+func AxpyRowsGeneric(acc, v []float32, stride int, p []float32) {
+	for t, a := range p {
+		AxpyGeneric(a, v[t*stride:t*stride+len(acc)], acc)
+	}
+}
+
+// ExpSum turns scores into softmax numerators:
+//
+//	m = max over i of scale*x[i]
+//	for i := range x {
+//		x[i] = Exp(scale*x[i] - m)
+//		sum += x[i]
+//	}
+//
+// and returns m and sum (-Inf and 0 for an empty x), the sum in an
+// unspecified (fixed) order. The fast path's exponential follows Exp's
+// algorithm with fused multiply-adds: within 2 ulp of it. A NaN in x makes
+// sum NaN.
+func ExpSum(x []float32, scale float32) (m, sum float32) { return expSum(x, scale) }
+
+// ExpSumGeneric is ExpSum's plain-Go twin.
+func ExpSumGeneric(x []float32, scale float32) (m, sum float32) {
+	m = float32(math.Inf(-1))
+	for i, v := range x {
+		v *= scale
+		x[i] = v
+		m = max(m, v)
+	}
+	for i, v := range x {
+		e := Exp(v - m)
+		x[i] = e
+		sum += e
+	}
+	return m, sum
+}
+
+// SwiGLU sets dst[i] = g[i] * sigmoid(g[i]) * u[i] for i < len(dst), with
+// sigmoid(v) = 1 / (1 + Exp(-v)) and the products in that order. dst may
+// be g or u. It panics if g or u is shorter than dst.
+func SwiGLU(dst, g, u []float32) { swiglu(dst, g, u) }
+
+// SwiGLUGeneric is SwiGLU's plain-Go twin.
+func SwiGLUGeneric(dst, g, u []float32) {
+	g, u = g[:len(dst)], u[:len(dst)]
+	for i, v := range g {
+		dst[i] = v * (1 / (1 + Exp(-v))) * u[i]
+	}
+}
+
+// GELU sets dst[i] = x * sigmoid(c*(x + 0.044715*x*x*x)) with x = x[i]
+// and c = 2·sqrt(2/π), which is the tanh approximation of GELU,
+// 0.5·x·(1 + tanh(sqrt(2/π)·(x + 0.044715·x³))), without its cancellation
+// near 0. dst may be x. It panics if x is shorter than dst.
+func GELU(dst, x []float32) { gelu(dst, x) }
+
+// GELUGeneric is GELU's plain-Go twin.
+func GELUGeneric(dst, x []float32) {
+	const c = 2 * 0.7978845608028654 // 2·sqrt(2/π)
+	x = x[:len(dst)]
+	for i, v := range x {
+		dst[i] = v * (1 / (1 + Exp(-(c * (v + 0.044715*v*v*v)))))
+	}
+}
+
+// Exp returns e**x in float32 arithmetic, within 2 ulp of math.Exp for
+// normal results (results below the smallest normal float32 flush to 0),
+// about ten times faster than going through float64 math.Exp:
+//
+//	n = round(x / ln 2), r = x - n·ln 2 (in two parts, Cody–Waite)
+//	e**x = 2**n · e**r, with e**r a degree-7 polynomial, |r| ≤ ln2/2
+func Exp(x float32) float32 {
+	const (
+		log2e = 1.44269504088896341
+		ln2hi = 0.693359375 // ln 2 split so that n·ln2hi is exact
+		ln2lo = -2.12194440e-4
+		round = 0x1.8p23 // adding it rounds a float32 below 2^22 to an integer
+	)
+	if !(x > -87.33654) { // below the normal range, or NaN
+		if x != x {
+			return x
+		}
+		return 0
+	}
+	if x > 88.72283 {
+		return float32(math.Inf(1))
+	}
+	t := x*log2e + round
+	n := t - round                               // round(x / ln 2), exactly
+	k := int32(math.Float32bits(t)) - 0x4b400000 // the same as an integer
+	r := x - n*ln2hi - n*ln2lo
+	// Minimax polynomial for e**r on |r| ≤ ln2/2 (Cephes' expf coefficients).
+	p := ((((((1.9875691500e-4*r+1.3981999507e-3)*r+8.3334519073e-3)*r+4.1665795894e-2)*r+1.6666665459e-1)*r+5.0000001201e-1)*r*r + r) + 1
+	// 2**k as float32 bits; k is in [-126, 128], and 2**128 overflows
+	// float32, so that one is built as 2·2**127.
+	if k > 127 {
+		return p * 2 * math.Float32frombits(uint32(k-1+127)<<23)
+	}
+	return p * math.Float32frombits(uint32(k+127)<<23)
+}

@@ -1,0 +1,77 @@
+//go:build amd64 && !purego
+
+package vec
+
+import "unsafe"
+
+//go:noescape
+func dotRows8AVX2(dst *float32, w *float32, stride int, x *float32, n int, rows int)
+
+//go:noescape
+func dotTile3x4AVX2(dst *float32, ldd int, x *float32, ldx int, nx int, w *float32, ldw int, nw int, k int)
+
+//go:noescape
+func axpyRowsAVX2(acc *float32, v *float32, stride int, p *float32, m int, n int)
+
+//go:noescape
+func expSumAVX2(x *float32, n int, scale float32) (m, sum float32)
+
+//go:noescape
+func swigluAVX2(dst, gate, up *float32, n int)
+
+//go:noescape
+func geluAVX2(dst, x *float32, n int)
+
+func dotTile(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int) {
+	if !useAVX2 {
+		DotTileGeneric(dst, ldd, x, ldx, rows, w, ldw, cols, k)
+		return
+	}
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	checkTile(dst, ldd, x, ldx, rows, w, ldw, cols, k)
+	for r := 0; r < rows; r += 3 {
+		nx := min(rows-r, 3)
+		for c := 0; c < cols; c += 4 {
+			dotTile3x4AVX2(&dst[r*ldd+c], ldd, unsafe.SliceData(x[r*ldx:]), ldx, nx, unsafe.SliceData(w[c*ldw:]), ldw, min(cols-c, 4), k)
+		}
+	}
+}
+
+func axpyRows(acc, v []float32, stride int, p []float32) {
+	if !useAVX2 {
+		AxpyRowsGeneric(acc, v, stride, p)
+		return
+	}
+	if len(p) == 0 || len(acc) == 0 {
+		return
+	}
+	_ = v[(len(p)-1)*stride : (len(p)-1)*stride+len(acc)]
+	axpyRowsAVX2(unsafe.SliceData(acc), unsafe.SliceData(v), stride, unsafe.SliceData(p), len(p), len(acc))
+}
+
+func expSum(x []float32, scale float32) (m, sum float32) {
+	if !useAVX2 || len(x) == 0 {
+		return ExpSumGeneric(x, scale)
+	}
+	return expSumAVX2(unsafe.SliceData(x), len(x), scale)
+}
+
+func swiglu(dst, g, u []float32) {
+	if !useAVX2 || len(dst) == 0 {
+		SwiGLUGeneric(dst, g, u)
+		return
+	}
+	g, u = g[:len(dst)], u[:len(dst)]
+	swigluAVX2(unsafe.SliceData(dst), unsafe.SliceData(g), unsafe.SliceData(u), len(dst))
+}
+
+func gelu(dst, x []float32) {
+	if !useAVX2 || len(dst) == 0 {
+		GELUGeneric(dst, x)
+		return
+	}
+	x = x[:len(dst)]
+	geluAVX2(unsafe.SliceData(dst), unsafe.SliceData(x), len(dst))
+}

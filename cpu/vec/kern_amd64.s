@@ -1,0 +1,821 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// The kernels of kern.go: canonical-order multi-row dots (dotRows8AVX2,
+// dotTile3x4AVX2), the attention value sum (axpyRowsAVX2), and the
+// vectorised exponential (EXP8) behind expSumAVX2, swigluAVX2 and
+// geluAVX2.
+
+#define PFD 4096
+
+// Constants, each in eight lanes (memory operands of 256-bit operations).
+#define K_LOG2E kc<>+0(SB)
+#define K_ROUND kc<>+32(SB)
+#define K_BIAS kc<>+64(SB)
+#define K_LN2HI kc<>+96(SB)
+#define K_LN2LO kc<>+128(SB)
+#define K_P0 kc<>+160(SB)
+#define K_P1 kc<>+192(SB)
+#define K_P2 kc<>+224(SB)
+#define K_P3 kc<>+256(SB)
+#define K_P4 kc<>+288(SB)
+#define K_P5 kc<>+320(SB)
+#define K_ONE kc<>+352(SB)
+#define K_I127 kc<>+384(SB)
+#define K_INF kc<>+416(SB)
+#define K_HI kc<>+448(SB)
+#define K_LO kc<>+480(SB)
+#define K_NINF kc<>+512(SB)
+#define K_SIGN kc<>+544(SB)
+#define K_GELUA kc<>+576(SB)
+#define K_GELUC kc<>+608(SB)
+DATA kc<>+0(SB)/8, $0x3fb8aa3b3fb8aa3b
+DATA kc<>+8(SB)/8, $0x3fb8aa3b3fb8aa3b
+DATA kc<>+16(SB)/8, $0x3fb8aa3b3fb8aa3b
+DATA kc<>+24(SB)/8, $0x3fb8aa3b3fb8aa3b
+DATA kc<>+32(SB)/8, $0x4b4000004b400000
+DATA kc<>+40(SB)/8, $0x4b4000004b400000
+DATA kc<>+48(SB)/8, $0x4b4000004b400000
+DATA kc<>+56(SB)/8, $0x4b4000004b400000
+DATA kc<>+64(SB)/8, $0x4b4000004b400000
+DATA kc<>+72(SB)/8, $0x4b4000004b400000
+DATA kc<>+80(SB)/8, $0x4b4000004b400000
+DATA kc<>+88(SB)/8, $0x4b4000004b400000
+DATA kc<>+96(SB)/8, $0x3f3180003f318000
+DATA kc<>+104(SB)/8, $0x3f3180003f318000
+DATA kc<>+112(SB)/8, $0x3f3180003f318000
+DATA kc<>+120(SB)/8, $0x3f3180003f318000
+DATA kc<>+128(SB)/8, $0xb95e8083b95e8083
+DATA kc<>+136(SB)/8, $0xb95e8083b95e8083
+DATA kc<>+144(SB)/8, $0xb95e8083b95e8083
+DATA kc<>+152(SB)/8, $0xb95e8083b95e8083
+DATA kc<>+160(SB)/8, $0x3950696739506967
+DATA kc<>+168(SB)/8, $0x3950696739506967
+DATA kc<>+176(SB)/8, $0x3950696739506967
+DATA kc<>+184(SB)/8, $0x3950696739506967
+DATA kc<>+192(SB)/8, $0x3ab743ce3ab743ce
+DATA kc<>+200(SB)/8, $0x3ab743ce3ab743ce
+DATA kc<>+208(SB)/8, $0x3ab743ce3ab743ce
+DATA kc<>+216(SB)/8, $0x3ab743ce3ab743ce
+DATA kc<>+224(SB)/8, $0x3c0889083c088908
+DATA kc<>+232(SB)/8, $0x3c0889083c088908
+DATA kc<>+240(SB)/8, $0x3c0889083c088908
+DATA kc<>+248(SB)/8, $0x3c0889083c088908
+DATA kc<>+256(SB)/8, $0x3d2aa9c13d2aa9c1
+DATA kc<>+264(SB)/8, $0x3d2aa9c13d2aa9c1
+DATA kc<>+272(SB)/8, $0x3d2aa9c13d2aa9c1
+DATA kc<>+280(SB)/8, $0x3d2aa9c13d2aa9c1
+DATA kc<>+288(SB)/8, $0x3e2aaaaa3e2aaaaa
+DATA kc<>+296(SB)/8, $0x3e2aaaaa3e2aaaaa
+DATA kc<>+304(SB)/8, $0x3e2aaaaa3e2aaaaa
+DATA kc<>+312(SB)/8, $0x3e2aaaaa3e2aaaaa
+DATA kc<>+320(SB)/8, $0x3f0000003f000000
+DATA kc<>+328(SB)/8, $0x3f0000003f000000
+DATA kc<>+336(SB)/8, $0x3f0000003f000000
+DATA kc<>+344(SB)/8, $0x3f0000003f000000
+DATA kc<>+352(SB)/8, $0x3f8000003f800000
+DATA kc<>+360(SB)/8, $0x3f8000003f800000
+DATA kc<>+368(SB)/8, $0x3f8000003f800000
+DATA kc<>+376(SB)/8, $0x3f8000003f800000
+DATA kc<>+384(SB)/8, $0x0000007f0000007f
+DATA kc<>+392(SB)/8, $0x0000007f0000007f
+DATA kc<>+400(SB)/8, $0x0000007f0000007f
+DATA kc<>+408(SB)/8, $0x0000007f0000007f
+DATA kc<>+416(SB)/8, $0x7f8000007f800000
+DATA kc<>+424(SB)/8, $0x7f8000007f800000
+DATA kc<>+432(SB)/8, $0x7f8000007f800000
+DATA kc<>+440(SB)/8, $0x7f8000007f800000
+DATA kc<>+448(SB)/8, $0x42b1721742b17217
+DATA kc<>+456(SB)/8, $0x42b1721742b17217
+DATA kc<>+464(SB)/8, $0x42b1721742b17217
+DATA kc<>+472(SB)/8, $0x42b1721742b17217
+DATA kc<>+480(SB)/8, $0xc2aeac4fc2aeac4f
+DATA kc<>+488(SB)/8, $0xc2aeac4fc2aeac4f
+DATA kc<>+496(SB)/8, $0xc2aeac4fc2aeac4f
+DATA kc<>+504(SB)/8, $0xc2aeac4fc2aeac4f
+DATA kc<>+512(SB)/8, $0xff800000ff800000
+DATA kc<>+520(SB)/8, $0xff800000ff800000
+DATA kc<>+528(SB)/8, $0xff800000ff800000
+DATA kc<>+536(SB)/8, $0xff800000ff800000
+DATA kc<>+544(SB)/8, $0x8000000080000000
+DATA kc<>+552(SB)/8, $0x8000000080000000
+DATA kc<>+560(SB)/8, $0x8000000080000000
+DATA kc<>+568(SB)/8, $0x8000000080000000
+DATA kc<>+576(SB)/8, $0x3d3727133d372713
+DATA kc<>+584(SB)/8, $0x3d3727133d372713
+DATA kc<>+592(SB)/8, $0x3d3727133d372713
+DATA kc<>+600(SB)/8, $0x3d3727133d372713
+DATA kc<>+608(SB)/8, $0x3fcc422a3fcc422a
+DATA kc<>+616(SB)/8, $0x3fcc422a3fcc422a
+DATA kc<>+624(SB)/8, $0x3fcc422a3fcc422a
+DATA kc<>+632(SB)/8, $0x3fcc422a3fcc422a
+GLOBL kc<>(SB), RODATA|NOPTR, $640
+
+// Eight all-ones dwords then eight zero dwords: the 8 dwords starting at
+// byte 32-4k are a VMASKMOVPS mask selecting the first k lanes.
+DATA kmask<>+0(SB)/8, $-1
+DATA kmask<>+8(SB)/8, $-1
+DATA kmask<>+16(SB)/8, $-1
+DATA kmask<>+24(SB)/8, $-1
+DATA kmask<>+32(SB)/8, $0
+DATA kmask<>+40(SB)/8, $0
+DATA kmask<>+48(SB)/8, $0
+DATA kmask<>+56(SB)/8, $0
+GLOBL kmask<>(SB), RODATA|NOPTR, $64
+
+// EXP8(X, A, B, C, D, E) sets X = e**X in each of the 8 lanes, the
+// algorithm of ExpGeneric (Cody-Waite reduction, Cephes' degree-7
+// polynomial) with fused multiply-adds: within 2 ulp for normal results,
+// 0 at or below -87.33654 (where results would be subnormal), +Inf above
+// 88.72283, NaN for NaN. Expects Y13 = K_HI and Y14 = K_LO; clobbers A-E.
+// The clamp keeps X's NaN (MINPS/MAXPS return their second source when
+// either is NaN, and X is that source); 2**k is applied as 2**min(k,127)
+// times 2**(k-min(k,127)) so that k = 128 (results up to MaxFloat32)
+// does not overflow the exponent field.
+#define EXP8(X, A, B, C, D, E) \
+	VMINPS       X, Y13, A \
+	VMAXPS       A, Y14, A \
+	VMOVUPS      K_LOG2E, B \
+	VFMADD213PS  K_ROUND, A, B \
+	VSUBPS       K_ROUND, B, C \
+	VPSUBD       K_BIAS, B, B \
+	VMOVAPS      A, D \
+	VFNMADD231PS K_LN2HI, C, D \
+	VFNMADD231PS K_LN2LO, C, D \
+	VMOVUPS      K_P0, C \
+	VFMADD213PS  K_P1, D, C \
+	VFMADD213PS  K_P2, D, C \
+	VFMADD213PS  K_P3, D, C \
+	VFMADD213PS  K_P4, D, C \
+	VFMADD213PS  K_P5, D, C \
+	VMULPS       D, D, E \
+	VFMADD213PS  D, E, C \
+	VADDPS       K_ONE, C, C \
+	VPMINSD      K_I127, B, E \
+	VPSUBD       E, B, B \
+	VPADDD       K_I127, E, E \
+	VPSLLD       $23, E, E \
+	VMULPS       E, C, C \
+	VPADDD       K_I127, B, B \
+	VPSLLD       $23, B, B \
+	VMULPS       B, C, C \
+	VCMPPS       $0x12, Y14, X, E \
+	VANDNPS      C, E, C \
+	VCMPPS       $0x1e, Y13, X, E \
+	VBLENDVPS    E, K_INF, C, X
+
+// func dotRows8AVX2(dst *float32, w *float32, stride int, x *float32, n int, rows int)
+//
+// dst[r] = sum over i < n of w[r*stride+i]*x[i] for r < rows (1 to 8),
+// each sum in one 8-lane accumulator over the 8-element chunks of i in
+// order (the last chunk masked), then the lanes added as
+// ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)): the canonical order that
+// dotTile3x4AVX2 follows too. Rows at or beyond rows repeat row 0 (their
+// sums are computed and dropped). Each x load feeds eight FMAs; one
+// prefetch per row per 64 bytes, PFD bytes ahead, for rows streamed from
+// memory.
+TEXT ·dotRows8AVX2(SB), NOSPLIT, $0-48
+	MOVQ w+8(FP), R8
+	MOVQ stride+16(FP), BX
+	SHLQ $2, BX
+	MOVQ rows+40(FP), CX
+	LEAQ (BX)(BX*2), DX
+	LEAQ (R8)(BX*1), R9
+	LEAQ (R8)(BX*2), R10
+	LEAQ (R8)(DX*1), R11
+	LEAQ (R8)(BX*4), R12
+	LEAQ (R12)(BX*1), R13
+	LEAQ (R12)(BX*2), SI
+	LEAQ (R12)(DX*1), DI
+	CMPQ CX, $1
+	CMOVQLE R8, R9
+	CMPQ CX, $2
+	CMOVQLE R8, R10
+	CMPQ CX, $3
+	CMOVQLE R8, R11
+	CMPQ CX, $4
+	CMOVQLE R8, R12
+	CMPQ CX, $5
+	CMOVQLE R8, R13
+	CMPQ CX, $6
+	CMOVQLE R8, SI
+	CMPQ CX, $7
+	CMOVQLE R8, DI
+	MOVQ x+24(FP), DX
+	MOVQ n+32(FP), BX
+	SHLQ $2, BX
+	XORQ AX, AX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	MOVQ BX, CX
+	ANDQ $-64, CX
+	JZ   d8_tail8
+
+d8_loop16:
+	PREFETCHT0  PFD(R8)(AX*1)
+	PREFETCHT0  PFD(R9)(AX*1)
+	PREFETCHT0  PFD(R10)(AX*1)
+	PREFETCHT0  PFD(R11)(AX*1)
+	PREFETCHT0  PFD(R12)(AX*1)
+	PREFETCHT0  PFD(R13)(AX*1)
+	PREFETCHT0  PFD(SI)(AX*1)
+	PREFETCHT0  PFD(DI)(AX*1)
+	VMOVUPS     (DX)(AX*1), Y8
+	VMOVUPS     32(DX)(AX*1), Y9
+	VFMADD231PS (R8)(AX*1), Y8, Y0
+	VFMADD231PS (R9)(AX*1), Y8, Y1
+	VFMADD231PS (R10)(AX*1), Y8, Y2
+	VFMADD231PS (R11)(AX*1), Y8, Y3
+	VFMADD231PS (R12)(AX*1), Y8, Y4
+	VFMADD231PS (R13)(AX*1), Y8, Y5
+	VFMADD231PS (SI)(AX*1), Y8, Y6
+	VFMADD231PS (DI)(AX*1), Y8, Y7
+	VFMADD231PS 32(R8)(AX*1), Y9, Y0
+	VFMADD231PS 32(R9)(AX*1), Y9, Y1
+	VFMADD231PS 32(R10)(AX*1), Y9, Y2
+	VFMADD231PS 32(R11)(AX*1), Y9, Y3
+	VFMADD231PS 32(R12)(AX*1), Y9, Y4
+	VFMADD231PS 32(R13)(AX*1), Y9, Y5
+	VFMADD231PS 32(SI)(AX*1), Y9, Y6
+	VFMADD231PS 32(DI)(AX*1), Y9, Y7
+	ADDQ        $64, AX
+	CMPQ        AX, CX
+	JB          d8_loop16
+
+d8_tail8:
+	MOVQ BX, CX
+	ANDQ $-32, CX
+	CMPQ AX, CX
+	JAE  d8_tailmask
+	VMOVUPS     (DX)(AX*1), Y8
+	VFMADD231PS (R8)(AX*1), Y8, Y0
+	VFMADD231PS (R9)(AX*1), Y8, Y1
+	VFMADD231PS (R10)(AX*1), Y8, Y2
+	VFMADD231PS (R11)(AX*1), Y8, Y3
+	VFMADD231PS (R12)(AX*1), Y8, Y4
+	VFMADD231PS (R13)(AX*1), Y8, Y5
+	VFMADD231PS (SI)(AX*1), Y8, Y6
+	VFMADD231PS (DI)(AX*1), Y8, Y7
+	ADDQ        $32, AX
+
+d8_tailmask:
+	CMPQ AX, BX
+	JAE  d8_reduce
+	MOVQ AX, CX
+	SUBQ BX, CX
+	LEAQ kmask<>+32(SB), BX
+	VMOVUPS    (BX)(CX*1), Y15
+	VMASKMOVPS (DX)(AX*1), Y15, Y8
+	VMASKMOVPS (R8)(AX*1), Y15, Y9
+	VFMADD231PS Y9, Y8, Y0
+	VMASKMOVPS (R9)(AX*1), Y15, Y9
+	VFMADD231PS Y9, Y8, Y1
+	VMASKMOVPS (R10)(AX*1), Y15, Y9
+	VFMADD231PS Y9, Y8, Y2
+	VMASKMOVPS (R11)(AX*1), Y15, Y9
+	VFMADD231PS Y9, Y8, Y3
+	VMASKMOVPS (R12)(AX*1), Y15, Y9
+	VFMADD231PS Y9, Y8, Y4
+	VMASKMOVPS (R13)(AX*1), Y15, Y9
+	VFMADD231PS Y9, Y8, Y5
+	VMASKMOVPS (SI)(AX*1), Y15, Y9
+	VFMADD231PS Y9, Y8, Y6
+	VMASKMOVPS (DI)(AX*1), Y15, Y9
+	VFMADD231PS Y9, Y8, Y7
+
+d8_reduce:
+	VHADDPS    Y1, Y0, Y0
+	VHADDPS    Y3, Y2, Y2
+	VHADDPS    Y2, Y0, Y0
+	VHADDPS    Y5, Y4, Y4
+	VHADDPS    Y7, Y6, Y6
+	VHADDPS    Y6, Y4, Y4
+	VPERM2F128 $0x20, Y4, Y0, Y1
+	VPERM2F128 $0x31, Y4, Y0, Y2
+	VADDPS     Y2, Y1, Y0
+	MOVQ dst+0(FP), DI
+	MOVQ rows+40(FP), CX
+	CMPQ CX, $8
+	JB   d8_storemask
+	VMOVUPS Y0, (DI)
+	VZEROUPPER
+	RET
+
+d8_storemask:
+	SHLQ $2, CX
+	NEGQ CX
+	LEAQ kmask<>+32(SB), BX
+	VMOVUPS    (BX)(CX*1), Y15
+	VMASKMOVPS Y0, Y15, (DI)
+	VZEROUPPER
+	RET
+
+// REDUCE4(A, B, C, D): X(A) = the four canonical sums of A, B, C, D (see
+// dotRows8AVX2). Clobbers B, C.
+#define REDUCE4(YA, YB, YC, YD, XA, XB) \
+	VHADDPS      YB, YA, YA \
+	VHADDPS      YD, YC, YC \
+	VHADDPS      YC, YA, YA \
+	VEXTRACTF128 $1, YA, XB \
+	VADDPS       XB, XA, XA
+
+// func dotTile3x4AVX2(dst *float32, ldd int, x *float32, ldx int, nx int, w *float32, ldw int, nw int, k int)
+//
+// dst[r*ldd+c] = sum over i < k of x[r*ldx+i]*w[c*ldw+i] for r < nx (1 to
+// 3) and c < nw (1 to 4), each sum in the canonical order of
+// dotRows8AVX2. Twelve accumulators; per 8-element chunk three x loads and
+// four w loads feed twelve FMAs. Rows beyond nx or nw repeat row 0.
+TEXT ·dotTile3x4AVX2(SB), NOSPLIT, $32-72
+	MOVQ x+16(FP), SI
+	MOVQ ldx+24(FP), BX
+	SHLQ $2, BX
+	MOVQ nx+32(FP), CX
+	LEAQ (SI)(BX*1), DI
+	LEAQ (SI)(BX*2), R8
+	CMPQ CX, $1
+	CMOVQLE SI, DI
+	CMPQ CX, $2
+	CMOVQLE SI, R8
+	MOVQ w+40(FP), R9
+	MOVQ ldw+48(FP), BX
+	SHLQ $2, BX
+	MOVQ nw+56(FP), CX
+	LEAQ (BX)(BX*2), DX
+	LEAQ (R9)(BX*1), R10
+	LEAQ (R9)(BX*2), R11
+	LEAQ (R9)(DX*1), R12
+	CMPQ CX, $1
+	CMOVQLE R9, R10
+	CMPQ CX, $2
+	CMOVQLE R9, R11
+	CMPQ CX, $3
+	CMOVQLE R9, R12
+	MOVQ k+64(FP), BX
+	SHLQ $2, BX
+	XORQ AX, AX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	MOVQ BX, CX
+	ANDQ $-32, CX
+	JZ   t34_tail
+
+t34_loop:
+	VMOVUPS     (SI)(AX*1), Y12
+	VMOVUPS     (DI)(AX*1), Y13
+	VMOVUPS     (R8)(AX*1), Y14
+	VMOVUPS     (R9)(AX*1), Y15
+	VFMADD231PS Y15, Y12, Y0
+	VFMADD231PS Y15, Y13, Y4
+	VFMADD231PS Y15, Y14, Y8
+	VMOVUPS     (R10)(AX*1), Y15
+	VFMADD231PS Y15, Y12, Y1
+	VFMADD231PS Y15, Y13, Y5
+	VFMADD231PS Y15, Y14, Y9
+	VMOVUPS     (R11)(AX*1), Y15
+	VFMADD231PS Y15, Y12, Y2
+	VFMADD231PS Y15, Y13, Y6
+	VFMADD231PS Y15, Y14, Y10
+	VMOVUPS     (R12)(AX*1), Y15
+	VFMADD231PS Y15, Y12, Y3
+	VFMADD231PS Y15, Y13, Y7
+	VFMADD231PS Y15, Y14, Y11
+	ADDQ        $32, AX
+	CMPQ        AX, CX
+	JB          t34_loop
+
+t34_tail:
+	CMPQ AX, BX
+	JAE  t34_reduce
+	// The last k%8 elements, masked: Y11's accumulator is parked on the
+	// stack to free a register for the mask.
+	VMOVUPS Y11, spill-32(SP)
+	MOVQ AX, CX
+	SUBQ BX, CX
+	LEAQ kmask<>+32(SB), DX
+	VMOVUPS    (DX)(CX*1), Y11
+	VMASKMOVPS (SI)(AX*1), Y11, Y12
+	VMASKMOVPS (DI)(AX*1), Y11, Y13
+	VMASKMOVPS (R8)(AX*1), Y11, Y14
+	VMASKMOVPS (R9)(AX*1), Y11, Y15
+	VFMADD231PS Y15, Y12, Y0
+	VFMADD231PS Y15, Y13, Y4
+	VFMADD231PS Y15, Y14, Y8
+	VMASKMOVPS (R10)(AX*1), Y11, Y15
+	VFMADD231PS Y15, Y12, Y1
+	VFMADD231PS Y15, Y13, Y5
+	VFMADD231PS Y15, Y14, Y9
+	VMASKMOVPS (R11)(AX*1), Y11, Y15
+	VFMADD231PS Y15, Y12, Y2
+	VFMADD231PS Y15, Y13, Y6
+	VFMADD231PS Y15, Y14, Y10
+	VMASKMOVPS (R12)(AX*1), Y11, Y15
+	VFMADD231PS Y15, Y12, Y3
+	VFMADD231PS Y15, Y13, Y7
+	VMOVUPS     spill-32(SP), Y11
+	VFMADD231PS Y15, Y14, Y11
+
+t34_reduce:
+	MOVQ nw+56(FP), CX
+	SHLQ $2, CX
+	NEGQ CX
+	LEAQ kmask<>+32(SB), DX
+	VMOVUPS (DX)(CX*1), X15
+	MOVQ dst+0(FP), DI
+	MOVQ ldd+8(FP), BX
+	SHLQ $2, BX
+	MOVQ nx+32(FP), CX
+	REDUCE4(Y0, Y1, Y2, Y3, X0, X1)
+	VMASKMOVPS X0, X15, (DI)
+	CMPQ CX, $2
+	JB   t34_done
+	REDUCE4(Y4, Y5, Y6, Y7, X4, X5)
+	VMASKMOVPS X4, X15, (DI)(BX*1)
+	CMPQ CX, $3
+	JB   t34_done
+	REDUCE4(Y8, Y9, Y10, Y11, X8, X9)
+	VMASKMOVPS X8, X15, (DI)(BX*2)
+
+t34_done:
+	VZEROUPPER
+	RET
+
+// func axpyRowsAVX2(acc *float32, v *float32, stride int, p *float32, m int, n int)
+//
+// acc[i] += sum over t < m of p[t]*v[t*stride+i], for i < n. Columns go in
+// blocks of 32 (four registers, two sets alternating over t: eight FMA
+// chains), then of 8 (four sets over t), then a masked block of n%8.
+TEXT ·axpyRowsAVX2(SB), NOSPLIT, $0-48
+	MOVQ acc+0(FP), DI
+	MOVQ v+8(FP), SI
+	MOVQ stride+16(FP), BX
+	SHLQ $2, BX
+	MOVQ p+24(FP), DX
+	MOVQ m+32(FP), CX
+	MOVQ n+40(FP), R8
+	XORQ R9, R9          // column
+
+ar_block32:
+	MOVQ R8, R13
+	SUBQ R9, R13
+	CMPQ R13, $32
+	JB   ar_block8
+	VMOVUPS (DI)(R9*4), Y0
+	VMOVUPS 32(DI)(R9*4), Y1
+	VMOVUPS 64(DI)(R9*4), Y2
+	VMOVUPS 96(DI)(R9*4), Y3
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y7, Y7, Y7
+	LEAQ (SI)(R9*4), R11
+	XORQ R10, R10
+	MOVQ CX, R12
+	ANDQ $-2, R12
+	JZ   ar32_odd
+
+ar32_loop:
+	VBROADCASTSS (DX)(R10*4), Y8
+	VBROADCASTSS 4(DX)(R10*4), Y9
+	VFMADD231PS  (R11), Y8, Y0
+	VFMADD231PS  32(R11), Y8, Y1
+	VFMADD231PS  64(R11), Y8, Y2
+	VFMADD231PS  96(R11), Y8, Y3
+	VFMADD231PS  (R11)(BX*1), Y9, Y4
+	VFMADD231PS  32(R11)(BX*1), Y9, Y5
+	VFMADD231PS  64(R11)(BX*1), Y9, Y6
+	VFMADD231PS  96(R11)(BX*1), Y9, Y7
+	LEAQ (R11)(BX*2), R11
+	ADDQ $2, R10
+	CMPQ R10, R12
+	JB   ar32_loop
+
+ar32_odd:
+	CMPQ R10, CX
+	JAE  ar32_store
+	VBROADCASTSS (DX)(R10*4), Y8
+	VFMADD231PS  (R11), Y8, Y0
+	VFMADD231PS  32(R11), Y8, Y1
+	VFMADD231PS  64(R11), Y8, Y2
+	VFMADD231PS  96(R11), Y8, Y3
+
+ar32_store:
+	VADDPS  Y4, Y0, Y0
+	VADDPS  Y5, Y1, Y1
+	VADDPS  Y6, Y2, Y2
+	VADDPS  Y7, Y3, Y3
+	VMOVUPS Y0, (DI)(R9*4)
+	VMOVUPS Y1, 32(DI)(R9*4)
+	VMOVUPS Y2, 64(DI)(R9*4)
+	VMOVUPS Y3, 96(DI)(R9*4)
+	ADDQ $32, R9
+	JMP  ar_block32
+
+ar_block8:
+	CMPQ R13, $8
+	JB   ar_mask
+	VMOVUPS (DI)(R9*4), Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	LEAQ (SI)(R9*4), R11
+	XORQ R10, R10
+	MOVQ CX, R12
+	ANDQ $-4, R12
+	JZ   ar8_rest
+
+ar8_loop:
+	VBROADCASTSS (DX)(R10*4), Y8
+	VBROADCASTSS 4(DX)(R10*4), Y9
+	VBROADCASTSS 8(DX)(R10*4), Y10
+	VBROADCASTSS 12(DX)(R10*4), Y11
+	VFMADD231PS (R11), Y8, Y0
+	VFMADD231PS (R11)(BX*1), Y9, Y1
+	LEAQ (R11)(BX*2), R11
+	VFMADD231PS (R11), Y10, Y2
+	VFMADD231PS (R11)(BX*1), Y11, Y3
+	LEAQ (R11)(BX*2), R11
+	ADDQ $4, R10
+	CMPQ R10, R12
+	JB   ar8_loop
+
+ar8_rest:
+	CMPQ R10, CX
+	JAE  ar8_store
+	VBROADCASTSS (DX)(R10*4), Y8
+	VFMADD231PS (R11), Y8, Y0
+	ADDQ BX, R11
+	INCQ R10
+	JMP  ar8_rest
+
+ar8_store:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VMOVUPS Y0, (DI)(R9*4)
+	ADDQ $8, R9
+	MOVQ R8, R13
+	SUBQ R9, R13
+	JMP  ar_block8
+
+ar_mask:
+	TESTQ R13, R13
+	JZ    ar_done
+	SHLQ $2, R13
+	NEGQ R13
+	LEAQ kmask<>+32(SB), R12
+	VMOVUPS    (R12)(R13*1), Y15
+	VMASKMOVPS (DI)(R9*4), Y15, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	LEAQ (SI)(R9*4), R11
+	XORQ R10, R10
+	MOVQ CX, R12
+	ANDQ $-4, R12
+	JZ   arm_rest
+
+arm_loop:
+	VBROADCASTSS (DX)(R10*4), Y8
+	VBROADCASTSS 4(DX)(R10*4), Y9
+	VBROADCASTSS 8(DX)(R10*4), Y10
+	VBROADCASTSS 12(DX)(R10*4), Y11
+	VMASKMOVPS  (R11), Y15, Y12
+	VFMADD231PS Y12, Y8, Y0
+	VMASKMOVPS  (R11)(BX*1), Y15, Y12
+	VFMADD231PS Y12, Y9, Y1
+	LEAQ (R11)(BX*2), R11
+	VMASKMOVPS  (R11), Y15, Y12
+	VFMADD231PS Y12, Y10, Y2
+	VMASKMOVPS  (R11)(BX*1), Y15, Y12
+	VFMADD231PS Y12, Y11, Y3
+	LEAQ (R11)(BX*2), R11
+	ADDQ $4, R10
+	CMPQ R10, R12
+	JB   arm_loop
+
+arm_rest:
+	CMPQ R10, CX
+	JAE  arm_store
+	VBROADCASTSS (DX)(R10*4), Y8
+	VMASKMOVPS  (R11), Y15, Y12
+	VFMADD231PS Y12, Y8, Y0
+	ADDQ BX, R11
+	INCQ R10
+	JMP  arm_rest
+
+arm_store:
+	VADDPS Y1, Y0, Y0
+	VADDPS Y3, Y2, Y2
+	VADDPS Y2, Y0, Y0
+	VMASKMOVPS Y0, Y15, (DI)(R9*4)
+
+ar_done:
+	VZEROUPPER
+	RET
+
+// func expSumAVX2(x *float32, n int, scale float32) (m, sum float32)
+//
+// First x[i] *= scale, keeping the running maximum m in eight lanes; then
+// x[i] = e**(x[i]-m) (EXP8), summed in eight lanes over the chunks in
+// order, the lanes added as in the canonical dot. A masked chunk handles
+// n%8.
+TEXT ·expSumAVX2(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), DI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS scale+16(FP), Y6
+	VMOVUPS K_NINF, Y7
+	VMOVUPS K_HI, Y13
+	VMOVUPS K_LO, Y14
+	MOVQ CX, DX
+	ANDQ $-8, DX
+	MOVQ CX, BX
+	SUBQ DX, BX
+	SHLQ $2, BX
+	NEGQ BX
+	LEAQ kmask<>+32(SB), R8
+	VMOVUPS (R8)(BX*1), Y15 // mask of the n%8 tail lanes
+	XORQ AX, AX
+
+es_max:
+	CMPQ AX, DX
+	JAE  es_maxtail
+	VMULPS  (DI)(AX*4), Y6, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	VMAXPS  Y0, Y7, Y7
+	ADDQ $8, AX
+	JMP  es_max
+
+es_maxtail:
+	CMPQ AX, CX
+	JAE  es_bcast
+	VMASKMOVPS (DI)(AX*4), Y15, Y0
+	VMULPS     Y6, Y0, Y0
+	VMASKMOVPS Y0, Y15, (DI)(AX*4)
+	VBLENDVPS  Y15, Y0, Y7, Y1
+	VMAXPS     Y1, Y7, Y7
+
+es_bcast:
+	VPERM2F128 $0x01, Y7, Y7, Y1
+	VMAXPS     Y1, Y7, Y7
+	VPERMILPS  $0x4e, Y7, Y1
+	VMAXPS     Y1, Y7, Y7
+	VPERMILPS  $0xb1, Y7, Y1
+	VMAXPS     Y1, Y7, Y7
+	VMOVSS     X7, m+24(FP)
+	VXORPS     Y5, Y5, Y5
+	XORQ AX, AX
+
+es_exp:
+	CMPQ AX, DX
+	JAE  es_exptail
+	VMOVUPS (DI)(AX*4), Y0
+	VSUBPS  Y7, Y0, Y0
+	EXP8(Y0, Y1, Y2, Y3, Y4, Y8)
+	VMOVUPS Y0, (DI)(AX*4)
+	VADDPS  Y0, Y5, Y5
+	ADDQ $8, AX
+	JMP  es_exp
+
+es_exptail:
+	CMPQ AX, CX
+	JAE  es_sum
+	VMASKMOVPS (DI)(AX*4), Y15, Y0
+	VSUBPS  Y7, Y0, Y0
+	EXP8(Y0, Y1, Y2, Y3, Y4, Y8)
+	VANDPS     Y15, Y0, Y0
+	VMASKMOVPS Y0, Y15, (DI)(AX*4)
+	VADDPS     Y0, Y5, Y5
+
+es_sum:
+	VHADDPS      Y5, Y5, Y5
+	VHADDPS      Y5, Y5, Y5
+	VEXTRACTF128 $1, Y5, X1
+	VADDSS       X1, X5, X5
+	VMOVSS       X5, sum+28(FP)
+	VZEROUPPER
+	RET
+
+// SIGMOID8(Y, A, B, C, D, E, F): Y = 1/(1+e**-Y). Expects Y12 = 1, Y13 =
+// K_HI, Y14 = K_LO.
+#define SIGMOID8(Y, A, B, C, D, E, F) \
+	VXORPS K_SIGN, Y, F \
+	EXP8(F, A, B, C, D, E) \
+	VADDPS Y12, F, F \
+	VDIVPS F, Y12, Y
+
+// func swigluAVX2(dst, gate, up *float32, n int)
+//
+// dst[i] = g[i] * (1/(1+e**-g[i])) * u[i], the multiplications in that
+// order, as SwiGLUGeneric.
+TEXT ·swigluAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ gate+8(FP), SI
+	MOVQ up+16(FP), R8
+	MOVQ n+24(FP), CX
+	VMOVUPS K_ONE, Y12
+	VMOVUPS K_HI, Y13
+	VMOVUPS K_LO, Y14
+	MOVQ CX, DX
+	ANDQ $-8, DX
+	XORQ AX, AX
+
+sw_loop:
+	CMPQ AX, DX
+	JAE  sw_tail
+	VMOVUPS (SI)(AX*4), Y0
+	VMOVAPS Y0, Y9
+	SIGMOID8(Y9, Y1, Y2, Y3, Y4, Y5, Y6)
+	VMULPS  Y9, Y0, Y0
+	VMULPS  (R8)(AX*4), Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP  sw_loop
+
+sw_tail:
+	CMPQ AX, CX
+	JAE  sw_done
+	MOVQ AX, BX
+	SUBQ CX, BX
+	SHLQ $2, BX
+	LEAQ kmask<>+32(SB), R9
+	VMOVUPS (R9)(BX*1), Y15
+	VMASKMOVPS (SI)(AX*4), Y15, Y0
+	VMASKMOVPS (R8)(AX*4), Y15, Y10
+	VMOVAPS Y0, Y9
+	SIGMOID8(Y9, Y1, Y2, Y3, Y4, Y5, Y6)
+	VMULPS  Y9, Y0, Y0
+	VMULPS  Y10, Y0, Y0
+	VMASKMOVPS Y0, Y15, (DI)(AX*4)
+
+sw_done:
+	VZEROUPPER
+	RET
+
+// func geluAVX2(dst, x *float32, n int)
+//
+// dst[i] = x * (1/(1+e**-(c*(x+0.044715*x*x*x)))) with c = 2·sqrt(2/π),
+// the operations in GELUGeneric's order.
+TEXT ·geluAVX2(SB), NOSPLIT, $0-24
+	MOVQ dst+0(FP), DI
+	MOVQ x+8(FP), SI
+	MOVQ n+16(FP), CX
+	VMOVUPS K_ONE, Y12
+	VMOVUPS K_HI, Y13
+	VMOVUPS K_LO, Y14
+	MOVQ CX, DX
+	ANDQ $-8, DX
+	XORQ AX, AX
+
+ge_loop:
+	CMPQ AX, DX
+	JAE  ge_tail
+	VMOVUPS (SI)(AX*4), Y0
+	VMULPS  K_GELUA, Y0, Y9
+	VMULPS  Y0, Y9, Y9
+	VMULPS  Y0, Y9, Y9
+	VADDPS  Y9, Y0, Y9
+	VMULPS  K_GELUC, Y9, Y9
+	SIGMOID8(Y9, Y1, Y2, Y3, Y4, Y5, Y6)
+	VMULPS  Y9, Y0, Y0
+	VMOVUPS Y0, (DI)(AX*4)
+	ADDQ $8, AX
+	JMP  ge_loop
+
+ge_tail:
+	CMPQ AX, CX
+	JAE  ge_done
+	MOVQ AX, BX
+	SUBQ CX, BX
+	SHLQ $2, BX
+	LEAQ kmask<>+32(SB), R9
+	VMOVUPS (R9)(BX*1), Y15
+	VMASKMOVPS (SI)(AX*4), Y15, Y0
+	VMULPS  K_GELUA, Y0, Y9
+	VMULPS  Y0, Y9, Y9
+	VMULPS  Y0, Y9, Y9
+	VADDPS  Y9, Y0, Y9
+	VMULPS  K_GELUC, Y9, Y9
+	SIGMOID8(Y9, Y1, Y2, Y3, Y4, Y5, Y6)
+	VMULPS  Y9, Y0, Y0
+	VMASKMOVPS Y0, Y15, (DI)(AX*4)
+
+ge_done:
+	VZEROUPPER
+	RET

@@ -1,0 +1,11 @@
+//go:build !amd64 || purego
+
+package vec
+
+func dotTile(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int) {
+	DotTileGeneric(dst, ldd, x, ldx, rows, w, ldw, cols, k)
+}
+func axpyRows(acc, v []float32, stride int, p []float32) { AxpyRowsGeneric(acc, v, stride, p) }
+func expSum(x []float32, scale float32) (m, sum float32) { return ExpSumGeneric(x, scale) }
+func swiglu(dst, g, u []float32)                         { SwiGLUGeneric(dst, g, u) }
+func gelu(dst, x []float32)                              { GELUGeneric(dst, x) }

@@ -1,0 +1,233 @@
+package vec
+
+import (
+	"fmt"
+	"math"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestDotTile checks DotTile against the float64 reference at shapes around
+// its 3×4 blocking, that it writes nothing outside the tile, and (on the
+// fast path and the generic one alike) that every element is bitwise what
+// DotRows gives for the same pair: the canonical order that makes a
+// matrix product batch invariant.
+func TestDotTile(t *testing.T) {
+	r := newRand(t)
+	impls := []struct {
+		name string
+		tile func([]float32, int, []float32, int, int, []float32, int, int, int)
+		rows func(dst, w []float32, stride int, x []float32)
+	}{{"fast", DotTile, DotRows}, {"generic", DotTileGeneric, DotRowsGeneric}}
+	for _, k := range []int{0, 1, 5, 8, 9, 16, 31, 64, 65, 172, 300} {
+		for _, rows := range []int{1, 2, 3, 4, 5, 7, 16} {
+			for _, cols := range []int{1, 2, 3, 4, 5, 9, 13} {
+				ldx, ldw, ldd := k+r.IntN(4), k+r.IntN(4), cols+r.IntN(3)
+				x := randF32(r, (rows-1)*ldx+k+1)[1:]
+				w := randF32(r, (cols-1)*ldw+k+3)[3:]
+				for _, im := range impls {
+					dst := make([]float32, (rows-1)*ldd+cols+1)
+					for i := range dst {
+						dst[i] = 42
+					}
+					im.tile(dst, ldd, x, ldx, rows, w, ldw, cols, k)
+					require.Equal(t, float32(42), dst[len(dst)-1], "%s wrote past dst", im.name)
+					one := make([]float32, cols)
+					for rr := range rows {
+						for c := cols; c < ldd && rr < rows-1; c++ {
+							require.Equal(t, float32(42), dst[rr*ldd+c], "%s wrote into the gap", im.name)
+						}
+						im.rows(one, w, ldw, x[rr*ldx:rr*ldx+k])
+						for c := range cols {
+							name := fmt.Sprintf("%s k=%d rows=%d cols=%d [%d][%d]", im.name, k, rows, cols, rr, c)
+							want, abs := ref64(w[c*ldw:c*ldw+k], x[rr*ldx:rr*ldx+k])
+							requireClose(t, name, k, dst[rr*ldd+c], want, abs)
+							require.Equal(t, math.Float32bits(one[c]), math.Float32bits(dst[rr*ldd+c]), "%s: differs from DotRows", name)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestDotRowsCanonical: a row's sum does not depend on how many rows the
+// call has or where the row falls in it.
+func TestDotRowsCanonical(t *testing.T) {
+	r := newRand(t)
+	for _, n := range []int{3, 8, 40, 100, 1027} {
+		w := randF32(r, 21*n)
+		x := randF32(r, n)
+		all := make([]float32, 21)
+		DotRows(all, w, n, x)
+		for lo := range 21 {
+			for hi := lo + 1; hi <= 21; hi += 3 {
+				part := make([]float32, hi-lo)
+				DotRows(part, w[lo*n:], n, x)
+				for i, v := range part {
+					require.Equal(t, math.Float32bits(all[lo+i]), math.Float32bits(v), "n=%d rows [%d,%d) row %d", n, lo, hi, lo+i)
+				}
+			}
+		}
+	}
+}
+
+func TestAxpyRows(t *testing.T) {
+	r := newRand(t)
+	for _, n := range []int{1, 3, 7, 8, 9, 15, 16, 24, 31, 32, 33, 40, 64, 100, 128} {
+		for _, m := range []int{0, 1, 2, 3, 4, 5, 7, 16, 33} {
+			stride := n + r.IntN(4)
+			v := randF32(r, max(m-1, 0)*stride+n+1)[1:]
+			p := randF32(r, m)
+			acc0 := randF32(r, n+1)
+			for _, im := range []struct {
+				name string
+				f    func(acc, v []float32, stride int, p []float32)
+			}{{"fast", AxpyRows}, {"generic", AxpyRowsGeneric}} {
+				acc := append([]float32(nil), acc0...)
+				im.f(acc[:n], v, stride, p)
+				require.Equal(t, acc0[n], acc[n], "%s wrote past acc", im.name)
+				for i := range n {
+					want, abs := float64(acc0[i]), math.Abs(float64(acc0[i]))
+					for tt := range m {
+						want += float64(p[tt]) * float64(v[tt*stride+i])
+						abs += math.Abs(float64(p[tt]) * float64(v[tt*stride+i]))
+					}
+					require.InDelta(t, want, float64(acc[i]), float64(m+2)*0x1p-24*abs, "%s n=%d m=%d i=%d", im.name, n, m, i)
+				}
+			}
+		}
+	}
+}
+
+// ulps returns the distance between two float32 values in units in the
+// last place (0 for equal values and for two NaNs).
+func ulps(a, b float32) int64 {
+	if a != a && b != b {
+		return 0
+	}
+	ia, ib := int64(int32(math.Float32bits(a))), int64(int32(math.Float32bits(b)))
+	if ia < 0 {
+		ia = math.MinInt32 - ia
+	}
+	if ib < 0 {
+		ib = math.MinInt32 - ib
+	}
+	if ia > ib {
+		return ia - ib
+	}
+	return ib - ia
+}
+
+// TestExp checks the scalar Exp and the vectorised one (through ExpSum
+// with a leading 0, so that m = 0) against math.Exp.
+func TestExp(t *testing.T) {
+	r := newRand(t)
+	var xs []float32
+	for range 20000 {
+		xs = append(xs, float32(r.Float64()*-90))
+	}
+	xs = append(xs, 0, -0.34657359, -87.33, -87.33654, -87.34, -100, -1e30, float32(math.Inf(-1)))
+	for _, impl := range []struct {
+		name string
+		f    func([]float32, float32) (float32, float32)
+	}{{"fast", ExpSum}, {"generic", ExpSumGeneric}} {
+		for n := 1; n <= len(xs); n = n*2 + 1 { // every tail length on the way
+			x := append([]float32{0}, xs[:n]...)
+			m, sum := impl.f(x, 1)
+			require.Equal(t, float32(0), m)
+			var want float64
+			for i, v := range append([]float32{0}, xs[:n]...) {
+				e := float32(math.Exp(float64(v)))
+				if v <= -87.33654 {
+					e = 0
+				}
+				require.LessOrEqual(t, ulps(x[i], e), int64(2), "%s exp(%g) = %g, want %g", impl.name, v, x[i], e)
+				want += float64(e)
+			}
+			require.InDelta(t, want, float64(sum), float64(n+2)*0x1p-24*want, "%s sum n=%d", impl.name, n)
+		}
+	}
+	for _, v := range []float32{0, -0, 1, -1, 88.72, 88.7229, 88.73, 50, 88, 88.5, -87.33, -87.34, -100, 100} {
+		want := float32(math.Exp(float64(v)))
+		switch {
+		case v > 88.72283:
+			want = float32(math.Inf(1))
+		case v <= -87.33654:
+			want = 0
+		}
+		require.LessOrEqual(t, ulps(Exp(v), want), int64(2), "Exp(%g)", v)
+	}
+	require.True(t, isNaN(Exp(float32(math.NaN()))))
+}
+
+func TestExpSum(t *testing.T) {
+	r := newRand(t)
+	for _, n := range []int{0, 1, 2, 7, 8, 9, 16, 17, 100, 257} {
+		x := randF32(r, n+1)
+		for i := range x {
+			x[i] *= 10
+		}
+		for _, scale := range []float32{1, 0.125, -0.5} {
+			a, b := append([]float32(nil), x...), append([]float32(nil), x...)
+			ma, sa := ExpSum(a[:n], scale)
+			mb, sb := ExpSumGeneric(b[:n], scale)
+			require.Equal(t, x[n], a[n], "wrote past x")
+			require.Equal(t, ma, mb, "n=%d max", n)
+			require.InDelta(t, float64(sb), float64(sa), 1e-6*float64(n+1), "n=%d sum", n)
+			for i := range n {
+				require.LessOrEqual(t, ulps(a[i], b[i]), int64(4), "n=%d x[%d]", n, i)
+			}
+		}
+		if n > 0 {
+			for _, at := range []int{0, n / 2, n - 1} {
+				a := append([]float32(nil), x[:n]...)
+				a[at] = float32(math.NaN())
+				_, s := ExpSum(a, 1)
+				require.True(t, isNaN(s), "n=%d NaN at %d: sum %v", n, at, s)
+			}
+		}
+	}
+	m, s := ExpSum(nil, 1)
+	require.True(t, math.IsInf(float64(m), -1))
+	require.Zero(t, s)
+}
+
+func TestActivations(t *testing.T) {
+	r := newRand(t)
+	special := []float32{0, -0, 1e-30, -1e-30, 10, -10, 80, -80, 87.5, -87.5, 88.8, -88.8, 100, -100, 1e30, -1e30,
+		float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN())}
+	for _, n := range []int{0, 1, 5, 8, 9, 16, 23, 100, 1000} {
+		g := randF32(r, n+1)
+		u := randF32(r, n+1)
+		for i := range g {
+			g[i] *= 4
+		}
+		if n >= len(special) {
+			copy(g, special)
+		}
+		for _, c := range []struct {
+			name          string
+			fast, generic func(dst []float32)
+		}{
+			{"SwiGLU", func(d []float32) { SwiGLU(d, g, u) }, func(d []float32) { SwiGLUGeneric(d, g, u) }},
+			{"GELU", func(d []float32) { GELU(d, g) }, func(d []float32) { GELUGeneric(d, g) }},
+		} {
+			a, b := make([]float32, n+1), make([]float32, n+1)
+			a[n], b[n] = 42, 42
+			c.fast(a[:n])
+			c.generic(b[:n])
+			require.Equal(t, float32(42), a[n], "%s wrote past dst", c.name)
+			for i := range n {
+				require.LessOrEqual(t, ulps(a[i], b[i]), int64(4), "%s n=%d x=%g: %g vs %g", c.name, n, g[i], a[i], b[i])
+			}
+		}
+	}
+	// In place.
+	g := randF32(r, 37)
+	want := make([]float32, 37)
+	SwiGLU(want, g, g)
+	SwiGLU(g, g, g)
+	require.Equal(t, want, g)
+}
