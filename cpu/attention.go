@@ -287,12 +287,11 @@ func (j *attnJob) run(wk, lo, hi int) {
 				}
 				continue
 			}
-			buf := j.b.scratchFor(wk, sub*attnSpan+s.BlockSize*d)
-			j.partial(buf, rec, r, g, h0, h1, t0, min(t0+attnSpan, npos))
+			j.partial(j.b.scratchFor(wk, j.partialScratch()), rec, r, g, h0, h1, t0, min(t0+attnSpan, npos))
 			continue
 		}
 		np := (npos + attnSpan - 1) / attnSpan
-		buf := j.b.scratchFor(wk, np*j.recSize()+sub*min(npos, attnSpan)+s.BlockSize*d)
+		buf := j.b.scratchFor(wk, np*j.recSize()+j.partialScratch())
 		recs, buf := buf[:np*j.recSize()], buf[np*j.recSize():]
 		for p := range np {
 			j.partial(buf, recs[p*j.recSize():(p+1)*j.recSize()], r, g, h0, h1, p*attnSpan, min((p+1)*attnSpan, npos))
@@ -303,39 +302,34 @@ func (j *attnJob) run(wk, lo, hi int) {
 
 // partial computes the record of positions [t0, t1) (within one part) of
 // row r for query heads h0..h1-1 of KV head g's group, into those heads'
-// places in rec. buf is scratch for (h1-h0)·(t1-t0) scores and one cache
-// block widened to F32.
+// places in rec: one fused call (vec.AttnBlock: scores, online softmax,
+// value sums) per cache block, for all those heads at once. buf is
+// scratch of partialScratch elements.
 func (j *attnJob) partial(buf, rec []float32, r, g, h0, h1, t0, t1 int) {
-	c, kern := j.c, &j.b.k
-	s := c.spec
+	s := j.c.spec
 	d, grp, bs := s.HeadDim, j.group, s.BlockSize
-	npos := t1 - t0
-	scores, wide := buf[:(h1-h0)*npos], buf[(h1-h0)*npos:]
+	sbuf, wk, wv := buf[:(bs+7)&^7], buf[(bs+7)&^7:][:bs*d], buf[(bs+7)&^7+bs*d:][:bs*d]
 	table := j.blocks.row(int(j.seq.d[r*j.seq.stride]))
-	q := j.q.row(r)[g*grp*d : (g+1)*grp*d]
+	q := j.q.row(r)[(g*grp+h0)*d : (g*grp+h1)*d]
+	acc, m, l := rec[h0*d:h1*d], rec[grp*d+h0:grp*d+h1], rec[grp*(d+1)+h0:grp*(d+1)+h1]
+	clear(acc)
+	clear(l)
+	for i := range m {
+		m[i] = float32(math.Inf(-1))
+	}
+	for b0 := t0; b0 < t1; {
+		b1 := min((b0/bs+1)*bs, t1)
+		keys := j.block(0, table, g, b0, b1, wk)
+		values := j.block(1, table, g, b0, b1, wv)
+		j.b.k.attnBlock(acc, m, l, q, d, keys, values, b1-b0, j.scale, sbuf)
+		b0 = b1
+	}
+}
 
-	// Keys one block at a time: the block's positions of head g are
-	// consecutive rows, multiplied with each query head in turn.
-	for b0 := t0; b0 < t1; {
-		b1 := min((b0/bs+1)*bs, t1)
-		keys := j.block(0, table, g, b0, b1, wide)
-		for h := h0; h < h1; h++ {
-			kern.dotRows(scores[(h-h0)*npos+b0-t0:(h-h0)*npos+b1-t0], keys, d, q[h*d:(h+1)*d])
-		}
-		b0 = b1
-	}
-	for h := h0; h < h1; h++ {
-		rec[grp*d+h], rec[grp*(d+1)+h] = kern.expSum(scores[(h-h0)*npos:(h-h0+1)*npos], j.scale)
-		clear(rec[h*d : (h+1)*d])
-	}
-	for b0 := t0; b0 < t1; {
-		b1 := min((b0/bs+1)*bs, t1)
-		values := j.block(1, table, g, b0, b1, wide)
-		for h := h0; h < h1; h++ {
-			kern.axpyRows(rec[h*d:(h+1)*d], values, d, scores[(h-h0)*npos+b0-t0:(h-h0)*npos+b1-t0])
-		}
-		b0 = b1
-	}
+// partialScratch is the scratch partial needs.
+func (j *attnJob) partialScratch() int {
+	bs := j.c.spec.BlockSize
+	return (bs+7)&^7 + 2*bs*j.c.spec.HeadDim
 }
 
 // block returns positions [b0, b1) (within one cache block) of KV head g

@@ -169,3 +169,60 @@ func Exp(x float32) float32 {
 	}
 	return p * math.Float32frombits(uint32(k+127)<<23)
 }
+
+// AttnBlock advances the attention of len(m) query heads over nb more
+// positions, whose keys and values are rows t < nb of k and v (d elements
+// each, rows d apart), keeping for each head h an online softmax state:
+// m[h] the largest score so far, l[h] the sum of e**(score-m[h]) and
+// acc[h*d:(h+1)*d] the values weighted by those terms. That is, for each h
+//
+//	q := q[h*d : (h+1)*d]
+//	for t := 0; t < nb; t++ {
+//		s[t] = scale * Dot(q, k[t*d:(t+1)*d])
+//	}
+//	mNew := max(m[h], max(s))
+//	c := Exp(m[h] - mNew)
+//	for t := range s {
+//		s[t] = Exp(s[t] - mNew)
+//	}
+//	l[h] = l[h]*c + sum(s)
+//	acc[h] = acc[h]*c + sum over t of s[t]*v[t*d:(t+1)*d]
+//	m[h] = mNew
+//
+// with sums in an unspecified (fixed) order. Start a run of blocks with
+// m = -Inf, l = 0, acc = 0; the attention output of head h is then
+// acc[h]/l[h]. sbuf is scratch for nb scores (rounded up to 8). nb must
+// be at least 1. It panics if a slice is too short.
+func AttnBlock(acc, m, l, q []float32, d int, k, v []float32, nb int, scale float32, sbuf []float32) {
+	attnBlock(acc, m, l, q, d, k, v, nb, scale, sbuf)
+}
+
+// AttnBlockGeneric is AttnBlock's plain-Go twin.
+func AttnBlockGeneric(acc, m, l, q []float32, d int, k, v []float32, nb int, scale float32, sbuf []float32) {
+	nh := len(m)
+	acc, l, q, k, v, s := acc[:nh*d], l[:nh], q[:nh*d], k[:nb*d], v[:nb*d], sbuf[:nb]
+	for h := range nh {
+		qh := q[h*d : (h+1)*d]
+		bm := float32(math.Inf(-1))
+		for t := range s {
+			s[t] = scale * DotGeneric(qh, k[t*d:(t+1)*d])
+			bm = max(bm, s[t])
+		}
+		mn := max(m[h], bm)
+		c := Exp(m[h] - mn)
+		var sum float32
+		for t, x := range s {
+			s[t] = Exp(x - mn)
+			sum += s[t]
+		}
+		l[h] = l[h]*c + sum
+		a := acc[h*d : (h+1)*d]
+		for i := range a {
+			a[i] *= c
+		}
+		for t, p := range s {
+			AxpyGeneric(p, v[t*d:(t+1)*d], a)
+		}
+		m[h] = mn
+	}
+}

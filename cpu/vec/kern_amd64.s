@@ -317,6 +317,15 @@ d8_storemask:
 	VZEROUPPER
 	RET
 
+// Reduce the eight lanes of Y0 into the low lane of X0. Clobbers X1.
+#define HSUM_Y0 \
+	VEXTRACTF128 $1, Y0, X1 \
+	VADDPS       X1, X0, X0 \
+	VPERMILPS    $0x0e, X0, X1 \
+	VADDPS       X1, X0, X0 \
+	VMOVSHDUP    X0, X1 \
+	VADDSS       X1, X0, X0
+
 // REDUCE4(A, B, C, D): X(A) = the four canonical sums of A, B, C, D (see
 // dotRows8AVX2). Clobbers B, C.
 #define REDUCE4(YA, YB, YC, YD, XA, XB) \
@@ -817,5 +826,214 @@ ge_tail:
 	VMASKMOVPS Y0, Y15, (DI)(AX*4)
 
 ge_done:
+	VZEROUPPER
+	RET
+
+// func attnBlockAVX2(acc *float32, m *float32, l *float32, q *float32, nh int, d int, k *float32, v *float32, nb int, scale float32, sbuf *float32)
+//
+// AttnBlock for d a multiple of 8. Per head: the nb scores (eight keys at
+// a time, the dot products reduced as in dotRows8AVX2; single keys for
+// the last nb%8), their maximum, the correction c = e**(m_old-m_new), the
+// numerators (EXP8) and their sum, and acc = acc·c + Σ p_t·v_t over
+// column blocks of 8 with four FMA chains over t.
+// Registers kept across heads: SI q_h, DI acc_h, R8 m_h, R9 l_h, R10
+// heads left, R11 d·4, R12 sbuf, R13 3·d·4; Y13/Y14 EXP8's limits, Y15
+// scale.
+TEXT ·attnBlockAVX2(SB), NOSPLIT, $0-88
+	MOVQ acc+0(FP), DI
+	MOVQ m+8(FP), R8
+	MOVQ l+16(FP), R9
+	MOVQ q+24(FP), SI
+	MOVQ nh+32(FP), R10
+	MOVQ d+40(FP), R11
+	SHLQ $2, R11
+	MOVQ sbuf+80(FP), R12
+	LEAQ (R11)(R11*2), R13
+	VMOVUPS K_HI, Y13
+	VMOVUPS K_LO, Y14
+	VBROADCASTSS scale+72(FP), Y15
+
+ab_head:
+	// Scores, eight keys at a time.
+	MOVQ k+48(FP), BX
+	XORQ AX, AX
+	VMOVUPS K_NINF, Y9
+
+ab_s8:
+	MOVQ AX, CX
+	ADDQ $8, CX
+	CMPQ CX, nb+64(FP)
+	JA   ab_s1
+	LEAQ (BX)(R11*4), DX
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	XORQ CX, CX
+
+ab_s8chunk:
+	VMOVUPS     (SI)(CX*1), Y8
+	VFMADD231PS (BX), Y8, Y0
+	VFMADD231PS (BX)(R11*1), Y8, Y1
+	VFMADD231PS (BX)(R11*2), Y8, Y2
+	VFMADD231PS (BX)(R13*1), Y8, Y3
+	VFMADD231PS (DX), Y8, Y4
+	VFMADD231PS (DX)(R11*1), Y8, Y5
+	VFMADD231PS (DX)(R11*2), Y8, Y6
+	VFMADD231PS (DX)(R13*1), Y8, Y7
+	ADDQ $32, BX
+	ADDQ $32, DX
+	ADDQ $32, CX
+	CMPQ CX, R11
+	JB   ab_s8chunk
+	VHADDPS    Y1, Y0, Y0
+	VHADDPS    Y3, Y2, Y2
+	VHADDPS    Y2, Y0, Y0
+	VHADDPS    Y5, Y4, Y4
+	VHADDPS    Y7, Y6, Y6
+	VHADDPS    Y6, Y4, Y4
+	VPERM2F128 $0x20, Y4, Y0, Y1
+	VPERM2F128 $0x31, Y4, Y0, Y2
+	VADDPS     Y2, Y1, Y0
+	VMULPS     Y15, Y0, Y0
+	VMOVUPS    Y0, (R12)(AX*4)
+	VMAXPS     Y0, Y9, Y9
+	LEAQ (BX)(R13*2), BX // BX advanced by one row in the chunk loop: 7 more
+	ADDQ R11, BX
+	ADDQ $8, AX
+	JMP  ab_s8
+
+ab_s1:
+	CMPQ AX, nb+64(FP)
+	JAE  ab_max
+	VXORPS Y0, Y0, Y0
+	XORQ CX, CX
+
+ab_s1chunk:
+	VMOVUPS     (SI)(CX*1), Y8
+	VFMADD231PS (BX)(CX*1), Y8, Y0
+	ADDQ $32, CX
+	CMPQ CX, R11
+	JB   ab_s1chunk
+	HSUM_Y0
+	VMULSS       X15, X0, X0
+	VMOVSS       X0, (R12)(AX*4)
+	VBROADCASTSS X0, Y0
+	VMAXPS       Y0, Y9, Y9
+	ADDQ R11, BX
+	INCQ AX
+	JMP  ab_s1
+
+ab_max:
+	// Y9 = new maximum in every lane, Y1 = c = e**(old-new).
+	VPERM2F128   $0x01, Y9, Y9, Y1
+	VMAXPS       Y1, Y9, Y9
+	VPERMILPS    $0x4e, Y9, Y1
+	VMAXPS       Y1, Y9, Y9
+	VPERMILPS    $0xb1, Y9, Y1
+	VMAXPS       Y1, Y9, Y9
+	VBROADCASTSS (R8), Y1
+	VMAXPS       Y9, Y1, Y9
+	VMOVSS       X9, (R8)
+	VSUBPS       Y9, Y1, Y1
+	EXP8(Y1, Y2, Y3, Y4, Y5, Y6)
+
+	// Numerators and their sum.
+	VXORPS Y10, Y10, Y10
+	XORQ AX, AX
+
+ab_e8:
+	MOVQ AX, CX
+	ADDQ $8, CX
+	CMPQ CX, nb+64(FP)
+	JA   ab_etail
+	VMOVUPS (R12)(AX*4), Y0
+	VSUBPS  Y9, Y0, Y0
+	EXP8(Y0, Y2, Y3, Y4, Y5, Y6)
+	VMOVUPS Y0, (R12)(AX*4)
+	VADDPS  Y0, Y10, Y10
+	ADDQ $8, AX
+	JMP  ab_e8
+
+ab_etail:
+	MOVQ AX, CX
+	SUBQ nb+64(FP), CX
+	JZ   ab_lsum
+	LEAQ kmask<>+32(SB), DX
+	VMOVUPS    (DX)(CX*4), Y7
+	VMASKMOVPS (R12)(AX*4), Y7, Y0
+	VSUBPS     Y9, Y0, Y0
+	EXP8(Y0, Y2, Y3, Y4, Y5, Y6)
+	VANDPS     Y7, Y0, Y0
+	VMASKMOVPS Y0, Y7, (R12)(AX*4)
+	VADDPS     Y0, Y10, Y10
+
+ab_lsum:
+	VHADDPS      Y10, Y10, Y10
+	VHADDPS      Y10, Y10, Y10
+	VEXTRACTF128 $1, Y10, X0
+	VADDSS       X0, X10, X10
+	VMOVSS       (R9), X0
+	VMULSS       X1, X0, X0
+	VADDSS       X10, X0, X0
+	VMOVSS       X0, (R9)
+
+	// acc = acc·c + Σ p_t·v_t, eight columns at a time.
+	XORQ CX, CX
+
+ab_chunk:
+	VMULPS (DI)(CX*1), Y1, Y0
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	MOVQ v+56(FP), BX
+	ADDQ CX, BX
+	XORQ AX, AX
+
+ab_a4:
+	MOVQ AX, DX
+	ADDQ $4, DX
+	CMPQ DX, nb+64(FP)
+	JA   ab_a1
+	VBROADCASTSS (R12)(AX*4), Y5
+	VBROADCASTSS 4(R12)(AX*4), Y6
+	VBROADCASTSS 8(R12)(AX*4), Y7
+	VBROADCASTSS 12(R12)(AX*4), Y8
+	VFMADD231PS  (BX), Y5, Y0
+	VFMADD231PS  (BX)(R11*1), Y6, Y2
+	VFMADD231PS  (BX)(R11*2), Y7, Y3
+	VFMADD231PS  (BX)(R13*1), Y8, Y4
+	LEAQ (BX)(R11*4), BX
+	ADDQ $4, AX
+	JMP  ab_a4
+
+ab_a1:
+	CMPQ AX, nb+64(FP)
+	JAE  ab_astore
+	VBROADCASTSS (R12)(AX*4), Y5
+	VFMADD231PS  (BX), Y5, Y0
+	ADDQ R11, BX
+	INCQ AX
+	JMP  ab_a1
+
+ab_astore:
+	VADDPS  Y2, Y0, Y0
+	VADDPS  Y4, Y3, Y3
+	VADDPS  Y3, Y0, Y0
+	VMOVUPS Y0, (DI)(CX*1)
+	ADDQ $32, CX
+	CMPQ CX, R11
+	JB   ab_chunk
+
+	ADDQ R11, SI
+	ADDQ R11, DI
+	ADDQ $4, R8
+	ADDQ $4, R9
+	DECQ R10
+	JNZ  ab_head
 	VZEROUPPER
 	RET

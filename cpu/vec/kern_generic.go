@@ -9,3 +9,7 @@ func axpyRows(acc, v []float32, stride int, p []float32) { AxpyRowsGeneric(acc, 
 func expSum(x []float32, scale float32) (m, sum float32) { return ExpSumGeneric(x, scale) }
 func swiglu(dst, g, u []float32)                         { SwiGLUGeneric(dst, g, u) }
 func gelu(dst, x []float32)                              { GELUGeneric(dst, x) }
+
+func attnBlock(acc, m, l, q []float32, d int, k, v []float32, nb int, scale float32, sbuf []float32) {
+	AttnBlockGeneric(acc, m, l, q, d, k, v, nb, scale, sbuf)
+}

@@ -231,3 +231,69 @@ func TestActivations(t *testing.T) {
 	SwiGLU(g, g, g)
 	require.Equal(t, want, g)
 }
+
+// TestAttnBlock runs several blocks through AttnBlock (and its twin) and
+// compares acc/l with a float64 softmax-weighted sum, for head sizes on
+// and off the fast path and block lengths around its eight-key groups.
+func TestAttnBlock(t *testing.T) {
+	r := newRand(t)
+	for _, d := range []int{8, 12, 16, 48, 64, 128} {
+		for _, nh := range []int{1, 2, 3} {
+			for _, nbs := range [][]int{{1}, {7}, {8}, {9}, {16, 16, 5}, {3, 17, 8, 1}} {
+				total := 0
+				for _, nb := range nbs {
+					total += nb
+				}
+				k := randF32(r, total*d)
+				v := randF32(r, total*d)
+				q := randF32(r, nh*d)
+				const scale = 0.3
+				for _, im := range []struct {
+					name string
+					f    func(acc, m, l, q []float32, d int, k, v []float32, nb int, scale float32, sbuf []float32)
+				}{{"fast", AttnBlock}, {"generic", AttnBlockGeneric}} {
+					acc := make([]float32, nh*d+1)
+					acc[nh*d] = 42
+					m := make([]float32, nh)
+					l := make([]float32, nh)
+					for h := range m {
+						m[h] = float32(math.Inf(-1))
+					}
+					sbuf := make([]float32, 32)
+					t0 := 0
+					for _, nb := range nbs {
+						im.f(acc[:nh*d], m, l, q, d, k[t0*d:], v[t0*d:], nb, scale, sbuf)
+						t0 += nb
+					}
+					require.Equal(t, float32(42), acc[nh*d], "%s wrote past acc", im.name)
+					for h := range nh {
+						s := make([]float64, total)
+						mx := math.Inf(-1)
+						for tt := range total {
+							var dot float64
+							for i := range d {
+								dot += float64(q[h*d+i]) * float64(k[tt*d+i])
+							}
+							s[tt] = scale * dot
+							mx = math.Max(mx, s[tt])
+						}
+						var sum float64
+						for tt := range s {
+							s[tt] = math.Exp(s[tt] - mx)
+							sum += s[tt]
+						}
+						require.InDelta(t, mx, float64(m[h]), 1e-5*(1+math.Abs(mx)), "%s d=%d nh=%d nbs=%v max", im.name, d, nh, nbs)
+						require.InDelta(t, sum, float64(l[h]), 1e-5*sum, "%s d=%d nh=%d nbs=%v sum", im.name, d, nh, nbs)
+						for i := range d {
+							var want float64
+							for tt := range total {
+								want += s[tt] * float64(v[tt*d+i])
+							}
+							require.InDelta(t, want/sum, float64(acc[h*d+i]/l[h]), 1e-5, "%s d=%d nh=%d nbs=%v out[%d][%d]", im.name, d, nh, nbs, h, i)
+						}
+					}
+				}
+			}
+		}
+	}
+}
