@@ -99,8 +99,16 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 	switch {
 	case n*out*in < 4*minChunk:
 		grain = out // too small to be worth waking the pool
+	case n*out*in < smallOp*b.threads:
+		// A few tens of microseconds per goroutine: one share each (in
+		// whole eight-row groups, vec.DotRows's unit), since with the
+		// helpers awake an even split finishes first; a late helper's
+		// share is still taken by whoever is free.
+		grain = (out + b.threads - 1) / b.threads
+		grain = min((grain+7)&^7, out)
 	case n == 1 || (j.xq != nil && n <= rowBlock):
 		grain = splitGrain(out, b.threads, max(4, minChunk/in))
+		grain = min((grain+7)&^7, out)
 	case j.xq != nil:
 		// Several blocks of activation rows pass over each chunk of
 		// weights: keep the chunk within about 256 KiB of L2.
@@ -129,6 +137,10 @@ type matmulJob struct {
 	xq       []int8    // x quantized to 8 bits, for Q8_0 and Q4_0 weights
 	xd       []float32 // the scales of xq, one per 32 elements
 }
+
+// smallOp is the work, in multiply-adds per goroutine, below which MatMul
+// gives each goroutine one share rather than several smaller chunks.
+const smallOp = 1 << 19
 
 // rowBlock is the number of 8-bit activation rows (32 KiB at 4096
 // columns) multiplied with each weight row of a chunk while they are in L1.

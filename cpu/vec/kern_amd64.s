@@ -173,8 +173,8 @@ GLOBL kmask<>(SB), RODATA|NOPTR, $64
 // ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)): the canonical order that
 // dotTile3x4AVX2 follows too. Rows at or beyond rows repeat row 0 (their
 // sums are computed and dropped). Each x load feeds eight FMAs; one
-// prefetch per row per 64 bytes, PFD bytes ahead, for rows streamed from
-// memory.
+// prefetch per row per 128 bytes (the adjacent-line prefetcher brings the
+// other line), PFD bytes ahead, for rows streamed from memory.
 TEXT ·dotRows8AVX2(SB), NOSPLIT, $0-48
 	MOVQ w+8(FP), R8
 	MOVQ stride+16(FP), BX
@@ -215,10 +215,10 @@ TEXT ·dotRows8AVX2(SB), NOSPLIT, $0-48
 	VXORPS Y6, Y6, Y6
 	VXORPS Y7, Y7, Y7
 	MOVQ BX, CX
-	ANDQ $-64, CX
-	JZ   d8_tail8
+	ANDQ $-128, CX
+	JZ   d8_tail16
 
-d8_loop16:
+d8_loop32:
 	PREFETCHT0  PFD(R8)(AX*1)
 	PREFETCHT0  PFD(R9)(AX*1)
 	PREFETCHT0  PFD(R10)(AX*1)
@@ -227,6 +227,51 @@ d8_loop16:
 	PREFETCHT0  PFD(R13)(AX*1)
 	PREFETCHT0  PFD(SI)(AX*1)
 	PREFETCHT0  PFD(DI)(AX*1)
+	VMOVUPS     (DX)(AX*1), Y8
+	VMOVUPS     32(DX)(AX*1), Y9
+	VMOVUPS     64(DX)(AX*1), Y10
+	VMOVUPS     96(DX)(AX*1), Y11
+	VFMADD231PS (R8)(AX*1), Y8, Y0
+	VFMADD231PS (R9)(AX*1), Y8, Y1
+	VFMADD231PS (R10)(AX*1), Y8, Y2
+	VFMADD231PS (R11)(AX*1), Y8, Y3
+	VFMADD231PS (R12)(AX*1), Y8, Y4
+	VFMADD231PS (R13)(AX*1), Y8, Y5
+	VFMADD231PS (SI)(AX*1), Y8, Y6
+	VFMADD231PS (DI)(AX*1), Y8, Y7
+	VFMADD231PS 32(R8)(AX*1), Y9, Y0
+	VFMADD231PS 32(R9)(AX*1), Y9, Y1
+	VFMADD231PS 32(R10)(AX*1), Y9, Y2
+	VFMADD231PS 32(R11)(AX*1), Y9, Y3
+	VFMADD231PS 32(R12)(AX*1), Y9, Y4
+	VFMADD231PS 32(R13)(AX*1), Y9, Y5
+	VFMADD231PS 32(SI)(AX*1), Y9, Y6
+	VFMADD231PS 32(DI)(AX*1), Y9, Y7
+	VFMADD231PS 64(R8)(AX*1), Y10, Y0
+	VFMADD231PS 64(R9)(AX*1), Y10, Y1
+	VFMADD231PS 64(R10)(AX*1), Y10, Y2
+	VFMADD231PS 64(R11)(AX*1), Y10, Y3
+	VFMADD231PS 64(R12)(AX*1), Y10, Y4
+	VFMADD231PS 64(R13)(AX*1), Y10, Y5
+	VFMADD231PS 64(SI)(AX*1), Y10, Y6
+	VFMADD231PS 64(DI)(AX*1), Y10, Y7
+	VFMADD231PS 96(R8)(AX*1), Y11, Y0
+	VFMADD231PS 96(R9)(AX*1), Y11, Y1
+	VFMADD231PS 96(R10)(AX*1), Y11, Y2
+	VFMADD231PS 96(R11)(AX*1), Y11, Y3
+	VFMADD231PS 96(R12)(AX*1), Y11, Y4
+	VFMADD231PS 96(R13)(AX*1), Y11, Y5
+	VFMADD231PS 96(SI)(AX*1), Y11, Y6
+	VFMADD231PS 96(DI)(AX*1), Y11, Y7
+	ADDQ        $128, AX
+	CMPQ        AX, CX
+	JB          d8_loop32
+
+d8_tail16:
+	MOVQ BX, CX
+	ANDQ $-64, CX
+	CMPQ AX, CX
+	JAE  d8_tail8
 	VMOVUPS     (DX)(AX*1), Y8
 	VMOVUPS     32(DX)(AX*1), Y9
 	VFMADD231PS (R8)(AX*1), Y8, Y0
@@ -246,8 +291,6 @@ d8_loop16:
 	VFMADD231PS 32(SI)(AX*1), Y9, Y6
 	VFMADD231PS 32(DI)(AX*1), Y9, Y7
 	ADDQ        $64, AX
-	CMPQ        AX, CX
-	JB          d8_loop16
 
 d8_tail8:
 	MOVQ BX, CX
