@@ -96,6 +96,9 @@ type Backend struct {
 	xd []float32
 	// Attention's partial results when it splits positions (see attnJob).
 	part []float32
+	// ArgMax's per-chunk results when it splits long rows.
+	amIdx []int
+	amMax []float32
 
 	// Preallocated operation descriptors, filled by each call and handed
 	// to the pool as interfaces, so dispatch allocates nothing.

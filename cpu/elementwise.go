@@ -248,25 +248,63 @@ func (b *Backend) ArgMax(dst, x backend.Tensor) {
 		return
 	}
 	j := &b.am
-	*j = argmaxJob{dst: dm, x: xm}
-	b.pool.run(j, x.Rows(), max(1, 65536/x.Cols()))
+	*j = argmaxJob{k: &b.k, dst: dm, x: xm, chunks: 1}
+	if n, cols := x.Rows(), x.Cols(); n < b.threads && cols >= 2*argChunk {
+		// Few long rows (a vocabulary): each row's columns in chunks,
+		// whose maxima are combined afterwards.
+		j.chunks = min((cols+argChunk-1)/argChunk, b.threads)
+		j.width = (cols + j.chunks - 1) / j.chunks
+		if len(b.amIdx) < n*j.chunks {
+			b.amIdx, b.amMax = make([]int, n*j.chunks), make([]float32, n*j.chunks)
+		}
+		j.idx, j.max = b.amIdx[:n*j.chunks], b.amMax[:n*j.chunks]
+		b.pool.run(j, n*j.chunks, 1)
+		for r := range n {
+			best, bi := float32(math.Inf(-1)), -1
+			for c := range j.chunks {
+				if i, m := j.idx[r*j.chunks+c], j.max[r*j.chunks+c]; i >= 0 && (m > best || bi < 0) {
+					best, bi = m, i
+				}
+			}
+			dm.d[r*dm.stride] = int32(max(bi, 0))
+		}
+	} else {
+		b.pool.run(j, x.Rows(), max(1, 65536/x.Cols()))
+	}
 	b.am = argmaxJob{}
 }
 
-// argmaxJob is one ArgMax call; its units are rows.
+// argChunk is the fewest columns of one row worth a goroutine of their own
+// in ArgMax.
+const argChunk = 8192
+
+// argmaxJob is one ArgMax call; its units are rows, or with chunks > 1
+// chunks of width columns of a row (unit u: row u/chunks, chunk
+// u%chunks), whose first maximal index and maximum go to idx and max.
 type argmaxJob struct {
-	dst mat[int32]
-	x   mat[float32]
+	k      *kernels
+	dst    mat[int32]
+	x      mat[float32]
+	chunks int
+	width  int
+	idx    []int
+	max    []float32
 }
 
 func (j *argmaxJob) run(_, lo, hi int) {
-	for r := lo; r < hi; r++ {
-		best, bi := float32(math.Inf(-1)), -1
-		for i, v := range j.x.row(r) {
-			if v > best || (bi < 0 && v == best) {
-				best, bi = v, i
-			}
+	for u := lo; u < hi; u++ {
+		if j.chunks == 1 {
+			i, _ := j.k.argMax(j.x.row(u))
+			j.dst.d[u*j.dst.stride] = int32(max(i, 0))
+			continue
 		}
-		j.dst.d[r*j.dst.stride] = int32(max(bi, 0))
+		r, c := u/j.chunks, u%j.chunks
+		c0 := c * j.width
+		row := j.x.row(r)
+		i, m := j.k.argMax(row[c0:min(c0+j.width, len(row))])
+		if i >= 0 {
+			i += c0
+		}
+		j.idx[u], j.max[u] = i, m
 	}
 }

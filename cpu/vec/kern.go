@@ -226,3 +226,29 @@ func AttnBlockGeneric(acc, m, l, q []float32, d int, k, v []float32, nb int, sca
 		m[h] = mn
 	}
 }
+
+// ArgMax returns the smallest index i with x[i] maximal, NaN elements
+// never being the maximum, and that maximum; for an x of only NaN it
+// returns (-1, NaN), for an empty x (-1, -Inf). That is
+//
+//	m, idx := float32(math.Inf(-1)), -1
+//	for i, v := range x {
+//		if v > m || (idx < 0 && v == m) {
+//			m, idx = v, i
+//		}
+//	}
+func ArgMax(x []float32) (idx int, m float32) { return argMax(x) }
+
+// ArgMaxGeneric is ArgMax's plain-Go twin.
+func ArgMaxGeneric(x []float32) (idx int, m float32) {
+	m, idx = float32(math.Inf(-1)), -1
+	for i, v := range x {
+		if v > m || (idx < 0 && v == m) {
+			m, idx = v, i
+		}
+	}
+	if idx < 0 && len(x) > 0 {
+		return -1, float32(math.NaN())
+	}
+	return idx, m
+}

@@ -2,7 +2,10 @@
 
 package vec
 
-import "unsafe"
+import (
+	"math"
+	"unsafe"
+)
 
 //go:noescape
 func dotRows8AVX2(dst *float32, w *float32, stride int, x *float32, n int, rows int)
@@ -88,4 +91,22 @@ func attnBlock(acc, m, l, q []float32, d int, k, v []float32, nb int, scale floa
 	_, _, _, _, _, _ = acc[nh*d-1], l[nh-1], q[nh*d-1], k[nb*d-1], v[nb*d-1], sbuf[(nb+7)&^7-1]
 	attnBlockAVX2(unsafe.SliceData(acc), unsafe.SliceData(m), unsafe.SliceData(l), unsafe.SliceData(q), nh, d,
 		unsafe.SliceData(k), unsafe.SliceData(v), nb, scale, unsafe.SliceData(sbuf))
+}
+
+//go:noescape
+func maxAVX2(x *float32, n int) float32
+
+//go:noescape
+func findAVX2(x *float32, n int, v float32) int
+
+func argMax(x []float32) (int, float32) {
+	if !useAVX2 || len(x) == 0 {
+		return ArgMaxGeneric(x)
+	}
+	m := maxAVX2(unsafe.SliceData(x), len(x))
+	i := findAVX2(unsafe.SliceData(x), len(x), m)
+	if i == len(x) { // only NaN
+		return -1, float32(math.NaN())
+	}
+	return i, m
 }

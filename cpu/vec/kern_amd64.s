@@ -1080,3 +1080,117 @@ ab_astore:
 	JNZ  ab_head
 	VZEROUPPER
 	RET
+
+// func maxAVX2(x *float32, n int) float32
+//
+// The largest element, NaN ignored (-Inf when there is none): MAXPS
+// returns its second source when either is NaN, and the running maximum
+// is that source (Go's first operand).
+TEXT ·maxAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VMOVUPS K_NINF, Y0
+	VMOVUPS Y0, Y1
+	VMOVUPS Y0, Y2
+	VMOVUPS Y0, Y3
+	XORQ AX, AX
+	MOVQ CX, DX
+	ANDQ $-32, DX
+
+mx_loop32:
+	CMPQ AX, DX
+	JAE  mx_loop8
+	VMOVUPS (SI)(AX*4), Y4
+	VMOVUPS 32(SI)(AX*4), Y5
+	VMOVUPS 64(SI)(AX*4), Y6
+	VMOVUPS 96(SI)(AX*4), Y7
+	VMAXPS  Y0, Y4, Y0
+	VMAXPS  Y1, Y5, Y1
+	VMAXPS  Y2, Y6, Y2
+	VMAXPS  Y3, Y7, Y3
+	ADDQ $32, AX
+	JMP  mx_loop32
+
+mx_loop8:
+	MOVQ CX, DX
+	ANDQ $-8, DX
+
+mx_loop8b:
+	CMPQ AX, DX
+	JAE  mx_tail
+	VMOVUPS (SI)(AX*4), Y4
+	VMAXPS  Y0, Y4, Y0
+	ADDQ $8, AX
+	JMP  mx_loop8b
+
+mx_tail:
+	CMPQ AX, CX
+	JAE  mx_reduce
+	MOVQ AX, BX
+	SUBQ CX, BX
+	LEAQ kmask<>+32(SB), DX
+	VMOVUPS    (DX)(BX*4), Y15
+	VMASKMOVPS (SI)(AX*4), Y15, Y4
+	VBLENDVPS  Y15, Y4, Y1, Y4 // unused lanes: -Inf (Y1 holds only -Inf or maxima)
+	VMAXPS     Y1, Y4, Y1
+
+mx_reduce:
+	VMAXPS       Y1, Y0, Y0
+	VMAXPS       Y3, Y2, Y2
+	VMAXPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VMOVSS       X0, ret+16(FP)
+	VZEROUPPER
+	RET
+
+// func findAVX2(x *float32, n int, v float32) int
+//
+// The index of the first element equal to v, or n when there is none.
+TEXT ·findAVX2(SB), NOSPLIT, $0-32
+	MOVQ x+0(FP), SI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS v+16(FP), Y0
+	XORQ AX, AX
+	MOVQ CX, DX
+	ANDQ $-8, DX
+
+fd_loop:
+	CMPQ AX, DX
+	JAE  fd_scalar
+	VCMPPS    $0, (SI)(AX*4), Y0, Y1
+	VMOVMSKPS Y1, BX
+	TESTQ BX, BX
+	JNZ  fd_found
+	ADDQ $8, AX
+	JMP  fd_loop
+
+fd_found:
+	BSFQ BX, BX
+	ADDQ BX, AX
+	MOVQ AX, ret+24(FP)
+	VZEROUPPER
+	RET
+
+fd_scalar:
+	CMPQ AX, CX
+	JAE  fd_none
+	VUCOMISS (SI)(AX*4), X0
+	JNE  fd_next
+	JP   fd_next
+	MOVQ AX, ret+24(FP)
+	VZEROUPPER
+	RET
+
+fd_next:
+	INCQ AX
+	JMP  fd_scalar
+
+fd_none:
+	MOVQ CX, ret+24(FP)
+	VZEROUPPER
+	RET

@@ -13,3 +13,5 @@ func gelu(dst, x []float32)                              { GELUGeneric(dst, x) }
 func attnBlock(acc, m, l, q []float32, d int, k, v []float32, nb int, scale float32, sbuf []float32) {
 	AttnBlockGeneric(acc, m, l, q, d, k, v, nb, scale, sbuf)
 }
+
+func argMax(x []float32) (int, float32) { return ArgMaxGeneric(x) }

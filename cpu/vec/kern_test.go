@@ -297,3 +297,34 @@ func TestAttnBlock(t *testing.T) {
 		}
 	}
 }
+
+func TestArgMax(t *testing.T) {
+	r := newRand(t)
+	nan, inf := float32(math.NaN()), float32(math.Inf(1))
+	cases := [][]float32{nil, {nan}, {nan, nan, nan}, {-inf}, {nan, -inf, -inf}, {1, 1, 1}, {0, -0.0, 0}, {nan, 2, nan, 2, 1}, {inf, nan, inf}}
+	for _, n := range []int{1, 7, 8, 9, 31, 32, 33, 100, 1000, 32000} {
+		x := randF32(r, n)
+		cases = append(cases, x)
+		y := append([]float32(nil), x...)
+		y[r.IntN(n)] = 10
+		y[r.IntN(n)] = 10
+		y[r.IntN(n)] = nan
+		cases = append(cases, y)
+		z := make([]float32, n)
+		for i := range z {
+			z[i] = float32(r.IntN(3))
+		}
+		cases = append(cases, z)
+	}
+	for _, x := range cases {
+		wi, wm := ArgMaxGeneric(x)
+		gi, gm := ArgMax(x)
+		require.Equal(t, wi, gi, "%v", x)
+		if wi >= 0 {
+			require.Equal(t, wm, gm)
+			for _, v := range x[:wi] {
+				require.False(t, v >= wm)
+			}
+		}
+	}
+}
