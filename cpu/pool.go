@@ -124,7 +124,9 @@ func (p *pool) await(w int, seen uint64) (gen uint64, ok bool) {
 			start = now
 		}
 		if now-start < p.spin {
-			runtime.Gosched()
+			if i&1023 == 1023 {
+				runtime.Gosched()
+			}
 			continue
 		}
 		// Park. Announce it first, then look once more: either we see the
