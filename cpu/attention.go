@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/loomllm/loom/cpu/vec"
 	"github.com/loomllm/loom/runtime/backend"
 )
 
@@ -287,14 +288,14 @@ func (j *attnJob) run(wk, lo, hi int) {
 				}
 				continue
 			}
-			j.partial(j.b.scratchFor(wk, j.partialScratch()), rec, r, g, h0, h1, t0, min(t0+attnSpan, npos))
+			j.partial(wk, j.b.scratchFor(wk, j.partialScratch()), rec, r, g, h0, h1, t0, min(t0+attnSpan, npos))
 			continue
 		}
 		np := (npos + attnSpan - 1) / attnSpan
 		buf := j.b.scratchFor(wk, np*j.recSize()+j.partialScratch())
 		recs, buf := buf[:np*j.recSize()], buf[np*j.recSize():]
 		for p := range np {
-			j.partial(buf, recs[p*j.recSize():(p+1)*j.recSize()], r, g, h0, h1, p*attnSpan, min((p+1)*attnSpan, npos))
+			j.partial(wk, buf, recs[p*j.recSize():(p+1)*j.recSize()], r, g, h0, h1, p*attnSpan, min((p+1)*attnSpan, npos))
 		}
 		j.combine(recs, np, r, g, h0, h1)
 	}
@@ -302,13 +303,17 @@ func (j *attnJob) run(wk, lo, hi int) {
 
 // partial computes the record of positions [t0, t1) (within one part) of
 // row r for query heads h0..h1-1 of KV head g's group, into those heads'
-// places in rec: one fused call (vec.AttnBlock: scores, online softmax,
-// value sums) per cache block, for all those heads at once. buf is
+// places in rec: fused calls (vec.AttnBlocks: scores, softmax, value
+// sums, each phase for all those heads) over runs of the part's cache
+// blocks, used in place for an F32 cache and widened into buf otherwise.
+// A run holds about callBytes of keys, so that the keys and values stay
+// in L1 while every head of the group goes over them. buf is worker wk's
 // scratch of partialScratch elements.
-func (j *attnJob) partial(buf, rec []float32, r, g, h0, h1, t0, t1 int) {
+func (j *attnJob) partial(wk int, buf, rec []float32, r, g, h0, h1, t0, t1 int) {
 	s := j.c.spec
 	d, grp, bs := s.HeadDim, j.group, s.BlockSize
-	sbuf, wk, wv := buf[:(bs+7)&^7], buf[(bs+7)&^7:][:bs*d], buf[(bs+7)&^7+bs*d:][:bs*d]
+	run := j.runPositions()
+	sbuf, wide := buf[:vec.AttnScratch(h1-h0, run)], buf[vec.AttnScratch(h1-h0, run):]
 	table := j.blocks.row(int(j.seq.d[r*j.seq.stride]))
 	q := j.q.row(r)[(g*grp+h0)*d : (g*grp+h1)*d]
 	acc, m, l := rec[h0*d:h1*d], rec[grp*d+h0:grp*d+h1], rec[grp*(d+1)+h0:grp*(d+1)+h1]
@@ -317,19 +322,50 @@ func (j *attnJob) partial(buf, rec []float32, r, g, h0, h1, t0, t1 int) {
 	for i := range m {
 		m[i] = float32(math.Inf(-1))
 	}
-	for b0 := t0; b0 < t1; {
-		b1 := min((b0/bs+1)*bs, t1)
-		keys := j.block(0, table, g, b0, b1, wk)
-		values := j.block(1, table, g, b0, b1, wv)
-		j.b.k.attnBlock(acc, m, l, q, d, keys, values, b1-b0, j.scale, sbuf)
-		b0 = b1
+	lists := &j.b.kvLists[wk]
+	for c0 := t0; c0 < t1; {
+		ks, vs := lists[0][:0], lists[1][:0]
+		c1 := c0
+		for c1 < t1 && (c1 == c0 || c1-c0+min(bs, t1-c1) <= run) {
+			b1 := min((c1/bs+1)*bs, t1)
+			var wk, wv []float32
+			if s.DType != backend.F32 {
+				wk, wv = wide[(c1-c0)*d:(b1-c0)*d], wide[(run+c1-c0)*d:(run+b1-c0)*d]
+			}
+			ks = append(ks, j.block(0, table, g, c1, b1, wk))
+			vs = append(vs, j.block(1, table, g, c1, b1, wv))
+			c1 = b1
+		}
+		lists[0], lists[1] = ks, vs
+		j.b.k.attnBlocks(acc, m, l, q, d, ks, vs, j.scale, sbuf)
+		c0 = c1
 	}
+}
+
+// callBytes is about the most key bytes one vec.AttnBlocks call of
+// partial covers: for an F32 cache, read in place; half as many for
+// another type, whose keys and values are widened into scratch first.
+const callBytes = 16 << 10
+
+// runPositions is the most positions one vec.AttnBlocks call of partial
+// covers: whole cache blocks, callBytes of keys, and at least one block.
+func (j *attnJob) runPositions() int {
+	s := j.c.spec
+	limit := callBytes
+	if s.DType != backend.F32 {
+		limit /= 2
+	}
+	return max(s.BlockSize, min(limit/(4*s.HeadDim), attnSpan))
 }
 
 // partialScratch is the scratch partial needs.
 func (j *attnJob) partialScratch() int {
-	bs := j.c.spec.BlockSize
-	return (bs+7)&^7 + 2*bs*j.c.spec.HeadDim
+	run := j.runPositions()
+	n := vec.AttnScratch(j.group/j.subs, run)
+	if j.c.spec.DType != backend.F32 {
+		n += 2 * run * j.c.spec.HeadDim
+	}
+	return n
 }
 
 // block returns positions [b0, b1) (within one cache block) of KV head g

@@ -91,6 +91,8 @@ type Backend struct {
 
 	// Per-worker scratch, grown on demand and then reused.
 	scratch [][]float32
+	// Per-worker lists of the key and value blocks of an attention part.
+	kvLists [][2][][]float32
 	// MatMul's activations quantized to 8 bits, and their scales.
 	xq []int8
 	xd []float32
@@ -134,6 +136,7 @@ func New(opt Options) *Backend {
 		b.limit = -1
 	}
 	b.scratch = make([][]float32, n)
+	b.kvLists = make([][2][][]float32, n)
 	b.pool = newPool(n)
 	return b
 }

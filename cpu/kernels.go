@@ -24,13 +24,13 @@ type kernels struct {
 	widenQ8_0 func(dst []float32, src []byte)
 	widenQ4_0 func(dst []float32, src []byte)
 
-	dotTile   func(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int)
-	axpyRows  func(acc, v []float32, stride int, p []float32)
-	expSum    func(x []float32, scale float32) (m, sum float32)
-	swiglu    func(dst, g, u []float32)
-	gelu      func(dst, x []float32)
-	argMax    func(x []float32) (int, float32)
-	attnBlock func(acc, m, l, q []float32, d int, k, v []float32, nb int, scale float32, sbuf []float32)
+	dotTile    func(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int)
+	axpyRows   func(acc, v []float32, stride int, p []float32)
+	expSum     func(x []float32, scale float32) (m, sum float32)
+	swiglu     func(dst, g, u []float32)
+	gelu       func(dst, x []float32)
+	argMax     func(x []float32) (int, float32)
+	attnBlocks func(acc, m, l, q []float32, d int, ks, vs [][]float32, scale float32, sbuf []float32)
 
 	quantizeQ8 func(q []int8, d []float32, x []float32)
 	dotQ8_0Q8  func(w []byte, q []int8, d []float32) float32
@@ -46,7 +46,7 @@ func selectKernels(generic bool) kernels {
 			widenF16: vec.WidenF16Generic, widenBF16: vec.WidenBF16Generic, widenQ8_0: vec.WidenQ8_0Generic, widenQ4_0: vec.WidenQ4_0Generic,
 			quantizeQ8: vec.QuantizeQ8Generic, dotQ8_0Q8: vec.DotQ8_0Q8Generic, dotQ4_0Q8: vec.DotQ4_0Q8Generic,
 			dotTile: vec.DotTileGeneric, axpyRows: vec.AxpyRowsGeneric, expSum: vec.ExpSumGeneric,
-			swiglu: vec.SwiGLUGeneric, gelu: vec.GELUGeneric, attnBlock: vec.AttnBlockGeneric, argMax: vec.ArgMaxGeneric,
+			swiglu: vec.SwiGLUGeneric, gelu: vec.GELUGeneric, attnBlocks: vec.AttnBlocksGeneric, argMax: vec.ArgMaxGeneric,
 		}
 	}
 	return kernels{
@@ -56,7 +56,7 @@ func selectKernels(generic bool) kernels {
 		widenF16: vec.WidenF16, widenBF16: vec.WidenBF16, widenQ8_0: vec.WidenQ8_0, widenQ4_0: vec.WidenQ4_0,
 		quantizeQ8: vec.QuantizeQ8, dotQ8_0Q8: vec.DotQ8_0Q8, dotQ4_0Q8: vec.DotQ4_0Q8,
 		dotTile: vec.DotTile, axpyRows: vec.AxpyRows, expSum: vec.ExpSum,
-		swiglu: vec.SwiGLU, gelu: vec.GELU, attnBlock: vec.AttnBlock, argMax: vec.ArgMax,
+		swiglu: vec.SwiGLU, gelu: vec.GELU, attnBlocks: vec.AttnBlocks, argMax: vec.ArgMax,
 	}
 }
 

@@ -170,14 +170,16 @@ func Exp(x float32) float32 {
 	return p * math.Float32frombits(uint32(k+127)<<23)
 }
 
-// AttnBlock advances the attention of len(m) query heads over nb more
-// positions, whose keys and values are rows t < nb of k and v (d elements
-// each, rows d apart), keeping for each head h an online softmax state:
-// m[h] the largest score so far, l[h] the sum of e**(score-m[h]) and
-// acc[h*d:(h+1)*d] the values weighted by those terms. That is, for each h
+// AttnBlocks advances the attention of len(m) query heads over more
+// positions: the rows of the blocks ks[j] (keys) and vs[j] (values), d
+// elements each (rows d apart, len(ks[j]) = len(vs[j]) a multiple of d),
+// taken in order. For each head h it keeps an online softmax state: m[h]
+// the largest score so far, l[h] the sum of e**(score-m[h]) and
+// acc[h*d:(h+1)*d] the values weighted by those terms. That is, with k and
+// v the concatenations of the blocks and n their rows, for each h
 //
 //	q := q[h*d : (h+1)*d]
-//	for t := 0; t < nb; t++ {
+//	for t := 0; t < n; t++ {
 //		s[t] = scale * Dot(q, k[t*d:(t+1)*d])
 //	}
 //	mNew := max(m[h], max(s))
@@ -189,24 +191,48 @@ func Exp(x float32) float32 {
 //	acc[h] = acc[h]*c + sum over t of s[t]*v[t*d:(t+1)*d]
 //	m[h] = mNew
 //
-// with sums in an unspecified (fixed) order. Start a run of blocks with
-// m = -Inf, l = 0, acc = 0; the attention output of head h is then
-// acc[h]/l[h]. sbuf is scratch for nb scores (rounded up to 8). nb must
-// be at least 1. It panics if a slice is too short.
-func AttnBlock(acc, m, l, q []float32, d int, k, v []float32, nb int, scale float32, sbuf []float32) {
-	attnBlock(acc, m, l, q, d, k, v, nb, scale, sbuf)
+// with sums in an unspecified (fixed) order. Start with m = -Inf, l = 0,
+// acc = 0; the attention output of head h is then acc[h]/l[h]. sbuf is
+// scratch of AttnScratch(len(m), n) elements; n must be at least 1. The
+// fast path runs each phase (scores, exponentials, value sums) for every
+// head before the next phase, so that the heads' dependency chains
+// overlap. It panics if a slice is too short.
+func AttnBlocks(acc, m, l, q []float32, d int, ks, vs [][]float32, scale float32, sbuf []float32) {
+	attnBlocks(acc, m, l, q, d, ks, vs, scale, sbuf)
 }
 
-// AttnBlockGeneric is AttnBlock's plain-Go twin.
-func AttnBlockGeneric(acc, m, l, q []float32, d int, k, v []float32, nb int, scale float32, sbuf []float32) {
-	nh := len(m)
-	acc, l, q, k, v, s := acc[:nh*d], l[:nh], q[:nh*d], k[:nb*d], v[:nb*d], sbuf[:nb]
+// AttnScratch is the scratch AttnBlocks needs for nh heads and n positions.
+func AttnScratch(nh, n int) int { return nh*((n+7)&^7) + nh }
+
+// attnRows checks AttnBlocks's blocks and returns their total rows.
+func attnRows(d int, ks, vs [][]float32) int {
+	if len(ks) != len(vs) {
+		panic("vec: AttnBlocks: different numbers of key and value blocks")
+	}
+	n := 0
+	for j, k := range ks {
+		if len(k)%d != 0 || len(vs[j]) != len(k) {
+			panic("vec: AttnBlocks: block lengths are not equal multiples of d")
+		}
+		n += len(k) / d
+	}
+	return n
+}
+
+// AttnBlocksGeneric is AttnBlocks's plain-Go twin.
+func AttnBlocksGeneric(acc, m, l, q []float32, d int, ks, vs [][]float32, scale float32, sbuf []float32) {
+	nh, n := len(m), attnRows(d, ks, vs)
+	acc, l, q, s := acc[:nh*d], l[:nh], q[:nh*d], sbuf[:n]
 	for h := range nh {
 		qh := q[h*d : (h+1)*d]
 		bm := float32(math.Inf(-1))
-		for t := range s {
-			s[t] = scale * DotGeneric(qh, k[t*d:(t+1)*d])
-			bm = max(bm, s[t])
+		t := 0
+		for _, k := range ks {
+			for i := 0; i < len(k); i += d {
+				s[t] = scale * DotGeneric(qh, k[i:i+d])
+				bm = max(bm, s[t])
+				t++
+			}
 		}
 		mn := max(m[h], bm)
 		c := Exp(m[h] - mn)
@@ -220,8 +246,12 @@ func AttnBlockGeneric(acc, m, l, q []float32, d int, k, v []float32, nb int, sca
 		for i := range a {
 			a[i] *= c
 		}
-		for t, p := range s {
-			AxpyGeneric(p, v[t*d:(t+1)*d], a)
+		t = 0
+		for _, v := range vs {
+			for i := 0; i < len(v); i += d {
+				AxpyGeneric(s[t], v[i:i+d], a)
+				t++
+			}
 		}
 		m[h] = mn
 	}

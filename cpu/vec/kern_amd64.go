@@ -80,17 +80,22 @@ func gelu(dst, x []float32) {
 }
 
 //go:noescape
-func attnBlockAVX2(acc *float32, m *float32, l *float32, q *float32, nh int, d int, k *float32, v *float32, nb int, scale float32, sbuf *float32)
+func attnBlocksAVX2(acc *float32, m *float32, l *float32, q *float32, nh int, d int, ks [][]float32, vs [][]float32, n int, scale float32, sbuf *float32)
 
-func attnBlock(acc, m, l, q []float32, d int, k, v []float32, nb int, scale float32, sbuf []float32) {
+func attnBlocks(acc, m, l, q []float32, d int, ks, vs [][]float32, scale float32, sbuf []float32) {
 	nh := len(m)
-	if !useAVX2 || d%8 != 0 || d == 0 || nh == 0 || nb <= 0 {
-		AttnBlockGeneric(acc, m, l, q, d, k, v, nb, scale, sbuf)
+	if !useAVX2 || d%8 != 0 || d == 0 || nh == 0 {
+		AttnBlocksGeneric(acc, m, l, q, d, ks, vs, scale, sbuf)
 		return
 	}
-	_, _, _, _, _, _ = acc[nh*d-1], l[nh-1], q[nh*d-1], k[nb*d-1], v[nb*d-1], sbuf[(nb+7)&^7-1]
-	attnBlockAVX2(unsafe.SliceData(acc), unsafe.SliceData(m), unsafe.SliceData(l), unsafe.SliceData(q), nh, d,
-		unsafe.SliceData(k), unsafe.SliceData(v), nb, scale, unsafe.SliceData(sbuf))
+	n := attnRows(d, ks, vs)
+	if n == 0 {
+		AttnBlocksGeneric(acc, m, l, q, d, ks, vs, scale, sbuf)
+		return
+	}
+	_, _, _, _ = acc[nh*d-1], l[nh-1], q[nh*d-1], sbuf[AttnScratch(nh, n)-1]
+	attnBlocksAVX2(unsafe.SliceData(acc), unsafe.SliceData(m), unsafe.SliceData(l), unsafe.SliceData(q), nh, d,
+		ks, vs, n, scale, unsafe.SliceData(sbuf))
 }
 
 //go:noescape

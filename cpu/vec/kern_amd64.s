@@ -872,41 +872,49 @@ ge_done:
 	VZEROUPPER
 	RET
 
-// func attnBlockAVX2(acc *float32, m *float32, l *float32, q *float32, nh int, d int, k *float32, v *float32, nb int, scale float32, sbuf *float32)
+// func attnBlocksAVX2(acc *float32, m *float32, l *float32, q *float32, nh int, d int, ks [][]float32, vs [][]float32, n int, scale float32, sbuf *float32)
 //
-// AttnBlock for d a multiple of 8. Per head: the nb scores (eight keys at
-// a time, the dot products reduced as in dotRows8AVX2; single keys for
-// the last nb%8), their maximum, the correction c = e**(m_old-m_new), the
-// numerators (EXP8) and their sum, and acc = acc·c + Σ p_t·v_t over
-// column blocks of 8 with four FMA chains over t.
-// Registers kept across heads: SI q_h, DI acc_h, R8 m_h, R9 l_h, R10
-// heads left, R11 d·4, R12 sbuf, R13 3·d·4; Y13/Y14 EXP8's limits, Y15
+// AttnBlocks for d a multiple of 8, in three phases, each for every head
+// before the next, so that the heads' dependency chains overlap:
+//  1. the n scores of head h into sbuf[h*N:] (N = n rounded up to 8), eight
+//     keys at a time (dot products reduced as in dotRows8AVX2), then single
+//     keys at the end of a block; their maximum gives the new m[h], and
+//     c = e**(m_old-m_new) goes to sbuf[nh*N+h];
+//  2. the numerators e**(s-m) (EXP8) over whole vectors of sbuf (lanes
+//     past n are zeroed) and l = l·c + their sum;
+//  3. acc = acc·c + Σ p_t·v_t, eight columns at a time, four FMA chains
+//     over t.
+// Constant registers: R11 d·4, R13 3·d·4, Y13/Y14 EXP8's limits, Y15
 // scale.
-TEXT ·attnBlockAVX2(SB), NOSPLIT, $0-88
-	MOVQ acc+0(FP), DI
-	MOVQ m+8(FP), R8
-	MOVQ l+16(FP), R9
-	MOVQ q+24(FP), SI
-	MOVQ nh+32(FP), R10
+TEXT ·attnBlocksAVX2(SB), NOSPLIT, $0-120
 	MOVQ d+40(FP), R11
 	SHLQ $2, R11
-	MOVQ sbuf+80(FP), R12
 	LEAQ (R11)(R11*2), R13
 	VMOVUPS K_HI, Y13
 	VMOVUPS K_LO, Y14
-	VBROADCASTSS scale+72(FP), Y15
+	VBROADCASTSS scale+104(FP), Y15
+	MOVQ q+24(FP), SI
+	MOVQ sbuf+112(FP), R12
+	XORQ DI, DI
 
-ab_head:
-	// Scores, eight keys at a time.
-	MOVQ k+48(FP), BX
-	XORQ AX, AX
+ab1_head:
 	VMOVUPS K_NINF, Y9
+	MOVQ ks_base+48(FP), R8
+	MOVQ ks_len+56(FP), R9
+	XORQ AX, AX
 
-ab_s8:
-	MOVQ AX, CX
-	ADDQ $8, CX
-	CMPQ CX, nb+64(FP)
-	JA   ab_s1
+ab1_block:
+	TESTQ R9, R9
+	JZ    ab1_max
+	MOVQ (R8), BX
+	MOVQ 8(R8), R10
+	SHLQ $2, R10
+	ADDQ BX, R10
+
+ab1_s8:
+	LEAQ (BX)(R11*8), DX
+	CMPQ DX, R10
+	JA   ab1_s1
 	LEAQ (BX)(R11*4), DX
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
@@ -918,7 +926,7 @@ ab_s8:
 	VXORPS Y7, Y7, Y7
 	XORQ CX, CX
 
-ab_s8chunk:
+ab1_s8chunk:
 	VMOVUPS     (SI)(CX*1), Y8
 	VFMADD231PS (BX), Y8, Y0
 	VFMADD231PS (BX)(R11*1), Y8, Y1
@@ -932,7 +940,7 @@ ab_s8chunk:
 	ADDQ $32, DX
 	ADDQ $32, CX
 	CMPQ CX, R11
-	JB   ab_s8chunk
+	JB   ab1_s8chunk
 	VHADDPS    Y1, Y0, Y0
 	VHADDPS    Y3, Y2, Y2
 	VHADDPS    Y2, Y0, Y0
@@ -945,23 +953,23 @@ ab_s8chunk:
 	VMULPS     Y15, Y0, Y0
 	VMOVUPS    Y0, (R12)(AX*4)
 	VMAXPS     Y0, Y9, Y9
-	LEAQ (BX)(R13*2), BX // BX advanced by one row in the chunk loop: 7 more
+	LEAQ (BX)(R13*2), BX // BX moved one row in the chunk loop: 7 more
 	ADDQ R11, BX
 	ADDQ $8, AX
-	JMP  ab_s8
+	JMP  ab1_s8
 
-ab_s1:
-	CMPQ AX, nb+64(FP)
-	JAE  ab_max
+ab1_s1:
+	CMPQ BX, R10
+	JAE  ab1_next
 	VXORPS Y0, Y0, Y0
 	XORQ CX, CX
 
-ab_s1chunk:
+ab1_s1chunk:
 	VMOVUPS     (SI)(CX*1), Y8
 	VFMADD231PS (BX)(CX*1), Y8, Y0
 	ADDQ $32, CX
 	CMPQ CX, R11
-	JB   ab_s1chunk
+	JB   ab1_s1chunk
 	HSUM_Y0
 	VMULSS       X15, X0, X0
 	VMOVSS       X0, (R12)(AX*4)
@@ -969,79 +977,140 @@ ab_s1chunk:
 	VMAXPS       Y0, Y9, Y9
 	ADDQ R11, BX
 	INCQ AX
-	JMP  ab_s1
+	JMP  ab1_s1
 
-ab_max:
-	// Y9 = new maximum in every lane, Y1 = c = e**(old-new).
+ab1_next:
+	ADDQ $24, R8
+	DECQ R9
+	JMP  ab1_block
+
+ab1_max:
 	VPERM2F128   $0x01, Y9, Y9, Y1
 	VMAXPS       Y1, Y9, Y9
 	VPERMILPS    $0x4e, Y9, Y1
 	VMAXPS       Y1, Y9, Y9
 	VPERMILPS    $0xb1, Y9, Y1
 	VMAXPS       Y1, Y9, Y9
-	VBROADCASTSS (R8), Y1
+	MOVQ         m+8(FP), BX
+	VBROADCASTSS (BX)(DI*4), Y1
 	VMAXPS       Y9, Y1, Y9
-	VMOVSS       X9, (R8)
+	VMOVSS       X9, (BX)(DI*4)
 	VSUBPS       Y9, Y1, Y1
 	EXP8(Y1, Y2, Y3, Y4, Y5, Y6)
+	MOVQ n+96(FP), CX
+	ADDQ $7, CX
+	ANDQ $-8, CX          // N
+	MOVQ nh+32(FP), DX
+	IMULQ CX, DX
+	MOVQ sbuf+112(FP), BX
+	LEAQ (BX)(DX*4), BX   // c values
+	VMOVSS X1, (BX)(DI*4)
+	LEAQ (R12)(CX*4), R12
+	ADDQ R11, SI
+	INCQ DI
+	CMPQ DI, nh+32(FP)
+	JB   ab1_head
 
-	// Numerators and their sum.
-	VXORPS Y10, Y10, Y10
+	// Phase 2: numerators, l.
+	MOVQ sbuf+112(FP), R12
+	MOVQ n+96(FP), R10
+	MOVQ R10, R9
+	ANDQ $-8, R9
+	MOVQ R9, CX
+	SUBQ R10, CX
+	LEAQ kmask<>+32(SB), DX
+	VMOVUPS (DX)(CX*4), Y7 // lanes of the last vector that hold scores
+	XORQ DI, DI
+
+ab2_head:
+	MOVQ         m+8(FP), BX
+	VBROADCASTSS (BX)(DI*4), Y9
+	VXORPS       Y10, Y10, Y10
 	XORQ AX, AX
 
-ab_e8:
-	MOVQ AX, CX
-	ADDQ $8, CX
-	CMPQ CX, nb+64(FP)
-	JA   ab_etail
+ab2_e8:
+	CMPQ AX, R9
+	JAE  ab2_tail
 	VMOVUPS (R12)(AX*4), Y0
 	VSUBPS  Y9, Y0, Y0
 	EXP8(Y0, Y2, Y3, Y4, Y5, Y6)
 	VMOVUPS Y0, (R12)(AX*4)
 	VADDPS  Y0, Y10, Y10
 	ADDQ $8, AX
-	JMP  ab_e8
+	JMP  ab2_e8
 
-ab_etail:
-	MOVQ AX, CX
-	SUBQ nb+64(FP), CX
-	JZ   ab_lsum
-	LEAQ kmask<>+32(SB), DX
-	VMOVUPS    (DX)(CX*4), Y7
-	VMASKMOVPS (R12)(AX*4), Y7, Y0
-	VSUBPS     Y9, Y0, Y0
+ab2_tail:
+	CMPQ AX, R10
+	JAE  ab2_sum
+	VMOVUPS (R12)(AX*4), Y0 // within the row's padding to N
+	VSUBPS  Y9, Y0, Y0
 	EXP8(Y0, Y2, Y3, Y4, Y5, Y6)
-	VANDPS     Y7, Y0, Y0
-	VMASKMOVPS Y0, Y7, (R12)(AX*4)
-	VADDPS     Y0, Y10, Y10
+	VANDPS  Y7, Y0, Y0
+	VMOVUPS Y0, (R12)(AX*4)
+	VADDPS  Y0, Y10, Y10
 
-ab_lsum:
+ab2_sum:
 	VHADDPS      Y10, Y10, Y10
 	VHADDPS      Y10, Y10, Y10
 	VEXTRACTF128 $1, Y10, X0
 	VADDSS       X0, X10, X10
-	VMOVSS       (R9), X0
-	VMULSS       X1, X0, X0
-	VADDSS       X10, X0, X0
-	VMOVSS       X0, (R9)
+	MOVQ n+96(FP), CX
+	ADDQ $7, CX
+	ANDQ $-8, CX
+	MOVQ nh+32(FP), DX
+	IMULQ CX, DX
+	MOVQ sbuf+112(FP), BX
+	LEAQ (BX)(DX*4), BX
+	VMOVSS (BX)(DI*4), X1
+	MOVQ   l+16(FP), DX
+	VMOVSS (DX)(DI*4), X0
+	VMULSS X1, X0, X0
+	VADDSS X10, X0, X0
+	VMOVSS X0, (DX)(DI*4)
+	LEAQ (R12)(CX*4), R12
+	INCQ DI
+	CMPQ DI, nh+32(FP)
+	JB   ab2_head
 
-	// acc = acc·c + Σ p_t·v_t, eight columns at a time.
+	// Phase 3: acc = acc·c + Σ p_t·v_t.
+	MOVQ sbuf+112(FP), R12
+	MOVQ acc+0(FP), DI
+	XORQ SI, SI
+
+ab3_head:
+	MOVQ n+96(FP), CX
+	ADDQ $7, CX
+	ANDQ $-8, CX
+	MOVQ nh+32(FP), DX
+	IMULQ CX, DX
+	MOVQ sbuf+112(FP), BX
+	LEAQ (BX)(DX*4), BX
+	VBROADCASTSS (BX)(SI*4), Y1
 	XORQ CX, CX
 
-ab_chunk:
+ab3_chunk:
 	VMULPS (DI)(CX*1), Y1, Y0
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
 	VXORPS Y4, Y4, Y4
-	MOVQ v+56(FP), BX
-	ADDQ CX, BX
+	MOVQ vs_base+72(FP), R8
+	MOVQ vs_len+80(FP), R9
 	XORQ AX, AX
 
-ab_a4:
-	MOVQ AX, DX
-	ADDQ $4, DX
-	CMPQ DX, nb+64(FP)
-	JA   ab_a1
+ab3_block:
+	TESTQ R9, R9
+	JZ    ab3_store
+	MOVQ (R8), BX
+	MOVQ 8(R8), R10
+	SHLQ $2, R10
+	ADDQ BX, R10
+	ADDQ CX, BX
+	ADDQ CX, R10
+
+ab3_a4:
+	LEAQ (BX)(R11*4), DX
+	CMPQ DX, R10
+	JA   ab3_a1
 	VBROADCASTSS (R12)(AX*4), Y5
 	VBROADCASTSS 4(R12)(AX*4), Y6
 	VBROADCASTSS 8(R12)(AX*4), Y7
@@ -1050,34 +1119,40 @@ ab_a4:
 	VFMADD231PS  (BX)(R11*1), Y6, Y2
 	VFMADD231PS  (BX)(R11*2), Y7, Y3
 	VFMADD231PS  (BX)(R13*1), Y8, Y4
-	LEAQ (BX)(R11*4), BX
+	MOVQ DX, BX
 	ADDQ $4, AX
-	JMP  ab_a4
+	JMP  ab3_a4
 
-ab_a1:
-	CMPQ AX, nb+64(FP)
-	JAE  ab_astore
+ab3_a1:
+	CMPQ BX, R10
+	JAE  ab3_bnext
 	VBROADCASTSS (R12)(AX*4), Y5
 	VFMADD231PS  (BX), Y5, Y0
 	ADDQ R11, BX
 	INCQ AX
-	JMP  ab_a1
+	JMP  ab3_a1
 
-ab_astore:
+ab3_bnext:
+	ADDQ $24, R8
+	DECQ R9
+	JMP  ab3_block
+
+ab3_store:
 	VADDPS  Y2, Y0, Y0
 	VADDPS  Y4, Y3, Y3
 	VADDPS  Y3, Y0, Y0
 	VMOVUPS Y0, (DI)(CX*1)
 	ADDQ $32, CX
 	CMPQ CX, R11
-	JB   ab_chunk
-
-	ADDQ R11, SI
+	JB   ab3_chunk
 	ADDQ R11, DI
-	ADDQ $4, R8
-	ADDQ $4, R9
-	DECQ R10
-	JNZ  ab_head
+	MOVQ n+96(FP), CX
+	ADDQ $7, CX
+	ANDQ $-8, CX
+	LEAQ (R12)(CX*4), R12
+	INCQ SI
+	CMPQ SI, nh+32(FP)
+	JB   ab3_head
 	VZEROUPPER
 	RET
 

@@ -10,8 +10,8 @@ func expSum(x []float32, scale float32) (m, sum float32) { return ExpSumGeneric(
 func swiglu(dst, g, u []float32)                         { SwiGLUGeneric(dst, g, u) }
 func gelu(dst, x []float32)                              { GELUGeneric(dst, x) }
 
-func attnBlock(acc, m, l, q []float32, d int, k, v []float32, nb int, scale float32, sbuf []float32) {
-	AttnBlockGeneric(acc, m, l, q, d, k, v, nb, scale, sbuf)
+func attnBlocks(acc, m, l, q []float32, d int, ks, vs [][]float32, scale float32, sbuf []float32) {
+	AttnBlocksGeneric(acc, m, l, q, d, ks, vs, scale, sbuf)
 }
 
 func argMax(x []float32) (int, float32) { return ArgMaxGeneric(x) }

@@ -232,17 +232,21 @@ func TestActivations(t *testing.T) {
 	require.Equal(t, want, g)
 }
 
-// TestAttnBlock runs several blocks through AttnBlock (and its twin) and
-// compares acc/l with a float64 softmax-weighted sum, for head sizes on
-// and off the fast path and block lengths around its eight-key groups.
-func TestAttnBlock(t *testing.T) {
+// TestAttnBlocks runs several calls of several blocks through AttnBlocks
+// (and its twin) and compares acc/l with a float64 softmax-weighted sum,
+// for head sizes on and off the fast path and block lengths around its
+// eight-key groups.
+func TestAttnBlocks(t *testing.T) {
 	r := newRand(t)
 	for _, d := range []int{8, 12, 16, 48, 64, 128} {
 		for _, nh := range []int{1, 2, 3} {
-			for _, nbs := range [][]int{{1}, {7}, {8}, {9}, {16, 16, 5}, {3, 17, 8, 1}} {
+			// Calls, each a list of block lengths.
+			for _, calls := range [][][]int{{{1}}, {{7}}, {{8}}, {{9}}, {{16, 16}, {5}}, {{3, 17, 0, 8}, {1}}, {{16, 4}, {16, 16, 16, 16}}} {
 				total := 0
-				for _, nb := range nbs {
-					total += nb
+				for _, c := range calls {
+					for _, nb := range c {
+						total += nb
+					}
 				}
 				k := randF32(r, total*d)
 				v := randF32(r, total*d)
@@ -250,8 +254,8 @@ func TestAttnBlock(t *testing.T) {
 				const scale = 0.3
 				for _, im := range []struct {
 					name string
-					f    func(acc, m, l, q []float32, d int, k, v []float32, nb int, scale float32, sbuf []float32)
-				}{{"fast", AttnBlock}, {"generic", AttnBlockGeneric}} {
+					f    func(acc, m, l, q []float32, d int, ks, vs [][]float32, scale float32, sbuf []float32)
+				}{{"fast", AttnBlocks}, {"generic", AttnBlocksGeneric}} {
 					acc := make([]float32, nh*d+1)
 					acc[nh*d] = 42
 					m := make([]float32, nh)
@@ -259,11 +263,21 @@ func TestAttnBlock(t *testing.T) {
 					for h := range m {
 						m[h] = float32(math.Inf(-1))
 					}
-					sbuf := make([]float32, 32)
 					t0 := 0
-					for _, nb := range nbs {
-						im.f(acc[:nh*d], m, l, q, d, k[t0*d:], v[t0*d:], nb, scale, sbuf)
-						t0 += nb
+					for _, c := range calls {
+						var ks, vs [][]float32
+						n := 0
+						for _, nb := range c {
+							ks = append(ks, k[t0*d:(t0+nb)*d])
+							vs = append(vs, v[t0*d:(t0+nb)*d])
+							t0 += nb
+							n += nb
+						}
+						sbuf := make([]float32, AttnScratch(nh, n))
+						for i := range sbuf {
+							sbuf[i] = float32(math.NaN()) // garbage in the padding must not matter
+						}
+						im.f(acc[:nh*d], m, l, q, d, ks, vs, scale, sbuf)
 					}
 					require.Equal(t, float32(42), acc[nh*d], "%s wrote past acc", im.name)
 					for h := range nh {
@@ -282,14 +296,15 @@ func TestAttnBlock(t *testing.T) {
 							s[tt] = math.Exp(s[tt] - mx)
 							sum += s[tt]
 						}
-						require.InDelta(t, mx, float64(m[h]), 1e-5*(1+math.Abs(mx)), "%s d=%d nh=%d nbs=%v max", im.name, d, nh, nbs)
-						require.InDelta(t, sum, float64(l[h]), 1e-5*sum, "%s d=%d nh=%d nbs=%v sum", im.name, d, nh, nbs)
+						name := fmt.Sprintf("%s d=%d nh=%d calls=%v", im.name, d, nh, calls)
+						require.InDelta(t, mx, float64(m[h]), 1e-5*(1+math.Abs(mx)), "%s max", name)
+						require.InDelta(t, sum, float64(l[h]), 1e-5*sum, "%s sum", name)
 						for i := range d {
 							var want float64
 							for tt := range total {
 								want += s[tt] * float64(v[tt*d+i])
 							}
-							require.InDelta(t, want/sum, float64(acc[h*d+i]/l[h]), 1e-5, "%s d=%d nh=%d nbs=%v out[%d][%d]", im.name, d, nh, nbs, h, i)
+							require.InDelta(t, want/sum, float64(acc[h*d+i]/l[h]), 1e-5, "%s out[%d][%d]", name, h, i)
 						}
 					}
 				}
