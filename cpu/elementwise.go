@@ -102,7 +102,7 @@ func (b *Backend) elementwise(name string, op elemOp, dst, a, bt backend.Tensor,
 	// operations with an exponential).
 	perChunk := minChunk
 	if op == opSwiGLU || op == opGELU {
-		perChunk /= 4
+		perChunk /= 8
 	}
 	b.pool.run(j, units, max(1, perChunk/min(dst.Cols(), elemChunk)))
 	b.ew = elemJob{}

@@ -66,7 +66,7 @@ type parker struct {
 // parks: longer than the gaps between the operations of a decode step
 // (sampling, the scheduler's bookkeeping), short enough that an idle
 // backend gives its processors back at once to the eye.
-const spinFor = 200 * time.Microsecond
+const spinFor = 50 * time.Microsecond
 
 func newPool(threads int) *pool {
 	p := &pool{helpers: threads - 1, park: make([]parker, max(threads-1, 0))}

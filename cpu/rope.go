@@ -54,7 +54,7 @@ func (b *Backend) RoPE(dst, x, pos, freqs backend.Tensor, headDim int, neox bool
 	}
 	j := &b.rope
 	*j = ropeJob{b: b, dst: dm, x: xm, pos: pm, freqs: fm.row(0), headDim: headDim, neox: neox}
-	b.pool.run(j, n, max(1, minChunk/4/d))
+	b.pool.run(j, n, max(1, minChunk/16/d))
 	b.rope = ropeJob{}
 }
 

@@ -36,6 +36,14 @@ func dotTile(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ld
 	checkTile(dst, ldd, x, ldx, rows, w, ldw, cols, k)
 	for r := 0; r < rows; r += 3 {
 		nx := min(rows-r, 3)
+		if nx == 1 {
+			// One row left: the eight-row kernel wastes nothing on it (and
+			// sums in the same order).
+			for c := 0; c < cols; c += 8 {
+				dotRows8AVX2(&dst[r*ldd+c], unsafe.SliceData(w[c*ldw:]), ldw, unsafe.SliceData(x[r*ldx:]), k, min(cols-c, 8))
+			}
+			break
+		}
 		for c := 0; c < cols; c += 4 {
 			dotTile3x4AVX2(&dst[r*ldd+c], ldd, unsafe.SliceData(x[r*ldx:]), ldx, nx, unsafe.SliceData(w[c*ldw:]), ldw, min(cols-c, 4), k)
 		}
