@@ -174,7 +174,9 @@ GLOBL kmask<>(SB), RODATA|NOPTR, $64
 // dotTile3x4AVX2 follows too. Rows at or beyond rows repeat row 0 (their
 // sums are computed and dropped). Each x load feeds eight FMAs; one
 // prefetch per row per 128 bytes (the adjacent-line prefetcher brings the
-// other line), PFD bytes ahead, for rows streamed from memory.
+// other line), for rows streamed from memory: PFD bytes ahead in rows of
+// at least 2·PFD bytes, else the same place in the next eight rows (which
+// a matrix-vector product reads next).
 TEXT ·dotRows8AVX2(SB), NOSPLIT, $0-48
 	MOVQ w+8(FP), R8
 	MOVQ stride+16(FP), BX
@@ -202,6 +204,21 @@ TEXT ·dotRows8AVX2(SB), NOSPLIT, $0-48
 	CMOVQLE R8, SI
 	CMPQ CX, $7
 	CMOVQLE R8, DI
+	// Prefetch distance, kept in stride's argument slot: PFD bytes ahead
+	// in a row of at least 2·PFD bytes, else the same column of the next
+	// eight rows (short rows end before PFD, inside this group).
+	MOVQ stride+16(FP), CX
+	SHLQ $5, CX
+	CMPQ CX, $(2*PFD*8)
+	JB   d8_pfnext
+	MOVQ $PFD, CX
+	JMP  d8_pfset
+
+d8_pfnext:
+	// CX = 8 rows of bytes already.
+
+d8_pfset:
+	MOVQ CX, stride+16(FP)
 	MOVQ x+24(FP), DX
 	MOVQ n+32(FP), BX
 	SHLQ $2, BX
@@ -219,14 +236,16 @@ TEXT ·dotRows8AVX2(SB), NOSPLIT, $0-48
 	JZ   d8_tail16
 
 d8_loop32:
-	PREFETCHT0  PFD(R8)(AX*1)
-	PREFETCHT0  PFD(R9)(AX*1)
-	PREFETCHT0  PFD(R10)(AX*1)
-	PREFETCHT0  PFD(R11)(AX*1)
-	PREFETCHT0  PFD(R12)(AX*1)
-	PREFETCHT0  PFD(R13)(AX*1)
-	PREFETCHT0  PFD(SI)(AX*1)
-	PREFETCHT0  PFD(DI)(AX*1)
+	MOVQ stride+16(FP), BX
+	ADDQ AX, BX
+	PREFETCHT0  (R8)(BX*1)
+	PREFETCHT0  (R9)(BX*1)
+	PREFETCHT0  (R10)(BX*1)
+	PREFETCHT0  (R11)(BX*1)
+	PREFETCHT0  (R12)(BX*1)
+	PREFETCHT0  (R13)(BX*1)
+	PREFETCHT0  (SI)(BX*1)
+	PREFETCHT0  (DI)(BX*1)
 	VMOVUPS     (DX)(AX*1), Y8
 	VMOVUPS     32(DX)(AX*1), Y9
 	VMOVUPS     64(DX)(AX*1), Y10
@@ -266,6 +285,8 @@ d8_loop32:
 	ADDQ        $128, AX
 	CMPQ        AX, CX
 	JB          d8_loop32
+	MOVQ n+32(FP), BX
+	SHLQ $2, BX
 
 d8_tail16:
 	MOVQ BX, CX
