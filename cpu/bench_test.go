@@ -308,6 +308,8 @@ func BenchmarkAttention(b *testing.B) {
 	// stories260K's heads (8 query heads, 4 KV heads of 8) for 16 rows
 	// against about 64 positions: a batched decode step of a tiny model.
 	b.Run("tiny/F32/n=16", func(b *testing.B) { benchAttentionShape(b, backend.F32, 80, 16, 8, 4, 8) })
+	// stories15m's heads (6 of 48) decoding one row at position 128.
+	b.Run("stories15m/F32/n=1", func(b *testing.B) { benchAttentionShape(b, backend.F32, 128, 1, 6, 6, 48) })
 }
 
 func benchAttention(b *testing.B, dt backend.DType, kv, n int) {

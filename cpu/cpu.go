@@ -17,21 +17,37 @@
 //
 // Work split: an operation cuts its work into chunks that the calling
 // goroutine and Threads-1 pool goroutines claim in turn (an atomic
-// counter, so a descheduled goroutine delays only its own chunk). A
-// matrix-vector product is split by weight rows; a product with several
-// activation rows by tiles of weight rows that fit in the core's cache,
-// each multiplied with every activation row, so weights stream from
-// memory once per call; attention by (row, KV head), and for a long
-// history with few rows also by ranges of positions, combined afterwards
-// (flash-decoding). Operations smaller than a few microseconds of work run
-// on the caller alone. Once the per-worker scratch buffers have grown to
-// the largest shapes seen, an operation allocates nothing, so a decode
-// step allocates nothing.
+// counter, so a descheduled goroutine delays only its own chunk). Pool
+// goroutines spin briefly on a generation counter between jobs, as OpenMP
+// runtimes do, so a decode step's many small operations reach them in a
+// fraction of a microsecond (see pool). A matrix-vector product is split
+// by weight rows (one share per goroutine when the product is small); a
+// product with several activation rows by tiles of weight rows that fit in
+// the core's cache, each multiplied with every activation row, so weights
+// stream from memory once per call; attention by (row, KV head), then by
+// subgroups of a KV head's query heads, and for a long history with few
+// rows also by parts of 256 positions, combined afterwards
+// (flash-decoding); ArgMax of a few long rows by column ranges.
+// Operations smaller than a few microseconds of work run on the caller
+// alone. Once the per-worker scratch buffers have grown to the largest
+// shapes seen, an operation allocates nothing, so a decode step allocates
+// nothing.
 //
 // Numerics: sums accumulate in float32 (vec's several partial sums and
 // fused multiply-adds); exponentials use a float32 polynomial within 2 ulp
-// of math.Exp; by default Q8_0 and Q4_0 matrix products quantize
-// the activations to 8 bits, as llama.cpp does (see Options.ExactQuant).
+// of math.Exp, vectorised in the softmax and the gated activations; by
+// default Q8_0 and Q4_0 matrix products quantize the activations to 8
+// bits, as llama.cpp does (see Options.ExactQuant).
+//
+// Batch invariance: a row's results do not depend on the other rows of
+// the call or on the thread count. F32 matrix products add every dot
+// product in one canonical order whether the row is alone (vec.DotRows)
+// or in a tile (vec.DotTile); quantized products quantize each row on its
+// own; attention cuts every row's history at fixed multiples of 256
+// positions whatever the batch, and combines the parts in order; how work
+// is spread over goroutines never changes the arithmetic. (F16 and BF16
+// weights are the exception: one row takes vec.DotF16, several a widened
+// tile, whose sums are ordered differently.)
 //
 // A Backend is not safe for concurrent use: issue operations from one
 // goroutine, as with a GPU stream. Operations run synchronously, so Sync
