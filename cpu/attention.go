@@ -172,6 +172,7 @@ func (b *Backend) prepareAttention(j *attnJob, out, q, k, v backend.Tensor, cach
 		return err
 	}
 	*j = attnJob{b: b, c: c, layer: a.Layer, scale: a.Scale}
+	j.base, j.blockBytes, j.valueOff = c.off(0, a.Layer, 0, 0, 0), c.off(0, 0, 1, 0, 0), c.off(1, 0, 0, 0, 0)
 	if j.out, err = b.f32(out, true); err != nil {
 		return err
 	}
@@ -252,17 +253,20 @@ const attnSpan = 256
 // are units of their own, their partial results go to part, and Attention
 // combines them afterwards: the same arithmetic in the same order.
 type attnJob struct {
-	b                *Backend
-	c                *kvCache
-	layer            int
-	scale            float32
-	group            int // query heads per KV head
-	attended         int // sum over rows and KV heads of the positions read
-	maxPos           int // the most positions one row reads
-	subs, parts      int
-	part             []float32 // per (row, KV head, part): a record (see recSize)
-	out, q, k, v     mat[float32]
-	pos, seq, blocks mat[int32]
+	b           *Backend
+	c           *kvCache
+	layer       int
+	scale       float32
+	group       int // query heads per KV head
+	attended    int // sum over rows and KV heads of the positions read
+	maxPos      int // the most positions one row reads
+	subs, parts int
+	part        []float32 // per (row, KV head, part): a record (see recSize)
+	// Byte offsets into the cache: of the call's layer, between blocks,
+	// from keys to values (see kvCache.off).
+	base, blockBytes, valueOff int
+	out, q, k, v               mat[float32]
+	pos, seq, blocks           mat[int32]
 }
 
 // recSize is the length of one part's record: for each query head of the
@@ -375,7 +379,9 @@ func (j *attnJob) partialScratch() int {
 func (j *attnJob) block(kv int, table []int32, g, b0, b1 int, buf []float32) []float32 {
 	c := j.c
 	bs := c.spec.BlockSize
-	raw := c.data[c.off(kv, j.layer, int(table[b0/bs]), g, b0%bs):][:(b1-b0)*c.rowBytes]
+	// c.off(kv, layer, blk, g, b0%bs), from the per-call base.
+	off := j.base + int(table[b0/bs])*j.blockBytes + kv*j.valueOff + g*c.headBytes + b0%bs*c.rowBytes
+	raw := c.data[off:][:(b1-b0)*c.rowBytes]
 	if c.spec.DType == backend.F32 {
 		return bytesF32(raw)
 	}
@@ -394,13 +400,24 @@ func (j *attnJob) combine(recs []float32, np, r, g, h0, h1 int) {
 	rs := j.recSize()
 	out := j.out.row(r)[g*grp*d : (g+1)*grp*d]
 	for h := h0; h < h1; h++ {
-		m := float32(math.Inf(-1))
+		m, parts, last := float32(math.Inf(-1)), 0, 0
 		for p := range np {
 			if rec := recs[p*rs:]; rec[grp*(d+1)+h] != 0 {
 				m = max(m, rec[grp*d+h])
+				parts, last = parts+1, p
 			}
 		}
 		o := out[h*d : (h+1)*d]
+		if parts == 1 {
+			// One part with positions (whether the row was split or
+			// not): its values over its sum.
+			rec := recs[last*rs : (last+1)*rs]
+			inv := 1 / rec[grp*(d+1)+h]
+			for i, v := range rec[h*d : (h+1)*d] {
+				o[i] = v * inv
+			}
+			continue
+		}
 		clear(o)
 		var sum float32
 		for p := range np {

@@ -253,3 +253,20 @@ func BenchmarkDotF32L2(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDotTile: a batch of 16 activation rows against a tile of
+// weight rows, at stories260K's widths (k = 64 and 172) and a Llama-sized
+// one, all in cache.
+func BenchmarkDotTile(b *testing.B) {
+	for _, s := range [][3]int{{16, 128, 64}, {16, 64, 172}, {16, 64, 4096}, {64, 16, 4096}} {
+		rows, cols, k := s[0], s[1], s[2]
+		b.Run(fmt.Sprintf("rows=%d/cols=%d/k=%d", rows, cols, k), func(b *testing.B) {
+			r := newRand(b)
+			x, w, dst := randF32(r, rows*k), randF32(r, cols*k), make([]float32, rows*cols)
+			for range b.N {
+				DotTile(dst, cols, x, k, rows, w, k, cols, k)
+			}
+			b.ReportMetric(2*float64(rows*cols*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
