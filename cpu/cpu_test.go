@@ -129,3 +129,32 @@ func TestMeasureBandwidth(t *testing.T) {
 		require.Less(t, bw, 1e13, "bytes=%d threads=%d", c[0], c[1])
 	}
 }
+
+// TestSplitAllocs: the paths that split one row across the pool (ArgMax
+// of a vocabulary, attention of one row against a long history in parts)
+// allocate nothing once grown.
+func TestSplitAllocs(t *testing.T) {
+	b := New(Options{Threads: 2})
+	defer b.Close()
+	x := benchTensor(t, b, backend.F32, 1, 50000)
+	ids := benchTensor(t, b, backend.I32, 1, 1)
+	const hq, hkv, hd, block, kv = 2, 2, 64, 16, 1008
+	c, err := b.NewKVCache(backend.KVSpec{Layers: 1, KVHeads: hkv, HeadDim: hd, BlockSize: block, Blocks: kv / block, DType: backend.F16})
+	require.NoError(t, err)
+	tab := make([]int32, kv/block)
+	for i := range tab {
+		tab[i] = int32(i)
+	}
+	q, k, v, out := benchTensor(t, b, backend.F32, 1, hq*hd), benchTensor(t, b, backend.F32, 1, hkv*hd), benchTensor(t, b, backend.F32, 1, hkv*hd), benchTensor(t, b, backend.F32, 1, hq*hd)
+	pos, seq, bt := benchTensor(t, b, backend.I32, 1, 1), benchTensor(t, b, backend.I32, 1, 1), benchTensor(t, b, backend.I32, 1, kv/block)
+	require.NoError(t, b.Upload(bt, quant.I32Bytes(tab)))
+	require.NoError(t, b.Upload(pos, quant.I32Bytes([]int32{kv - 1})))
+	run := func() {
+		b.ArgMax(ids, x)
+		b.Attention(out, q, k, v, c, backend.Attn{Pos: pos, Seq: seq, Blocks: bt, Scale: 0.125})
+	}
+	run()
+	require.NoError(t, b.Sync())
+	require.Zero(t, testing.AllocsPerRun(20, run))
+	require.NoError(t, b.Sync())
+}
