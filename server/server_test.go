@@ -500,11 +500,19 @@ func TestBadInput(t *testing.T) {
 
 // TestQueueFull: beyond the queue, requests get 429 with Retry-After.
 func TestQueueFull(t *testing.T) {
+	// The scheduler's first step waits at the gate until the four requests
+	// have been decided, so none can finish (and free its place) before
+	// the last one arrives; the first is running before the others are
+	// sent: exactly one runs, one waits, two are refused.
+	gate := make(chan struct{})
 	ts := startServer(t, serverOptions{seqs: 1, blocks: 64, sched: sched.Config{MaxQueue: 1,
-		OnStep: func(_, _ int, took time.Duration) { time.Sleep(2*time.Millisecond - took) }}})
+		OnStep: func(_, _ int, took time.Duration) { <-gate }}})
 	var wg sync.WaitGroup
 	codes := make(chan int, 4)
-	for range 4 {
+	for i := range 4 {
+		if i == 1 { // the first request is running (held at the gate) before the others come
+			require.Eventually(t, func() bool { return ts.sched.Stats().Running == 1 }, 10*time.Second, time.Millisecond)
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -517,9 +525,19 @@ func TestQueueFull(t *testing.T) {
 			codes <- r.StatusCode
 		}()
 	}
+	n := map[int]int{}
+	for range 2 { // the two refusals come back while the gate is shut
+		select {
+		case c := <-codes:
+			n[c]++
+		case <-time.After(10 * time.Second):
+			close(gate)
+			require.FailNow(t, "no refusal within 10 s", "codes so far: %v", n)
+		}
+	}
+	close(gate)
 	wg.Wait()
 	close(codes)
-	n := map[int]int{}
 	for c := range codes {
 		n[c]++
 	}
