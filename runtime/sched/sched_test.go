@@ -174,13 +174,13 @@ func TestBatchInvariance(t *testing.T) {
 	require.Zero(t, sc.Stats().BlocksUsed)
 }
 
-// TestLongContextInvariance reproduces the one way the CPU backend's
-// rows depend on their batch: cpu.Backend.Attention splits positions
-// across its thread pool (flash-decoding) when rows × KV heads < 2 ×
-// threads and the batch's longest history reaches 512 positions, with
-// parts sized from that longest history, so a row's softmax and value
-// sums are associated differently alone and in a batch. It needs many
-// threads (LOOM_INVARIANCE_THREADS=16) and about 15 s, so it is opt-in.
+// TestLongContextInvariance checks batch invariance where it used to
+// break: with many threads, the CPU backend's attention splits long
+// histories across its pool (flash-decoding). It cuts every row's history
+// at fixed 256-position boundaries, whatever else is in the batch, so a
+// row's softmax and value sums are associated the same way alone and in a
+// batch. It needs many threads (LOOM_INVARIANCE_THREADS=16) and about 15 s,
+// so it is opt-in.
 func TestLongContextInvariance(t *testing.T) {
 	threads, _ := strconv.Atoi(os.Getenv("LOOM_INVARIANCE_THREADS"))
 	if threads == 0 {
