@@ -35,6 +35,13 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	peakFlops := fs.Float64("peak-tflops", 0, "matrix-multiply ceiling in TFLOP/s measured elsewhere (e.g. cuBLAS through torch); 0 uses loom's own probe")
 	peakBW := fs.Float64("peak-gbs", 0, "memory-bandwidth ceiling in GB/s measured elsewhere; 0 measures it")
 	asJSON := fs.Bool("json", false, "print one JSON object per measurement")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: loom bench (--model FILE | --preset NAME [--dtype D]) [flags]")
+		fmt.Fprintln(stderr, "\nMeasures time to first token, prefill and decode speed with random token ids, each")
+		fmt.Fprintln(stderr, "against a ceiling measured in the same run: memory bandwidth for decode, the")
+		fmt.Fprintln(stderr, "matrix-multiply rate for prefill. Presets generate synthetic weights in memory.")
+		fs.PrintDefaults()
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
