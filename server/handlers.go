@@ -437,22 +437,29 @@ func eventError(err error) *apiError {
 // respond collects every choice and writes one response.
 func (s *Server) respond(w http.ResponseWriter, ctx context.Context, j *job, streams []*sched.Stream, promptTokens int) {
 	choices := make([]choice, len(streams))
-	first := true
-	for t := range fanIn(ctx, streams) {
-		err := t.err
-		if err == nil {
-			s.observe(j, &choices[t.i], t.ev, &first)
-			if t.ev.Token.ID >= 0 && !t.ev.Done {
-				choices[t.i].events = append(choices[t.i].events, t.ev)
+	first, failed := true, false
+	eventBatches(ctx, streams, func(batch []tagged) bool {
+		for _, t := range batch {
+			err := t.err
+			if err == nil {
+				s.observe(j, &choices[t.i], t.ev, &first)
+				if t.ev.Token.ID >= 0 && !t.ev.Done {
+					choices[t.i].events = append(choices[t.i].events, t.ev)
+				}
+				err = t.ev.Err
 			}
-			err = t.ev.Err
-		}
-		if err != nil {
-			if e := eventError(err); e != nil {
-				s.fail(w, e)
+			if err != nil {
+				if e := eventError(err); e != nil {
+					s.fail(w, e)
+				}
+				failed = true
+				return false
 			}
-			return
 		}
+		return true
+	})
+	if failed {
+		return
 	}
 	if ctx.Err() != nil {
 		return
@@ -501,19 +508,36 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, stre
 	w.WriteHeader(http.StatusOK)
 	id, created := j.id(), time.Now().Unix()
 	broken := false
+	var out []byte // events not yet written
 	send := func(v any) {
 		if broken {
 			return
 		}
 		b, err := jsonMarshal(v)
-		if err == nil {
-			_, err = fmt.Fprintf(w, "data: %s\n\n", b)
+		if err != nil {
+			broken = true
+			return
 		}
+		out = append(out, "data: "...)
+		out = append(out, b...)
+		out = append(out, "\n\n"...)
+	}
+	flush := func() {
+		if broken || len(out) == 0 {
+			return
+		}
+		_, err := w.Write(out)
 		if err == nil {
 			err = rc.Flush()
 		}
 		broken = err != nil
+		out = out[:0]
 	}
+	object := "text_completion"
+	if j.chat {
+		object = "chat.completion.chunk"
+	}
+	prefix := chunkPrefix(id, object, created, s.cfg.ModelName)
 	chatChunk := func(c ChatChoice) ChatResponse {
 		return ChatResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelName, Choices: []ChatChoice{c}}
 	}
@@ -525,50 +549,68 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, stre
 		for i := range streams {
 			send(chatChunk(ChatChoice{Index: i, Delta: &ChatReply{Role: "assistant", Content: &empty}}))
 		}
+		flush()
 	}
 	choices := make([]choice, len(streams))
-	first := true
-	for t := range fanIn(ctx, streams) {
-		if broken {
-			return // the client has gone; ctx ends the sequences
-		}
-		err := t.err
-		if err == nil {
-			err = t.ev.Err
-		}
-		if err != nil {
-			if e := eventError(err); e != nil {
-				send(errorBody(e))
-				send(rawDone{})
+	first, ended, running := true, false, len(streams)
+	eventBatches(ctx, streams, func(batch []tagged) bool {
+		defer func() {
+			if running > 0 || ended {
+				flush() // else the usage chunk and [DONE] go with the last chunks
 			}
-			return
-		}
-		ev, c := t.ev, &choices[t.i]
-		s.observe(j, c, ev, &first)
-		switch {
-		case ev.Done:
-			reason := finishReason(ev.Stats.Finish)
-			if j.chat {
-				send(chatChunk(ChatChoice{Index: t.i, Delta: &ChatReply{}, FinishReason: &reason}))
-			} else {
-				send(textChunk(CompletionChoice{Index: t.i, FinishReason: &reason}))
+		}()
+		for _, t := range batch {
+			if broken {
+				return false // the client has gone; ctx ends the sequences
 			}
-		case ev.Token.Text == "" && (j.logprobs < 0 || ev.Token.ID < 0):
-			// Nothing to say yet (text held back, no log probabilities).
-		case j.chat:
-			text := ev.Token.Text
-			ch := ChatChoice{Index: t.i, Delta: &ChatReply{Content: &text}}
-			if j.logprobs >= 0 && ev.Token.ID >= 0 {
+			err := t.err
+			if err == nil {
+				err = t.ev.Err
+			}
+			if err != nil {
+				if e := eventError(err); e != nil {
+					send(errorBody(e))
+					send(rawDone{})
+				}
+				ended = true
+				return false
+			}
+			ev, c := t.ev, &choices[t.i]
+			s.observe(j, c, ev, &first)
+			switch {
+			case ev.Done:
+				running--
+				reason := finishReason(ev.Stats.Finish)
+				if j.chat {
+					send(chatChunk(ChatChoice{Index: t.i, Delta: &ChatReply{}, FinishReason: &reason}))
+				} else {
+					send(textChunk(CompletionChoice{Index: t.i, FinishReason: &reason}))
+				}
+			case ev.Token.Text == "" && (j.logprobs < 0 || ev.Token.ID < 0):
+				// Nothing to say yet (text held back, no log probabilities).
+			case j.chat:
+				if j.logprobs < 0 || ev.Token.ID < 0 {
+					out = appendDeltaEvent(out, prefix, t.i, ev.Token.Text)
+					break
+				}
+				text := ev.Token.Text
+				ch := ChatChoice{Index: t.i, Delta: &ChatReply{Content: &text}}
 				ch.Logprobs = s.chatLogprobs([]sched.Event{ev})
-			}
-			send(chatChunk(ch))
-		default:
-			ch := CompletionChoice{Index: t.i, Text: ev.Token.Text}
-			if j.logprobs >= 0 && ev.Token.ID >= 0 {
+				send(chatChunk(ch))
+			default:
+				if j.logprobs < 0 || ev.Token.ID < 0 {
+					out = appendTextEvent(out, prefix, t.i, ev.Token.Text)
+					break
+				}
+				ch := CompletionChoice{Index: t.i, Text: ev.Token.Text}
 				ch.Logprobs = s.completionLogprobs([]sched.Event{ev}, &c.offset)
+				send(textChunk(ch))
 			}
-			send(textChunk(ch))
 		}
+		return true
+	})
+	if ended {
+		return
 	}
 	if ctx.Err() != nil || broken {
 		return
@@ -586,6 +628,7 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, stre
 		}
 	}
 	send(rawDone{})
+	flush()
 }
 
 // rawDone is the stream's last event, "data: [DONE]".

@@ -115,6 +115,14 @@ type Sampler struct {
 	history    *History
 	rng        *rand.Rand
 	cands      Candidates
+
+	// plain: the only transform is a temperature (or none): Sample draws
+	// straight from the logits (drawScaled), with the same arithmetic as
+	// Reset, Temperature and Draw, so the same token, without building
+	// the candidate list.
+	plain bool
+	scale bool    // multiply by inv (a temperature other than 1)
+	inv   float32 // 1 / temperature
 }
 
 // New returns a Sampler for the options.
@@ -151,6 +159,14 @@ func New(o Options) (*Sampler, error) {
 		if o.MinP > 0 {
 			s.transforms = append(s.transforms, MinP(o.MinP))
 		}
+		switch {
+		case len(s.transforms) == 0:
+			s.plain = true
+		case len(s.transforms) == 1 && o.Temperature != 1 && s.history == nil && len(o.LogitBias) == 0:
+			if t, ok := s.transforms[0].(temperature); ok {
+				s.plain, s.scale, s.inv = true, true, 1/float32(t)
+			}
+		}
 	}
 	return s, nil
 }
@@ -172,6 +188,19 @@ func (s *Sampler) Sample(logits []float32) int32 {
 	}
 	if s.greedy && len(s.transforms) == 0 {
 		return ArgMax(logits)
+	}
+	if s.plain {
+		if id, ok := s.cands.drawScaled(logits, s.scale, s.inv, s.rng.Float64()); ok {
+			return id
+		}
+		// Every logit is -Inf or NaN: the general path's ArgMax (the rng
+		// has advanced as Draw's call would have advanced it).
+		c := &s.cands
+		c.Reset(logits)
+		for _, t := range s.transforms {
+			t.Apply(c)
+		}
+		return c.ArgMax()
 	}
 	c := &s.cands
 	c.Reset(logits)

@@ -110,6 +110,52 @@ func (c *Candidates) Draw(u float64) int32 {
 	return c.Tokens[last].ID // rounding left target just past the total
 }
 
+// drawScaled is Reset(logits), then Temperature (logits times inv, when
+// scale), then Draw(u), with the same float32 and float64 operations in
+// the same order, so it returns the same token; it only skips building
+// the candidate list. ok is false when no logit is finite from above
+// (all -Inf or NaN), where Draw would fall back to ArgMax.
+func (c *Candidates) drawScaled(logits []float32, scale bool, inv float32, u float64) (id int32, ok bool) {
+	maxL := float32(math.Inf(-1))
+	for _, l := range logits {
+		if scale {
+			l *= inv
+		}
+		if l > maxL { // NaN never is
+			maxL = l
+		}
+	}
+	if math.IsInf(float64(maxL), -1) {
+		return -1, false
+	}
+	if cap(c.probs) < len(logits) {
+		c.probs = make([]float32, len(logits))
+	}
+	probs := c.probs[:len(logits)]
+	var sum float64
+	for i, l := range logits {
+		if scale {
+			l *= inv
+		}
+		probs[i] = expNeg(l - maxL) // 0 for NaN, as for the -Inf Reset makes of it
+		sum += float64(probs[i])
+	}
+	target := u * sum
+	last := -1
+	var acc float64
+	for i, p := range probs {
+		if p == 0 {
+			continue
+		}
+		acc += float64(p)
+		last = i
+		if target < acc {
+			return int32(i), true
+		}
+	}
+	return int32(last), true
+}
+
 func (c *Candidates) maxLogit() float32 {
 	if c.Sorted {
 		return c.Tokens[0].Logit

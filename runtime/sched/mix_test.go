@@ -1,0 +1,124 @@
+package sched
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/loomllm/loom/runtime/generate"
+	"github.com/loomllm/loom/runtime/sample"
+)
+
+// BenchmarkServeMix runs the server load test's request mix (its prompts,
+// max_tokens 32 to 127, temperature 0.8 with a seed, text decoding)
+// through the scheduler alone, c clients back to back for the benchmark
+// time: the ceiling of what the HTTP server can deliver at concurrency c.
+// Run it with -count to interleave c=1 and c=16:
+//
+//	go test ./runtime/sched -run '^$' -bench ServeMix -benchtime 3s -count 5
+func BenchmarkServeMix(b *testing.B) {
+	for _, c := range []int{1, 16} {
+		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
+			s := loadStories(b, 32, 32*16)
+			sc := s.start(b, Config{MaxBatch: 32, MaxQueue: 16})
+			var tokens, steps atomic.Int64
+			var next atomic.Int64
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			for i := range c {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rng := rand.New(rand.NewPCG(uint64(i), 1))
+					for next.Add(1) <= int64(b.N) {
+						q := s.seq(prompts[rng.IntN(len(prompts))], 32+rng.IntN(96))
+						q.Options.Sampling = sample.Options{Temperature: 0.8, RepeatLastN: -1, Seed: rng.Uint64()}
+						sts, err := sc.Submit(context.Background(), []Seq{q})
+						require.NoError(b, err)
+						var buf []Event
+						for {
+							evs, err := sts[0].Next(context.Background(), buf)
+							if err != nil {
+								break
+							}
+							for _, ev := range evs {
+								if ev.Done {
+									tokens.Add(int64(ev.Stats.Tokens))
+								}
+							}
+							buf = evs
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			took := time.Since(start)
+			steps.Store(int64(sc.Stats().Steps))
+			b.ReportMetric(float64(tokens.Load())/took.Seconds(), "tokens/s")
+			b.ReportMetric(float64(tokens.Load())/float64(b.N), "tokens/req")
+		})
+	}
+}
+
+// BenchmarkDecodeRows times the engine alone: decode steps of n rows at
+// the positions the mix visits (prompts of 8, then up to 135), greedy
+// (on-device argmax), no sampling, no scheduler. Only the Step calls are
+// timed; a sequence that finishes is replaced by a new one, prefilled
+// outside the timing.
+func BenchmarkDecodeRows(b *testing.B) {
+	for _, n := range []int{1, 16} {
+		b.Run(fmt.Sprintf("rows=%d", n), func(b *testing.B) {
+			s := loadStories(b, 32, 32*16)
+			e := s.e
+			rng := rand.New(rand.NewPCG(1, 2))
+			reqs := make([]*generate.Request, n)
+			limit := make([]int, n)
+			jobs := make([]generate.Job, n)
+			fresh := func(i int) {
+				if reqs[i] != nil {
+					reqs[i].Close()
+				}
+				q := s.seq(prompts[rng.IntN(len(prompts))], 32+rng.IntN(96))
+				r, err := generate.NewRequest(e, q.Prompt, q.Options)
+				require.NoError(b, err)
+				one := []generate.Job{r.Job(256)}
+				require.NoError(b, e.Step(one)) // prefill, not timed
+				r.Advance(&one[0])
+				reqs[i], limit[i] = r, len(q.Prompt)+q.Options.MaxTokens
+			}
+			for i := range n {
+				fresh(i)
+			}
+			b.Cleanup(func() {
+				for _, r := range reqs {
+					r.Close()
+				}
+			})
+			var stepping time.Duration // Step calls only (fresh prefills excluded)
+			b.ResetTimer()
+			for range b.N {
+				for i, r := range reqs {
+					jobs[i] = r.Job(1)
+				}
+				t0 := time.Now()
+				require.NoError(b, e.Step(jobs))
+				stepping += time.Since(t0)
+				for i, r := range reqs {
+					r.Advance(&jobs[i])
+					if r.Done() || len(r.Tokens())+8 >= limit[i] {
+						fresh(i)
+					}
+				}
+			}
+			b.ReportMetric(float64(stepping.Nanoseconds())/float64(b.N), "ns/step")
+			b.ReportMetric(float64(n)*float64(b.N)/stepping.Seconds(), "tokens/s")
+		})
+	}
+}
