@@ -162,6 +162,19 @@ func (r *Request) Job(maxRows int) Job {
 	return Job{Seq: r.seq, Tokens: r.next[:], Want: r.want}
 }
 
+// Sample draws the token of a finished step now, if the step returned
+// logits (WantLogits), and leaves it in j as if the step had picked it
+// (j.ID, with j.Want WantArgMax), so Advance only records it. It touches
+// nothing but this request's sampler and j, so a scheduler may run Sample
+// for the jobs of different requests on different goroutines after a
+// step, then Advance them in turn. j.Logits stays set.
+func (r *Request) Sample(j *Job) {
+	if j.Want == WantLogits {
+		j.ID = r.sampler.Sample(j.Logits)
+		j.Want = WantArgMax
+	}
+}
+
 // Advance consumes the result of the step that ran Job and returns the
 // output of that step: a token (or -1 and no text after a prefill chunk,
 // or at an end token with nothing held back).
@@ -179,10 +192,8 @@ func (r *Request) Advance(j *Job) Token {
 	}
 	r.stats.Decode = now.Sub(r.first)
 
+	r.Sample(j)
 	id := j.ID
-	if j.Want == WantLogits {
-		id = r.sampler.Sample(j.Logits)
-	}
 	r.sampler.Accept(id)
 	if r.opt.IsEnd != nil && r.opt.IsEnd(id) {
 		r.stats.Finish = FinishEnd

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -120,5 +121,46 @@ func BenchmarkDecodeRows(b *testing.B) {
 			b.ReportMetric(float64(stepping.Nanoseconds())/float64(b.N), "ns/step")
 			b.ReportMetric(float64(n)*float64(b.N)/stepping.Seconds(), "tokens/s")
 		})
+	}
+}
+
+// BenchmarkDraw: a step's host work for 32 rows of a Llama-3 vocabulary
+// (128256 logits each) through fanOut, as Scheduler.draw spreads it, on
+// one goroutine and on GOMAXPROCS: the time the engine waits between a
+// GPU step and the next when requests sample.
+//
+//	go test ./runtime/sched -run '^$' -bench Draw
+func BenchmarkDraw(b *testing.B) {
+	const rows, vocab = 32, 128256
+	rng := rand.New(rand.NewPCG(3, 4))
+	logits := make([][]float32, rows)
+	for i := range logits {
+		logits[i] = make([]float32, vocab)
+		for k := range logits[i] {
+			logits[i][k] = float32(rng.NormFloat64() * 3)
+		}
+	}
+	for _, o := range []struct {
+		name string
+		opt  sample.Options
+	}{
+		{"temperature", sample.Options{Temperature: 0.8}},
+		{"top-k+top-p", sample.Options{Temperature: 0.8, TopK: 40, TopP: 0.95}},
+	} {
+		for _, workers := range []int{1, runtime.GOMAXPROCS(0)} {
+			b.Run(fmt.Sprintf("%s/workers=%d", o.name, workers), func(b *testing.B) {
+				ss := make([]*sample.Sampler, rows)
+				for i := range ss {
+					var err error
+					ss[i], err = sample.New(o.opt)
+					require.NoError(b, err)
+				}
+				ids := make([]int32, rows)
+				for b.Loop() {
+					fanOut(rows, workers, func(i int) { ids[i] = ss[i].Sample(logits[i]) })
+				}
+				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/rows, "µs/row")
+			})
+		}
 	}
 }

@@ -53,8 +53,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/loomllm/loom/runtime/generate"
@@ -93,7 +95,20 @@ type Config struct {
 	// OnStep, if set, is called by the scheduler's goroutine after every
 	// step with the number of sequences and tokens it ran and its time.
 	OnStep func(seqs, tokens int, took time.Duration)
+	// SampleWorkers is the most goroutines that draw the step's tokens
+	// and compute their log probabilities, one row each at a time, when
+	// the rows' logits are many (at least ParallelSampleMin values in all,
+	// two rows or more); 0 means GOMAXPROCS, 1 keeps all of it on the
+	// scheduler's goroutine. Each row's result is the same either way.
+	SampleWorkers int
 }
+
+// ParallelSampleMin is the number of logits (rows × vocabulary) from
+// which a step's sampling is spread over Config.SampleWorkers goroutines:
+// about 100 µs of drawing, so starting the goroutines costs little. A
+// 128k vocabulary crosses it with one row; stories260K (512) never does
+// at 32 rows.
+const ParallelSampleMin = 1 << 16
 
 // Seq is one sequence to generate.
 type Seq struct {
@@ -242,11 +257,16 @@ func New(e *generate.Engine, cfg Config) (*Scheduler, error) {
 	if cfg.PrefillChunk == 0 {
 		cfg.PrefillChunk = min(256, room)
 	}
+	if cfg.SampleWorkers == 0 {
+		cfg.SampleWorkers = runtime.GOMAXPROCS(0)
+	}
 	switch {
 	case cfg.MaxBatch < 1 || cfg.MaxBatch > e.MaxJobs():
 		return nil, fmt.Errorf("sched: %w: max batch %d (the engine takes 1 to %d sequences a step)", ErrConfig, cfg.MaxBatch, e.MaxJobs())
 	case cfg.MaxQueue < 0:
 		return nil, fmt.Errorf("sched: %w: max queue %d", ErrConfig, cfg.MaxQueue)
+	case cfg.SampleWorkers < 0:
+		return nil, fmt.Errorf("sched: %w: sample workers %d", ErrConfig, cfg.SampleWorkers)
 	case cfg.PrefillChunk < 1 || cfg.PrefillChunk > room:
 		return nil, fmt.Errorf("sched: %w: prefill chunk %d (the engine has room for 1 to %d prompt tokens beside %d decode rows)",
 			ErrConfig, cfg.PrefillChunk, room, cfg.MaxBatch)
@@ -386,6 +406,7 @@ func (s *Scheduler) loop() {
 		groups  = map[*seqState]*group{}
 		jobs    []generate.Job
 		owners  []*seqState
+		rows    []drawn // host work of the step's rows
 	)
 	// finish ends a sequence: it frees its blocks now and queues its
 	// last event, which settle sends once the books are updated, so a
@@ -521,6 +542,7 @@ func (s *Scheduler) loop() {
 		s.mu.Lock()
 		s.steps++
 		s.mu.Unlock()
+		rows = s.draw(jobs, owners, rows)
 		for i := range jobs {
 			q := owners[i]
 			j := &jobs[i]
@@ -530,8 +552,8 @@ func (s *Scheduler) loop() {
 			tok := q.req.Advance(j)
 			if tok.ID >= 0 || tok.Text != "" {
 				ev := Event{Token: tok}
-				if tok.ID >= 0 && q.spec.Logprobs >= 0 && j.Logits != nil {
-					ev.Logprob, ev.Top = logprobs(j.Logits, tok.ID, q.spec.Logprobs)
+				if tok.ID >= 0 && rows[i].ok {
+					ev.Logprob, ev.Top = rows[i].logprob, rows[i].top
 				}
 				q.st.push(ev)
 			}
@@ -541,6 +563,88 @@ func (s *Scheduler) loop() {
 		}
 		settle()
 	}
+}
+
+// drawn is a row's host work after a step: its log probabilities (the
+// token itself is left in the job by Request.Sample).
+type drawn struct {
+	ok      bool // log probabilities were computed
+	logprob float32
+	top     []TokenLogprob
+}
+
+// draw runs the host work of every row of a finished step: the token
+// draw (Request.Sample) and the log probabilities asked for. Rows are
+// independent (each request has its own sampler), so when their logits
+// are many it spreads them over up to SampleWorkers goroutines, the
+// scheduler's own included; Advance then finds each token drawn. It
+// returns out resized to the jobs, row i's log probabilities in out[i].
+func (s *Scheduler) draw(jobs []generate.Job, owners []*seqState, out []drawn) []drawn {
+	out = slices.Grow(out[:0], len(jobs))[:len(jobs)]
+	clear(out)
+	row := func(i int) {
+		j, q := &jobs[i], owners[i]
+		if j.Want != generate.WantLogits {
+			return
+		}
+		q.req.Sample(j)
+		if q.spec.Logprobs >= 0 && j.ID >= 0 {
+			d := &out[i]
+			d.ok = true
+			d.logprob, d.top = logprobs(j.Logits, j.ID, q.spec.Logprobs)
+		}
+	}
+	n, values := 0, 0
+	for i := range jobs {
+		if jobs[i].Want == generate.WantLogits {
+			n++
+			values += len(jobs[i].Logits)
+		}
+	}
+	workers := min(s.cfg.SampleWorkers, n)
+	if values < parallelSampleMin {
+		workers = 1
+	}
+	if workers > 1 {
+		parallelDraws.Add(1)
+	}
+	fanOut(len(jobs), workers, row)
+	return out
+}
+
+// parallelSampleMin is ParallelSampleMin, lowered by tests; parallelDraws
+// counts the steps that drew in parallel.
+var (
+	parallelSampleMin = ParallelSampleMin
+	parallelDraws     atomic.Int64
+)
+
+// fanOut calls fn(i) for every i in [0, n), on up to workers goroutines
+// (the caller's included), each taking the next i in turn, and returns
+// when all calls have.
+func fanOut(n, workers int, fn func(i int)) {
+	if workers < 2 || n < 2 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	work := func() {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= n {
+				return
+			}
+			fn(i)
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(workers, n) - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
 }
 
 // job returns q's next job, asking for logits when log probabilities are wanted.

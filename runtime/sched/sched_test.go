@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -510,5 +511,75 @@ func BenchmarkThroughput(b *testing.B) {
 			}
 			b.ReportMetric(float64(tokens)/b.Elapsed().Seconds(), "tokens/s")
 		})
+	}
+}
+
+// TestParallelSampling: drawing the rows of a step on several goroutines
+// gives every sequence exactly the tokens and log probabilities it gets
+// with one, whatever the sampling options.
+func TestParallelSampling(t *testing.T) {
+	s := loadStories(t, 16, 16*8)
+	defer func(v int) { parallelSampleMin = v }(parallelSampleMin)
+	parallelSampleMin = 0 // stories260K's 512 logits a row would never cross the real one
+	opts := []sample.Options{
+		{Temperature: 0.8},
+		{Temperature: 1, TopK: 40},
+		{Temperature: 0.7, TopP: 0.9},
+		{Temperature: 1.2, MinP: 0.05},
+		{Temperature: 0.9, TopK: 100, TopP: 0.95, RepeatPenalty: 1.3, PresencePenalty: 0.5, FrequencyPenalty: 0.2},
+		{Temperature: 1, LogitBias: map[int32]float32{13: 5, 7: float32(math.Inf(-1))}},
+		{},                   // greedy
+		{RepeatPenalty: 1.5}, // greedy over penalised logits
+	}
+	seqs := func() []Seq {
+		var q []Seq
+		for i := range 16 {
+			x := s.seq(prompts[i%len(prompts)], 40)
+			x.Options.Sampling = opts[i%len(opts)]
+			x.Options.Sampling.Seed = uint64(100 + i)
+			x.Logprobs = []int{-1, 0, 3}[i%3]
+			q = append(q, x)
+		}
+		return q
+	}
+	runAll := func(workers int) []result {
+		sc, err := New(s.e, Config{SampleWorkers: workers})
+		require.NoError(t, err)
+		defer func() { require.NoError(t, sc.Close(context.Background())) }()
+		sts, err := sc.Submit(context.Background(), seqs())
+		require.NoError(t, err)
+		var out []result
+		for _, st := range sts {
+			out = append(out, drain(t, st))
+		}
+		return out
+	}
+	before := parallelDraws.Load()
+	one := runAll(1)
+	require.Equal(t, before, parallelDraws.Load(), "one worker never fans out")
+	four := runAll(4)
+	require.Greater(t, parallelDraws.Load(), before+10, "four workers fan the steps out")
+	for i := range one {
+		require.NotEmpty(t, one[i].ids)
+		require.Equal(t, one[i].ids, four[i].ids, "sequence %d", i)
+		require.Equal(t, one[i].text, four[i].text, "sequence %d", i)
+		for k, ev := range one[i].events {
+			require.Equal(t, ev.Logprob, four[i].events[k].Logprob, "sequence %d event %d", i, k)
+			require.Equal(t, ev.Top, four[i].events[k].Top, "sequence %d event %d", i, k)
+		}
+	}
+	_, err := New(s.e, Config{SampleWorkers: -1})
+	require.ErrorIs(t, err, ErrConfig)
+}
+
+func TestFanOut(t *testing.T) {
+	for _, n := range []int{0, 1, 2, 7, 100} {
+		for _, w := range []int{0, 1, 2, 3, 16} {
+			var hits = make([]atomic.Int32, n)
+			fanOut(n, w, func(i int) { hits[i].Add(1) })
+			for i := range hits {
+				require.Equal(t, int32(1), hits[i].Load(), "n %d workers %d: index %d", n, w, i)
+			}
+		}
 	}
 }
