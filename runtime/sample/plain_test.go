@@ -2,6 +2,7 @@ package sample
 
 import (
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -10,7 +11,7 @@ import (
 // TestPlainDraw: a sampler with only a temperature (or none) draws
 // straight from the logits; it picks exactly the tokens the candidate
 // chain (Reset, Temperature, Draw) picks, for the same seed, including
-// rows with NaN, -Inf and only -Inf.
+// rows with NaN, -Inf, only -Inf and +Inf (which takes all the mass).
 func TestPlainDraw(t *testing.T) {
 	r := newRand(t)
 	for _, temp := range []float32{0.3, 0.8, 1, 1.7} {
@@ -22,7 +23,7 @@ func TestPlainDraw(t *testing.T) {
 		slow.plain = false
 		for i := range 3000 {
 			logits := randLogits(r, 1+r.IntN(600))
-			switch i % 7 {
+			switch i % 9 {
 			case 1:
 				logits[r.IntN(len(logits))] = float32(math.NaN())
 			case 2:
@@ -35,6 +36,17 @@ func TestPlainDraw(t *testing.T) {
 				for k := range logits {
 					logits[k] *= 40 // far apart: many probabilities underflow
 				}
+			case 5:
+				logits[r.IntN(len(logits))] = float32(math.NaN())
+				logits[r.IntN(len(logits))] = float32(math.NaN())
+				logits[r.IntN(len(logits))] = float32(math.Inf(-1))
+			case 6: // +Inf takes all the mass: the first +Inf
+				logits[r.IntN(len(logits))] = float32(math.NaN())
+				logits[r.IntN(len(logits))] = float32(math.Inf(1))
+				want := slices.Index(logits, float32(math.Inf(1)))
+				other, err := New(Options{Temperature: temp})
+				require.NoError(t, err)
+				require.Equal(t, int32(want), other.Sample(logits), "temperature %v, row %d", temp, i)
 			}
 			require.Equal(t, slow.Sample(logits), fast.Sample(logits), "temperature %v, row %d", temp, i)
 		}
@@ -60,5 +72,111 @@ func BenchmarkTemperature512(b *testing.B) {
 				s.Sample(logits)
 			}
 		})
+	}
+}
+
+// TestArgMax: the vectorised ArgMax against the plain loop, on rows with
+// ties, NaN, infinities, and only NaN (index 0, as the loop gives).
+func TestArgMax(t *testing.T) {
+	ref := func(x []float32) int32 {
+		if len(x) == 0 {
+			return -1
+		}
+		best, bv := 0, float32(math.Inf(-1))
+		for i, v := range x {
+			if v > bv {
+				best, bv = i, v
+			}
+		}
+		return int32(best)
+	}
+	r := newRand(t)
+	for i := range 5000 {
+		x := randLogits(r, r.IntN(300))
+		for k := range x {
+			switch r.IntN(20) {
+			case 0:
+				x[k] = float32(math.NaN())
+			case 1:
+				x[k] = float32(math.Inf(-1))
+			case 2:
+				x[k] = float32(math.Inf(1))
+			case 3:
+				x[k] = float32(int(x[k])) // ties
+			}
+		}
+		if i%50 == 0 {
+			for k := range x {
+				x[k] = float32(math.NaN())
+			}
+		}
+		require.Equal(t, ref(x), ArgMax(x), "row %d: %v", i, x)
+	}
+}
+
+// TestTopDraw: a chain that starts with temperature and top-k selects its
+// candidates straight from the logits; it picks exactly the tokens the
+// whole chain picks for the same seed, also with ties (which top-k breaks
+// by id), NaN and infinities.
+func TestTopDraw(t *testing.T) {
+	r := newRand(t)
+	for _, o := range []Options{
+		{Temperature: 0.8, TopK: 40},
+		{Temperature: 1, TopK: 1},
+		{Temperature: 0.3, TopK: 7, TopP: 0.9},
+		{Temperature: 1.3, TopK: 100, MinP: 0.05},
+		{Temperature: 0.7, TopK: 20, TopP: 0.8, MinP: 0.1},
+	} {
+		o.Seed = 11
+		fast, err := New(o)
+		require.NoError(t, err)
+		require.Positive(t, fast.top)
+		slow, err := New(o)
+		require.NoError(t, err)
+		slow.top = 0
+		for i := range 2000 {
+			logits := randLogits(r, 1+r.IntN(3000))
+			switch i % 6 {
+			case 1:
+				for k := range logits {
+					logits[k] = float32(int(logits[k] * 2)) // many ties
+				}
+			case 2:
+				for range 5 {
+					logits[r.IntN(len(logits))] = float32(math.NaN())
+					logits[r.IntN(len(logits))] = float32(math.Inf(-1))
+				}
+			case 3:
+				logits[r.IntN(len(logits))] = float32(math.Inf(1))
+			case 4:
+				for k := range logits {
+					logits[k] = float32(math.Inf(-1))
+				}
+			}
+			require.Equal(t, slow.Sample(logits), fast.Sample(logits), "%+v, row %d", o, i)
+		}
+	}
+	for _, o := range []Options{{Temperature: 0.8, TopK: 40, RepeatPenalty: 1.1},
+		{Temperature: 0.8, TopK: 40, LogitBias: map[int32]float32{1: 2}}, {Temperature: 0.8, TopP: 0.9}} {
+		s, err := New(o)
+		require.NoError(t, err)
+		require.Zero(t, s.top, "%+v", o)
+	}
+}
+
+// TestInfiniteLogit: a +Inf logit (an overflowing model) takes all the
+// probability under every chain: no panic, and that token is drawn.
+func TestInfiniteLogit(t *testing.T) {
+	r := newRand(t)
+	for _, o := range []Options{{Temperature: 0.8}, {Temperature: 0.8, TopP: 0.9}, {Temperature: 1, MinP: 0.1},
+		{Temperature: 0.8, TopK: 5, TopP: 0.5}, {Temperature: 0.8, RepeatPenalty: 1.2, TopP: 0.9}, {}} {
+		s, err := New(o)
+		require.NoError(t, err)
+		for i := range 200 {
+			logits := randLogits(r, 1+r.IntN(1000))
+			k := r.IntN(len(logits))
+			logits[k] = float32(math.Inf(1))
+			require.Equal(t, int32(k), s.Sample(logits), "%+v, row %d", o, i)
+		}
 	}
 }

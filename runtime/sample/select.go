@@ -3,6 +3,8 @@ package sample
 import (
 	"math"
 	"slices"
+
+	"github.com/loomllm/loom/cpu/vec"
 )
 
 // before is the candidate order: larger logit first, smaller id on ties.
@@ -106,13 +108,8 @@ func ArgMax(logits []float32) int32 {
 	if len(logits) == 0 {
 		return -1
 	}
-	best, bv := 0, float32(math.Inf(-1))
-	for i, v := range logits {
-		if v > bv {
-			best, bv = i, v
-		}
-	}
-	return int32(best)
+	best, _ := vec.ArgMax(logits) // vectorised; -1 when every value is NaN
+	return int32(max(best, 0))
 }
 
 // LogSumExp returns log(Σ exp(logits[i])), computed stably; NaN logits

@@ -3,6 +3,8 @@ package sample
 import (
 	"math"
 	"slices"
+
+	"github.com/loomllm/loom/cpu/vec"
 )
 
 // Token is a candidate token: its id and its (transformed) logit.
@@ -38,6 +40,36 @@ func (c *Candidates) Reset(logits []float32) {
 		c.Tokens[i] = Token{ID: int32(i), Logit: l}
 	}
 	c.Sorted = false
+}
+
+// resetTop is Reset(logits), then Temperature (a multiplication by inv;
+// inv 1 is none), then TopK(k): it leaves the k first candidates of the
+// scaled logits, sorted, with the same float32 values. It reads the
+// logits once, keeping the best k seen in a heap, instead of building a
+// candidate per logit. k must be in [1, len(logits)].
+func (c *Candidates) resetTop(logits []float32, inv float32, k int) {
+	if cap(c.Tokens) < k {
+		c.Tokens = make([]Token, k)
+	}
+	h := c.Tokens[:k]
+	for i := range h {
+		h[i] = Token{ID: int32(i), Logit: notNaN(logits[i]) * inv}
+	}
+	for i := k/2 - 1; i >= 0; i-- {
+		down(h, i)
+	}
+	worst := h[0].Logit
+	for i := k; i < len(logits); i++ {
+		v := notNaN(logits[i]) * inv
+		if v <= worst { // a later id loses ties: only larger values enter
+			continue
+		}
+		h[0] = Token{ID: int32(i), Logit: v}
+		down(h, 0)
+		worst = h[0].Logit
+	}
+	sortTokens(h)
+	c.Tokens, c.Sorted = h, true
 }
 
 // find returns the index of the candidate with the given id, or -1. It is
@@ -76,70 +108,86 @@ func (c *Candidates) ArgMax() int32 {
 }
 
 // Draw picks a candidate with probability softmax(logit), using u, a
-// uniform number in [0, 1). If every logit is -Inf it returns ArgMax.
+// uniform number in [0, 1). If no logit is finite from above (all -Inf),
+// or one is +Inf, it returns ArgMax.
 func (c *Candidates) Draw(u float64) int32 {
 	if len(c.Tokens) == 0 {
 		return -1
 	}
-	maxL := c.maxLogit()
-	if math.IsInf(float64(maxL), -1) {
-		return c.ArgMax()
-	}
-	if cap(c.probs) < len(c.Tokens) {
-		c.probs = make([]float32, len(c.Tokens))
-	}
-	probs := c.probs[:len(c.Tokens)]
-	var sum float64
+	probs := c.scratch(len(c.Tokens))
 	for i, t := range c.Tokens {
-		probs[i] = expNeg(t.Logit - maxL)
-		sum += float64(probs[i])
+		probs[i] = t.Logit
 	}
-	target := u * sum
-	last := -1
-	var acc float64
-	for i, p := range probs {
-		if p == 0 {
-			continue
+	sum, ok := numerators(probs, 1)
+	if !ok {
+		// A NaN logit (penalties or bias on an infinite one) counts as
+		// -Inf, as in Reset.
+		for i, t := range c.Tokens {
+			probs[i] = notNaN(t.Logit)
 		}
-		acc += float64(p)
-		last = i
-		if target < acc {
-			return c.Tokens[i].ID
+		if sum, ok = numerators(probs, 1); !ok {
+			return c.ArgMax()
 		}
 	}
-	return c.Tokens[last].ID // rounding left target just past the total
+	return c.Tokens[pick(probs, sum, u)].ID
 }
 
 // drawScaled is Reset(logits), then Temperature (logits times inv, when
-// scale), then Draw(u), with the same float32 and float64 operations in
-// the same order, so it returns the same token; it only skips building
-// the candidate list. ok is false when no logit is finite from above
-// (all -Inf or NaN), where Draw would fall back to ArgMax.
+// scale), then Draw(u), with the same float32 operations in the same
+// order, so it returns the same token; it only skips building the
+// candidate list. ok is false where Draw would fall back to ArgMax (no
+// logit finite from above, or one +Inf).
 func (c *Candidates) drawScaled(logits []float32, scale bool, inv float32, u float64) (id int32, ok bool) {
-	maxL := float32(math.Inf(-1))
-	for _, l := range logits {
-		if scale {
-			l *= inv
+	if !scale {
+		inv = 1
+	}
+	probs := c.scratch(len(logits))
+	copy(probs, logits)
+	sum, ok := numerators(probs, inv) // the products Temperature makes
+	if !ok {
+		for i, l := range logits {
+			probs[i] = notNaN(l) * inv
 		}
-		if l > maxL { // NaN never is
-			maxL = l
+		if sum, ok = numerators(probs, 1); !ok {
+			return -1, false
 		}
 	}
-	if math.IsInf(float64(maxL), -1) {
-		return -1, false
+	return int32(pick(probs, sum, u)), true
+}
+
+// scratch returns c's probability buffer with n elements.
+func (c *Candidates) scratch(n int) []float32 {
+	if cap(c.probs) < n {
+		c.probs = make([]float32, n)
 	}
-	if cap(c.probs) < len(logits) {
-		c.probs = make([]float32, len(logits))
+	return c.probs[:n]
+}
+
+// notNaN returns l, or -Inf for NaN.
+func notNaN(l float32) float32 {
+	if l != l {
+		return float32(math.Inf(-1))
 	}
-	probs := c.probs[:len(logits)]
-	var sum float64
-	for i, l := range logits {
-		if scale {
-			l *= inv
-		}
-		probs[i] = expNeg(l - maxL) // 0 for NaN, as for the -Inf Reset makes of it
-		sum += float64(probs[i])
+	return l
+}
+
+// numerators turns probs, logits, into the softmax numerators
+// e**(scale·logit - max) in place (vec.ExpSum: vectorised, within 2 ulp
+// of vec.Exp, underflow to 0) and returns their sum. ok is false when a
+// logit is NaN or the largest is not finite (every logit -Inf, or one
+// +Inf); probs is then clobbered.
+func numerators(probs []float32, scale float32) (sum float64, ok bool) {
+	m, s := vec.ExpSum(probs, scale)
+	if math.IsInf(float64(m), 0) || m != m || s != s {
+		return 0, false
 	}
+	return float64(s), true
+}
+
+// pick returns the index at which the running sum of probs (numerators,
+// the largest 1) first exceeds u·sum, or the last nonzero one when
+// rounding leaves u·sum at or past the running total.
+func pick(probs []float32, sum, u float64) int {
 	target := u * sum
 	last := -1
 	var acc float64
@@ -150,10 +198,10 @@ func (c *Candidates) drawScaled(logits []float32, scale bool, inv float32, u flo
 		acc += float64(p)
 		last = i
 		if target < acc {
-			return int32(i), true
+			return i
 		}
 	}
-	return int32(last), true
+	return last
 }
 
 func (c *Candidates) maxLogit() float32 {
@@ -342,14 +390,32 @@ func (p topP) Apply(c *Candidates) {
 	if math.IsInf(float64(maxL), -1) {
 		return
 	}
-	var mass [numBuckets + 1]float64
-	var total float64
-	for _, t := range c.Tokens {
-		e := float64(expNeg(t.Logit - maxL))
-		total += e
-		mass[bucket(maxL-t.Logit)] += e
+	if math.IsInf(float64(maxL), 1) {
+		// Infinite logits hold all the probability: the set is them.
+		n := 0
+		for i, t := range c.Tokens {
+			if t.Logit == maxL {
+				c.Tokens[i], c.Tokens[n] = c.Tokens[n], t
+				n++
+			}
+		}
+		c.Tokens = c.Tokens[:n]
+		sortTokens(c.Tokens)
+		c.Sorted = true
+		return
 	}
-	want := float64(p) * total
+	// The numerators e**(logit - max), vectorised (no NaN among
+	// candidates, and the maximum is finite: ExpSum's max is maxL).
+	probs := c.scratch(len(c.Tokens))
+	for i, t := range c.Tokens {
+		probs[i] = t.Logit
+	}
+	_, sum := vec.ExpSum(probs, 1)
+	var mass [numBuckets + 1]float64
+	for i, t := range c.Tokens {
+		mass[bucket(maxL-t.Logit)] += float64(probs[i])
+	}
+	want := float64(p) * float64(sum)
 	n := len(c.Tokens)
 	if !c.Sorted {
 		// The set lies within buckets 0..last.
@@ -360,7 +426,8 @@ func (p topP) Apply(c *Candidates) {
 		}
 		n = 0
 		for i, t := range c.Tokens {
-			if bucket(maxL-t.Logit) <= last {
+			// bucket(maxL-t.Logit) <= last, without the conversion
+			if last == numBuckets || (maxL-t.Logit)*bucketsPerUnit < float32(last+1) {
 				c.Tokens[i], c.Tokens[n] = c.Tokens[n], t
 				n++
 			}
@@ -370,7 +437,7 @@ func (p topP) Apply(c *Candidates) {
 	}
 	var acc float64
 	for i, t := range c.Tokens[:n] {
-		acc += float64(expNeg(t.Logit - maxL))
+		acc += float64(vec.Exp(t.Logit - maxL))
 		if acc >= want {
 			n = i + 1
 			break
