@@ -59,6 +59,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/loomllm/loom/cpu/vec"
 	"github.com/loomllm/loom/runtime/generate"
 )
 
@@ -210,12 +211,13 @@ type Stats struct {
 
 // seqState is a running or waiting sequence.
 type seqState struct {
-	spec   Seq
-	st     *Stream
-	req    *generate.Request
-	fed    int   // prompt tokens fed so far
-	blocks int   // worst-case KV blocks
-	last   Event // the last event, sent once the sequence is retired
+	spec    Seq
+	st      *Stream
+	req     *generate.Request
+	scratch []float32 // for logprobs
+	fed     int       // prompt tokens fed so far
+	blocks  int       // worst-case KV blocks
+	last    Event     // the last event, sent once the sequence is retired
 }
 
 // group is one Submit: sequences admitted together.
@@ -591,7 +593,7 @@ func (s *Scheduler) draw(jobs []generate.Job, owners []*seqState, out []drawn) [
 		if q.spec.Logprobs >= 0 && j.ID >= 0 {
 			d := &out[i]
 			d.ok = true
-			d.logprob, d.top = logprobs(j.Logits, j.ID, q.spec.Logprobs)
+			d.logprob, d.top = logprobs(j.Logits, j.ID, q.spec.Logprobs, &q.scratch)
 		}
 	}
 	n, values := 0, 0
@@ -657,23 +659,48 @@ func (s *Scheduler) job(q *seqState, maxRows int) generate.Job {
 }
 
 // logprobs returns the log-softmax of logits at id and the top k entries
-// (largest first, smaller id first on ties).
-func logprobs(logits []float32, id int32, k int) (float32, []TokenLogprob) {
-	m := float32(math.Inf(-1))
-	for _, v := range logits {
-		if v > m {
-			m = v
+// (largest first, smaller id first on ties). NaN logits are impossible;
+// +Inf ones share all the probability. buf is scratch the size of logits,
+// reused when it is large enough.
+func logprobs(logits []float32, id int32, k int, buf *[]float32) (float32, []TokenLogprob) {
+	if cap(*buf) < len(logits) {
+		*buf = make([]float32, len(logits))
+	}
+	x := (*buf)[:len(logits)]
+	copy(x, logits)
+	m, s := vec.ExpSum(x, 1) // vectorised; NaN or no finite maximum: the loop below
+	lse := m + float32(math.Log(float64(s)))
+	if math.IsInf(float64(m), 0) || m != m || s != s {
+		m = float32(math.Inf(-1))
+		for _, v := range logits {
+			if v > m {
+				m = v
+			}
+		}
+		var sum float64
+		for _, v := range logits {
+			switch {
+			case math.IsInf(float64(m), 1):
+				if v == m {
+					sum++
+				}
+			case v == v:
+				sum += math.Exp(float64(v - m))
+			}
+		}
+		lse = m + float32(math.Log(sum))
+		if math.IsInf(float64(m), 1) {
+			lse = -float32(math.Log(sum)) // the log-probability of each +Inf
 		}
 	}
-	var sum float64
-	for _, v := range logits {
-		if v == v { // NaN logits count as impossible
-			sum += math.Exp(float64(v - m))
-		}
-	}
-	lse := m + float32(math.Log(sum))
 	lp := func(i int32) float32 {
 		v := logits[i] - lse
+		if math.IsInf(float64(m), 1) {
+			v = float32(math.Inf(-1))
+			if logits[i] == m {
+				v = lse
+			}
+		}
 		if v != v {
 			return float32(math.Inf(-1))
 		}
@@ -684,8 +711,8 @@ func logprobs(logits []float32, id int32, k int) (float32, []TokenLogprob) {
 	}
 	top := make([]TokenLogprob, 0, k+1)
 	for i, v := range logits {
-		if len(top) == k && !(v > top[k-1].Logprob) {
-			continue
+		if v != v || len(top) == k && !(v > top[k-1].Logprob) {
+			continue // NaN is never among the most likely
 		}
 		at := len(top)
 		for at > 0 && v > top[at-1].Logprob {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"strings"
@@ -445,11 +446,36 @@ func TestLogprobs(t *testing.T) {
 
 func TestLogprobsFunc(t *testing.T) {
 	logits := []float32{1, 3, 3, float32(math.NaN()), 2}
-	lp, top := logprobs(logits, 4, 3)
+	var buf []float32
+	lp, top := logprobs(logits, 4, 3, &buf)
 	lse := math.Log(math.Exp(1) + 2*math.Exp(3) + math.Exp(2)) // NaN counts as nothing... and is never the top
 	require.InDelta(t, 2-lse, float64(lp), 1e-5)
 	require.Equal(t, []int32{1, 2, 4}, []int32{top[0].ID, top[1].ID, top[2].ID})
-	_, top = logprobs(logits, 0, 0)
+	_, top = logprobs(logits, 0, 0, &buf)
+	// The vectorised path against the plain float64 loop.
+	r := rand.New(rand.NewPCG(5, 6))
+	for n := 1; n < 3000; n += 1 + n/3 {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * 4)
+		}
+		id := int32(r.IntN(n))
+		var sum float64
+		for _, v := range x {
+			sum += math.Exp(float64(v))
+		}
+		got, _ := logprobs(x, id, 0, &buf)
+		require.InDelta(t, float64(x[id])-math.Log(sum), float64(got), 2e-5, "n %d", n)
+		x[r.IntN(n)] = float32(math.NaN())
+		inf := r.IntN(n)
+		x[inf] = float32(math.Inf(1))
+		got, top := logprobs(x, int32(inf), 2, &buf) // +Inf takes all the probability
+		require.Zero(t, got, "n %d", n)
+		require.Equal(t, int32(inf), top[0].ID)
+		if len(top) > 1 { // n > 1, unless the other logit is the NaN
+			require.True(t, math.IsInf(float64(top[1].Logprob), -1), "n %d: %v", n, top)
+		}
+	}
 	require.Nil(t, top)
 }
 
