@@ -9,7 +9,7 @@
 # under a timeout and all within CHECK_BUDGET seconds (default 400), and
 # prints a summary table last. Logs go to $OUT (default ./out beside this
 # script): check.log, tests.log, e2e.log, bench.log, bench.jsonl,
-# hf.jsonl, sanitizer.log, summary.txt.
+# hf.jsonl, cpu.log, sanitizer.log, summary.txt.
 # On a machine without a usable GPU it stops at once with a line starting
 # "check.sh: no CUDA device:" and exit status 1.
 set -uo pipefail
@@ -95,6 +95,7 @@ T_BENCH=${T_BENCH:-100}
 T_CEIL=${T_CEIL:-40}
 T_HF=${T_HF:-90}
 T_KERNELS=${T_KERNELS:-60}
+T_CPU=${T_CPU:-40}
 T_SAN=${T_SAN:-120}
 BIN=$HERE/bin
 SHARED_DIR=$HERE/shared
@@ -218,6 +219,41 @@ EOF
   125) row "transformers" "SKIP" 0 "no time left" ;;
   *) row "transformers" "FAIL" "$SECS" "exit $RC${hf:+; partial: $hf} (see bench.log)" ;;
   esac
+fi
+
+# --- 6b. CPU side on this host's cores: serving ratio, sampling rows ---------
+# The serving criterion (concurrency 16 >= 4x concurrency 1, CPU backend,
+# stories260K) measured here with 2 and 8 backend threads, and a step's
+# token draws for 32 rows of a 128k vocabulary on 1 and all cores.
+CPUL=$OUT/cpu.log
+: >"$CPUL"
+if ls "$HERE"/cpu/*.test.gz >/dev/null 2>&1 && [ -f "$SHARED_DIR/models/stories260K.gguf" ]; then
+  mkdir -p "$OUT/.cpu"
+  for z in "$HERE"/cpu/*.test.gz; do gunzip -c "$z" >"$OUT/.cpu/$(basename "$z" .gz)"; done
+  chmod +x "$OUT"/.cpu/*.test
+  pushd "$OUT/.cpu" >/dev/null
+  for th in 2 8; do
+    n0=$(wc -l <"$CPUL")
+    run "serve ratio, $th threads" "$T_CPU" "$CPUL" env LOOM_SHARED="$SHARED_DIR" ./server.test -test.run '^TestThroughput$' -test.v -throughput 2 -throughput-each 3s -throughput-threads "$th"
+    part=$(tail -n +$((n0 + 1)) "$CPUL")
+    ratio=$(grep -o 'median [0-9.]*x, best/best [0-9.]*x' <<<"$part" | tail -n 1)
+    rates=$(grep -o 'concurrency 1: best [0-9]*.*' <<<"$part" | tail -n 1)
+    grep -q -- '--- SKIP' <<<"$part" && RC=skip
+    case $RC in
+    skip) row "serve ratio ${th}t (cpu)" "SKIP" "$SECS" "test skipped (see cpu.log)" ;;
+    0) row "serve ratio ${th}t (cpu)" "ok" "$SECS" "c16/c1: ${ratio:-?} (${rates:-?})" ;;
+    125) row "serve ratio ${th}t (cpu)" "SKIP" 0 "no time left" ;;
+    *) row "serve ratio ${th}t (cpu)" "FAIL" "$SECS" "exit $RC (see cpu.log)" ;;
+    esac
+  done
+  run "sampling 32 rows x 128k" "$T_CPU" "$CPUL" ./sched.test -test.run '^$' -test.bench '^BenchmarkDraw$' -test.benchtime 20x
+  draw=$(awk '/^BenchmarkDraw\/temperature\/workers=/{for(i=1;i<=NF;i++) if($(i+1)=="µs/row") printf "%s ", $i}' "$CPUL")
+  case $RC in
+  0) row "sampling rows (cpu)" "ok" "$SECS" "temperature µs/row, 1 and all workers: ${draw:-?}" ;;
+  125) row "sampling rows (cpu)" "SKIP" 0 "no time left" ;;
+  *) row "sampling rows (cpu)" "FAIL" "$SECS" "exit $RC (see cpu.log)" ;;
+  esac
+  popd >/dev/null
 fi
 
 # --- 7. Kernel benchmarks (CUDA events), if time allows ----------------------

@@ -7,6 +7,8 @@
 #   tests/<pkg>/<pkg>.test       go test -c -tags cuda of every package with
 #                                CUDA tests (a file tagged cuda), stripped,
 #                                with the package's testdata/ beside it
+#   cpu/*.test.gz                CPU-only test binaries (server, runtime/sched)
+#                                for the serving ratio and sampling on many cores
 #   shared/                      the shared files the checks read
 #   hf_baseline.py               the transformers baseline (bench/)
 #
@@ -37,6 +39,14 @@ for p in $pkgs; do
   $GO test -c -trimpath -tags cuda -ldflags "$LDFLAGS" -o "$OUT/tests/$p/$name.test" "./$p"
   if [ -d "$p/testdata" ]; then cp -r "$p/testdata" "$OUT/tests/$p/"; fi
 done
+
+# CPU-side checks that want the GPU host's 16 cores (issue 8's serving
+# ratio, sampling across rows): plain test binaries, gzipped (about a third).
+echo "device-bundle: CPU-side test binaries (server, runtime/sched)"
+mkdir -p "$OUT/cpu"
+$GO test -c -trimpath -ldflags "$LDFLAGS" -o "$OUT/cpu/server.test" ./server
+$GO test -c -trimpath -ldflags "$LDFLAGS" -o "$OUT/cpu/sched.test" ./runtime/sched
+gzip -9 "$OUT"/cpu/*.test
 
 echo "device-bundle: shared data from $SHARED"
 for f in models/stories260K.gguf golden/stories260K_greedy_n200.txt golden/stories260K_greedy_n200_ids.txt; do

@@ -32,17 +32,22 @@ type testServer struct {
 }
 
 type serverOptions struct {
-	sched  sched.Config
-	apiKey string
-	body   int64
-	grace  time.Duration
-	blocks int
-	seqs   int
+	sched   sched.Config
+	apiKey  string
+	body    int64
+	grace   time.Duration
+	blocks  int
+	seqs    int
+	threads int // CPU backend threads; 0 means 2
 }
 
 func loadModel(t testing.TB, seqs, blocks int) *loom.Model {
+	return loadModelThreads(t, seqs, blocks, 2)
+}
+
+func loadModelThreads(t testing.TB, seqs, blocks, threads int) *loom.Model {
 	m, err := loom.Load(testdata.Path(t, "models/stories260K.gguf"),
-		loom.Options{Device: "cpu", Threads: 2, Context: 512, Sequences: seqs, KVBlocks: blocks, BatchRows: 256})
+		loom.Options{Device: "cpu", Threads: threads, Context: 512, Sequences: seqs, KVBlocks: blocks, BatchRows: 256})
 	require.NoError(t, err)
 	return m
 }
@@ -57,7 +62,10 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	if o.grace == 0 {
 		o.grace = 10 * time.Second
 	}
-	m := loadModel(t, o.seqs, o.blocks)
+	if o.threads == 0 {
+		o.threads = 2
+	}
+	m := loadModelThreads(t, o.seqs, o.blocks, o.threads)
 	metrics := NewMetrics()
 	step := o.sched.OnStep
 	o.sched.OnStep = func(seqs, tokens int, took time.Duration) {
