@@ -14,7 +14,8 @@
 //
 // The routine without a suffix (Dot, DotF16, ...) is the fast path: on
 // amd64 with AVX2, FMA and F16C (checked at run time with x/sys/cpu) it runs
-// hand-written Go assembly, elsewhere (other architectures, or the purego
+// hand-written Go assembly (DotTile also AVX-512 blocks where the CPU has
+// AVX512F and AVX512DQ), elsewhere (other architectures, or the purego
 // build tag) the plain Go twin. The twin with the Generic suffix
 // (DotGeneric, DotF16Generic, ...) is always plain Go and always available,
 // so callers can force it and the tests compare the two. Features reports
@@ -88,9 +89,21 @@
 //     F32 dot written with archsimd.Float32x8 ran 3 to 4 times slower than
 //     the assembly (slice-load bounds handling in the loop), and the package
 //     has no compatibility promise, so the fast paths are assembly.
-//   - AVX-512 (and AVX-VNNI's VPDPBUSD, about 10% faster than VPMADDUBSW
-//     plus VPMADDWD in a prototype) could speed the cache-resident
-//     quantized loops further; loops streaming from DRAM are already at the
-//     per-core bandwidth. Not used yet: AVX2 runs on every x86-64 machine of
-//     the last decade.
+//   - AVX-512 is used in one place: DotTile's whole 4×8 blocks, where
+//     the FMA rate bounds the work (matrix-matrix products from cache). A
+//     ZMM register holds two activation rows' 8-lane accumulators against
+//     one weight row (a 256-bit load plus a 256-bit insert; the weight
+//     chunk broadcast to both halves), so every lane does exactly the
+//     256-bit kernels' arithmetic and the sums stay canonical: the seams
+//     with the AVX2 blocks that take the remaining rows and columns do not
+//     show, and LOOM_NO_AVX512=1 gives the same bits. This VM runs two
+//     512-bit FMAs a cycle (a register-only FMA loop: 226 GFLOP/s per core
+//     against 98 with 256 bits). DotTile, one goroutine, 27 November 2026:
+//     16×128 at k=64 from 69–71 to 89–91 GFLOP/s, 16×64 at k=172 from
+//     77–80 to 107–112, 16×64 at k=4096 from 85–87 to 120–135, 64×16 at
+//     k=4096 from 93–96 to 120–132. Dots and matrix-vector products stream
+//     their weights and gain nothing from wider registers; AVX-VNNI's
+//     VPDPBUSD (about 10% faster than VPMADDUBSW plus VPMADDWD in a
+//     prototype) could speed the cache-resident quantized loops and is not
+//     used yet.
 package vec

@@ -3,6 +3,7 @@
 package vec
 
 import (
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/cpu"
@@ -12,6 +13,12 @@ import (
 // FMA (fused multiply-add) and F16C (VCVTPH2PS for half-precision scales and
 // weights). x/sys/cpu reports AVX2 only when the OS saves the YMM registers.
 var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+
+// useAVX512 adds DotTile's 4x8 block of 512-bit FMAs (AVX512F for the
+// registers and FMAs, AVX512DQ for the 256-bit inserts, broadcasts and
+// extracts). x/sys/cpu reports AVX-512 only when the OS saves the ZMM
+// state. LOOM_NO_AVX512=1 turns it off (tests compare the two).
+var useAVX512 = useAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ && os.Getenv("LOOM_NO_AVX512") == ""
 
 // f16Table maps every binary16 encoding to its float32 value. The
 // quantized kernels look up block scales here: one load, where VCVTPH2PS
@@ -28,7 +35,10 @@ func init() {
 }
 
 var features = func() string {
-	if useAVX2 {
+	switch {
+	case useAVX512:
+		return "avx2,fma,f16c,avx512"
+	case useAVX2:
 		return "avx2,fma,f16c"
 	}
 	return "generic"

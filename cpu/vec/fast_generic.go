@@ -4,6 +4,9 @@ package vec
 
 var features = "generic"
 
+// useAVX512 is never set here (see fast_amd64.go).
+var useAVX512 = false
+
 func dot(a, b []float32) float32            { return DotGeneric(a, b) }
 func dotF16(w []byte, x []float32) float32  { return DotF16Generic(w, x) }
 func dotBF16(w []byte, x []float32) float32 { return DotBF16Generic(w, x) }

@@ -25,6 +25,9 @@ func swigluAVX2(dst, gate, up *float32, n int)
 //go:noescape
 func geluAVX2(dst, x *float32, n int)
 
+//go:noescape
+func dotTile4x8AVX512(dst *float32, ldd int, x *float32, ldx int, w *float32, ldw int, k int)
+
 func dotTile(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int) {
 	if !useAVX2 {
 		DotTileGeneric(dst, ldd, x, ldx, rows, w, ldw, cols, k)
@@ -34,6 +37,29 @@ func dotTile(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ld
 		return
 	}
 	checkTile(dst, ldd, x, ldx, rows, w, ldw, cols, k)
+	if !useAVX512 || rows < 4 || cols < 8 {
+		dotTileAVX2(dst, ldd, x, ldx, rows, w, ldw, cols, k)
+		return
+	}
+	// Whole 4x8 blocks with AVX-512, the rest of the columns and rows with
+	// the AVX2 blocks: the same canonical sums, so the seams do not show.
+	r4, c8 := rows&^3, cols&^7
+	for r := 0; r < r4; r += 4 {
+		for c := 0; c < c8; c += 8 {
+			dotTile4x8AVX512(&dst[r*ldd+c], ldd, unsafe.SliceData(x[r*ldx:]), ldx, unsafe.SliceData(w[c*ldw:]), ldw, k)
+		}
+	}
+	if c8 < cols {
+		dotTileAVX2(dst[c8:], ldd, x, ldx, r4, w[c8*ldw:], ldw, cols-c8, k)
+	}
+	if r4 < rows {
+		dotTileAVX2(dst[r4*ldd:], ldd, x[r4*ldx:], ldx, rows-r4, w, ldw, cols, k)
+	}
+}
+
+// dotTileAVX2 is dotTile in blocks of three rows by four (rows and cols at
+// least 1, slices checked).
+func dotTileAVX2(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int) {
 	for r := 0; r < rows; r += 3 {
 		nx := min(rows-r, 3)
 		if nx == 1 {

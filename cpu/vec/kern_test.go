@@ -9,7 +9,7 @@ import (
 )
 
 // TestDotTile checks DotTile against the float64 reference at shapes around
-// its 3×4 blocking, that it writes nothing outside the tile, and (on the
+// its 3×4 and 4×8 (AVX-512) blocking, with and without AVX-512, that it writes nothing outside the tile, and (on the
 // fast path and the generic one alike) that every element is bitwise what
 // DotRows gives for the same pair: the canonical order that makes a
 // matrix product batch invariant.
@@ -20,9 +20,24 @@ func TestDotTile(t *testing.T) {
 		tile func([]float32, int, []float32, int, int, []float32, int, int, int)
 		rows func(dst, w []float32, stride int, x []float32)
 	}{{"fast", DotTile, DotRows}, {"generic", DotTileGeneric, DotRowsGeneric}}
+	if useAVX512 {
+		// The same fast path without its AVX-512 blocks.
+		avx2 := func(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int) {
+			useAVX512 = false
+			defer func() { useAVX512 = true }()
+			DotTile(dst, ldd, x, ldx, rows, w, ldw, cols, k)
+		}
+		impls = append(impls, struct {
+			name string
+			tile func([]float32, int, []float32, int, int, []float32, int, int, int)
+			rows func(dst, w []float32, stride int, x []float32)
+		}{"fast without avx512", avx2, DotRows})
+	} else {
+		t.Log("no AVX-512 here: its DotTile blocks are not tested")
+	}
 	for _, k := range []int{0, 1, 5, 8, 9, 16, 31, 64, 65, 172, 300} {
-		for _, rows := range []int{1, 2, 3, 4, 5, 7, 16} {
-			for _, cols := range []int{1, 2, 3, 4, 5, 9, 13} {
+		for _, rows := range []int{1, 2, 3, 4, 5, 7, 8, 9, 16} {
+			for _, cols := range []int{1, 2, 3, 4, 5, 8, 9, 13, 16, 17} {
 				ldx, ldw, ldd := k+r.IntN(4), k+r.IntN(4), cols+r.IntN(3)
 				x := randF32(r, (rows-1)*ldx+k+1)[1:]
 				w := randF32(r, (cols-1)*ldw+k+3)[3:]
