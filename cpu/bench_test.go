@@ -114,9 +114,13 @@ func BenchmarkMatMul(b *testing.B) {
 					if threads > 0 {
 						name += fmt.Sprintf("/threads=%d", threads)
 					}
-					b.Run(name, func(b *testing.B) { benchMatMul(b, dt, shape[0], shape[1], n, threads, false) })
+					b.Run(name, func(b *testing.B) { benchMatMul(b, dt, shape[0], shape[1], n, threads, false, false) })
 					if n == 1 && shape[0] == 4096 {
-						b.Run(name+"/cold", func(b *testing.B) { benchMatMul(b, dt, shape[0], shape[1], n, threads, true) })
+						b.Run(name+"/cold", func(b *testing.B) { benchMatMul(b, dt, shape[0], shape[1], n, threads, true, false) })
+					}
+					if (dt == backend.Q8_0 || dt == backend.Q4_0) && n > 1 {
+						// The float path: weights widened to F32 tiles.
+						b.Run(name+"/exact", func(b *testing.B) { benchMatMul(b, dt, shape[0], shape[1], n, threads, false, true) })
 					}
 				}
 			}
@@ -124,8 +128,8 @@ func BenchmarkMatMul(b *testing.B) {
 	}
 }
 
-func benchMatMul(b *testing.B, dt backend.DType, out, in, n, threads int, cold bool) {
-	be := New(Options{Threads: threads})
+func benchMatMul(b *testing.B, dt backend.DType, out, in, n, threads int, cold, exact bool) {
+	be := New(Options{Threads: threads, ExactQuant: exact})
 	defer be.Close()
 	ws := []backend.Tensor{benchTensor(b, be, dt, out, in)}
 	if cold {
