@@ -103,8 +103,17 @@ func cudaBinary() (string, error) {
 // commandDevice returns the device a command line asks for: "auto",
 // "cpu", "cuda", "cuda:N", or "" for commands that use none. run, bench
 // and serve take --device (default $LOOM_DEVICE, else auto); verify uses
-// the GPU with --against cuda.
+// the GPU with --against cuda. A request for help (-h, --help) uses none:
+// the usage text needs no probe and no line about the GPU.
 func commandDevice(args []string) string {
+	for _, a := range args[1:] {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" || a == "--h" {
+			return ""
+		}
+	}
 	switch args[0] {
 	case "run", "bench", "serve":
 		if d := flagValue(args[1:], "device"); d != "" {

@@ -29,6 +29,9 @@ func TestCommandDevice(t *testing.T) {
 		{[]string{"verify", "--against", "cuda"}, "cuda"},
 		{[]string{"verify", "--against=generic"}, ""},
 		{[]string{"tokenize", "--device", "cuda"}, ""},
+		{[]string{"bench", "-h"}, ""},
+		{[]string{"serve", "--device", "cuda", "--help"}, ""},
+		{[]string{"run", "--", "-h"}, "auto"},
 	} {
 		require.Equal(t, c.want, commandDevice(c.args), "%q", c.args)
 	}
