@@ -87,8 +87,9 @@ type Options struct {
 	MaxOut int
 	// Convert, unless it is F32 (the zero value), is the type float weight
 	// matrices (F32, F16, BF16) are converted to while loading: F16, BF16
-	// or Q8_0. Weights of a type the backend cannot multiply by are
-	// always converted to F32.
+	// or Q8_0. Quantized weights of a type the backend cannot multiply by
+	// (Q4_K, Q6_K) are requantized to Q8_0, other such weights converted
+	// to F32.
 	Convert backend.DType
 	// Progress, if set, is called as weights reach the backend with the
 	// bytes done so far and the total.

@@ -3,6 +3,7 @@ package arch
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -238,5 +239,64 @@ func TestLlama3Freqs(t *testing.T) {
 		want float64
 	}{{0, 1}, {20, 0.016560440080994446}, {30, 0.0013718935677611381}, {40, 3.428102195952591e-05}, {63, 3.068925988914511e-07}} {
 		require.InEpsilon(t, tc.want, float64(f[tc.i]), 1e-6, "i=%d", tc.i)
+	}
+}
+
+// TestKQuantWeights: a model stored in Q4_K and Q6_K (as llama.cpp's
+// Q4_K_M mixes them) loads requantized to Q8_0, not widened to F32: about
+// a quarter of the F32 memory, and logits within 8-bit requantization of
+// the same weights dequantized to F32.
+func TestKQuantWeights(t *testing.T) {
+	r := newRand(t)
+	cfg := model.Config{Arch: model.ArchLlama, VocabSize: 300, Dim: 256, Hidden: 512, Layers: 2, Heads: 4, KVHeads: 2,
+		Context: 64, NormEps: 1e-5, RopeTheta: 10000}
+	kq := randModel(r, cfg, false, true)
+	deq := randModel(r, cfg, false, true) // kq's weights, dequantized, as F32 (filled below)
+	for name, tk := range kq.Tensors {
+		if tk.Rows == 1 {
+			deq.Tensors[name] = tk // norms stay F32
+			continue
+		}
+		dt := backend.Q4_K
+		if strings.Contains(name, "ffn_down") || name == "output.weight" {
+			dt = backend.Q6_K
+		}
+		f := quant.BytesF32(tk.Data)
+		rb, err := dt.RowBytes(tk.Cols)
+		require.NoError(t, err)
+		q := make([]byte, tk.Rows*rb)
+		if dt == backend.Q4_K {
+			quant.QuantizeQ4_K(q, f)
+		} else {
+			quant.QuantizeQ6_K(q, f)
+		}
+		back := make([]float32, len(f))
+		require.NoError(t, quant.Dequantize(dt, back, q))
+		*tk = model.Tensor{Name: name, DType: dt, Rows: tk.Rows, Cols: tk.Cols, Data: q}
+		deq.Tensors[name] = &model.Tensor{Name: name, DType: backend.F32, Rows: tk.Rows, Cols: tk.Cols, Data: quant.F32Bytes(back)}
+	}
+	tokens := []int32{1, 5, 9, 2, 44, 3, 250}
+	var logits [2][][]float32
+	var used [2]int64
+	for i, desc := range []*model.Model{deq, kq} {
+		be := cpu.New(cpu.Options{ExactQuant: true}) // weights only: no 8-bit activations on top
+		m, err := New(be, desc, Options{MaxRows: 8, MaxOut: 8})
+		require.NoError(t, err)
+		used[i], _ = be.Memory()
+		logits[i] = newRunner(t, be, m, 8).step(tokens)
+		m.Close()
+		be.Close()
+	}
+	var f32 int64 // the matrices' bytes in F32
+	for _, tk := range kq.Tensors {
+		if tk.Rows > 1 {
+			f32 += 4 * int64(tk.Rows*tk.Cols)
+		}
+	}
+	require.Less(t, float64(used[1]), 0.35*float64(f32), "K-quant weights kept as Q8_0 (%d bytes in all), not F32 (%d)", used[1], f32)
+	for p := range tokens {
+		e := conformance.RelErr(logits[1][p], logits[0][p])
+		require.Less(t, e, 2e-2, "position %d", p)
+		require.Greater(t, e, 0.0, "requantization changes something")
 	}
 }
