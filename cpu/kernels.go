@@ -18,11 +18,13 @@ type kernels struct {
 	dotBF16   func(w []byte, x []float32) float32
 	dotQ8_0   func(w []byte, x []float32) float32
 	dotQ4_0   func(w []byte, x []float32) float32
+	dotQ4_K   func(w []byte, x []float32) float32
 	axpy      func(a float32, x, y []float32)
 	widenF16  func(dst []float32, src []byte)
 	widenBF16 func(dst []float32, src []byte)
 	widenQ8_0 func(dst []float32, src []byte)
 	widenQ4_0 func(dst []float32, src []byte)
+	widenQ4_K func(dst []float32, src []byte)
 
 	dotTile    func(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int)
 	axpyRows   func(acc, v []float32, stride int, p []float32)
@@ -35,6 +37,7 @@ type kernels struct {
 	quantizeQ8 func(q []int8, d []float32, x []float32)
 	dotQ8_0Q8  func(w []byte, q []int8, d []float32) float32
 	dotQ4_0Q8  func(w []byte, q []int8, d []float32) float32
+	dotQ4_KQ8  func(w []byte, q []int8, d []float32) float32
 }
 
 func selectKernels(generic bool) kernels {
@@ -45,6 +48,7 @@ func selectKernels(generic bool) kernels {
 			axpy:     vec.AxpyGeneric,
 			widenF16: vec.WidenF16Generic, widenBF16: vec.WidenBF16Generic, widenQ8_0: vec.WidenQ8_0Generic, widenQ4_0: vec.WidenQ4_0Generic,
 			quantizeQ8: vec.QuantizeQ8Generic, dotQ8_0Q8: vec.DotQ8_0Q8Generic, dotQ4_0Q8: vec.DotQ4_0Q8Generic,
+			dotQ4_K: vec.DotQ4_K, widenQ4_K: vec.WidenQ4_K, dotQ4_KQ8: vec.DotQ4_KQ8Generic,
 			dotTile: vec.DotTileGeneric, axpyRows: vec.AxpyRowsGeneric, expSum: vec.ExpSumGeneric,
 			swiglu: vec.SwiGLUGeneric, gelu: vec.GELUGeneric, attnBlocks: vec.AttnBlocksGeneric, argMax: vec.ArgMaxGeneric,
 		}
@@ -55,6 +59,7 @@ func selectKernels(generic bool) kernels {
 		axpy:     vec.Axpy,
 		widenF16: vec.WidenF16, widenBF16: vec.WidenBF16, widenQ8_0: vec.WidenQ8_0, widenQ4_0: vec.WidenQ4_0,
 		quantizeQ8: vec.QuantizeQ8, dotQ8_0Q8: vec.DotQ8_0Q8, dotQ4_0Q8: vec.DotQ4_0Q8,
+		dotQ4_K: vec.DotQ4_K, widenQ4_K: vec.WidenQ4_K, dotQ4_KQ8: vec.DotQ4_KQ8,
 		dotTile: vec.DotTile, axpyRows: vec.AxpyRows, expSum: vec.ExpSum,
 		swiglu: vec.SwiGLU, gelu: vec.GELU, attnBlocks: vec.AttnBlocks, argMax: vec.ArgMax,
 	}
@@ -73,6 +78,8 @@ func (k *kernels) dotW(dt backend.DType, w []byte, x []float32) float32 {
 		return k.dotQ8_0(w, x)
 	case backend.Q4_0:
 		return k.dotQ4_0(w, x)
+	case backend.Q4_K:
+		return k.dotQ4_K(w, x)
 	}
 	return float32(math.NaN()) // unreachable: types are checked before
 }
@@ -99,6 +106,8 @@ func (k *kernels) widen(dt backend.DType, dst []float32, src []byte) {
 		k.widenQ8_0(dst, src)
 	case backend.Q4_0:
 		k.widenQ4_0(dst, src)
+	case backend.Q4_K:
+		k.widenQ4_K(dst, src)
 	}
 }
 

@@ -107,7 +107,7 @@ func TestGenUsage(t *testing.T) {
 		code, _, errOut := runLoom(append([]string{"gen"}, args...)...)
 		require.Equal(t, 2, code, "%v: %s", args, errOut)
 	}
-	code, _, errOut := runLoom("gen", "--preset", "tiny", "--dtype", "q4_k", "-o", out)
+	code, _, errOut := runLoom("gen", "--preset", "tiny", "--dtype", "q6_k", "-o", out)
 	require.Equal(t, 1, code, errOut) // a real type synth cannot generate
-	require.Contains(t, errOut, "q4_k")
+	require.Contains(t, errOut, "q6_k")
 }

@@ -218,3 +218,15 @@ func widenQ4_0(dst []float32, src []byte) {
 	src = src[:nb*Q4_0BlockBytes]
 	widenQ4_0AVX2(unsafe.SliceData(dst), unsafe.SliceData(src), nb)
 }
+
+//go:noescape
+func dotQ4_KQ8AVX2(w *byte, q *int8, d *float32, nb int) float32
+
+func dotQ4_KQ8(w []byte, q []int8, d []float32) float32 {
+	nb := len(d) / 8
+	if !useAVX2 || nb == 0 {
+		return DotQ4_KQ8Generic(w, q, d)
+	}
+	w, q = w[:nb*Q4_KBlockBytes], q[:nb*QKK]
+	return dotQ4_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+}

@@ -22,3 +22,5 @@ func widenF16(dst []float32, src []byte)                { WidenF16Generic(dst, s
 func widenBF16(dst []float32, src []byte)               { WidenBF16Generic(dst, src) }
 func widenQ8_0(dst []float32, src []byte)               { WidenQ8_0Generic(dst, src) }
 func widenQ4_0(dst []float32, src []byte)               { WidenQ4_0Generic(dst, src) }
+
+func dotQ4_KQ8(w []byte, q []int8, d []float32) float32 { return DotQ4_KQ8Generic(w, q, d) }

@@ -243,8 +243,9 @@ func TestLlama3Freqs(t *testing.T) {
 }
 
 // TestKQuantWeights: a model stored in Q4_K and Q6_K (as llama.cpp's
-// Q4_K_M mixes them) loads requantized to Q8_0, not widened to F32: about
-// a quarter of the F32 memory, and logits within 8-bit requantization of
+// Q4_K_M mixes them) loads without widening to F32: on the CPU the Q4_K
+// matrices stay Q4_K and the Q6_K ones are requantized to Q8_0, well under
+// a quarter of the F32 memory, with logits within 8-bit requantization of
 // the same weights dequantized to F32.
 func TestKQuantWeights(t *testing.T) {
 	r := newRand(t)

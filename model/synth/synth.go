@@ -27,7 +27,10 @@
 // Other norm weights are 1 ± 0.1, biases ± 0.02; vectors are always F32,
 // as in GGUF files. F16 and BF16 weights are the F32 weights rounded, so
 // one seed gives the same model in each float type; Q8_0 weights are drawn
-// directly as quants (uniform in [-127, 127]) with a per-block scale. Q/K rows are in
+// directly as quants (uniform in [-127, 127]) with a per-block scale, Q4_K
+// weights as quants uniform in 0..15 with one scale and min (matrices whose
+// rows are not whole 256-element blocks are Q8_0 instead, or F32 when not
+// whole 32-element ones either). Q/K rows are in
 // GGUF's interleaved RoPE layout (RopeNeoX false).
 package synth
 
@@ -89,10 +92,11 @@ func Preset(name string) (model.Config, error) {
 }
 
 // DTypes are the weight types synth can generate.
-var DTypes = []backend.DType{backend.F32, backend.F16, backend.BF16, backend.Q8_0}
+var DTypes = []backend.DType{backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_K}
 
 // Describe returns the description of a synthetic model: every tensor its
-// architecture needs, matrices of type dt and vectors F32, with nil Data,
+// architecture needs, matrices of type dt (Q4_K where rows allow, see the
+// package documentation) and vectors F32, with nil Data,
 // and the tokenizer tok (which may be the zero TokenizerSpec). When tok has
 // tokens, the vocabulary size is taken from it.
 func Describe(cfg model.Config, dt backend.DType, tok model.TokenizerSpec) (*model.Model, error) {
@@ -118,6 +122,15 @@ func Describe(cfg model.Config, dt backend.DType, tok model.TokenizerSpec) (*mod
 		t := &model.Tensor{Name: s.Name, DType: dt, Rows: s.Rows, Cols: s.Cols}
 		if s.Rows == 1 {
 			t.DType = backend.F32
+		}
+		if _, err := t.DType.RowBytes(t.Cols); err != nil && dt == backend.Q4_K {
+			// Rows that are not whole 256-element blocks: Q8_0 where they
+			// are whole 32-element ones, as llama.cpp's quantizer falls
+			// back to a type the row fits.
+			t.DType = backend.Q8_0
+			if t.Cols%backend.Q8_0.BlockElems() != 0 {
+				t.DType = backend.F32
+			}
 		}
 		if _, err := t.DType.RowBytes(t.Cols); err != nil {
 			return nil, fmt.Errorf("synth: tensor %q (%d×%d): %w", s.Name, s.Rows, s.Cols, err)
@@ -275,6 +288,8 @@ func Fill(m *model.Model, seed uint64) error {
 					}
 				case backend.Q8_0:
 					randomQ8_0(dst, k.seed, k.scale)
+				case backend.Q4_K:
+					randomQ4_K(dst, k.seed, k.scale)
 				default: // F16, BF16: the F32 values, rounded
 					h := unsafe.Slice((*uint16)(unsafe.Pointer(&dst[0])), n)
 					if k.t.DType == backend.BF16 {
@@ -312,6 +327,34 @@ func randomQ8_0(dst []byte, seed uint64, half float32) {
 					v = 0x81
 				}
 				q[i+j] = v
+			}
+		}
+	}
+}
+
+// randomQ4_K fills Q4_K blocks directly: every sub-block has scale and
+// min 32, d = half/240 and dmin = 7.5·d (both rounded to F16), and the
+// quants are uniform in 0..15, so values are d·32·(q − 7.5): sixteen
+// levels spread evenly over about [-half, half].
+func randomQ4_K(dst []byte, seed uint64, half float32) {
+	d := quant.F32ToF16(half / 240)
+	dmin := quant.F32ToF16(7.5 * quant.F16ToF32(d))
+	s := seed
+	for b := 0; b+144 <= len(dst); b += 144 {
+		blk := dst[b : b+144]
+		blk[0], blk[1], blk[2], blk[3] = byte(d), byte(d>>8), byte(dmin), byte(dmin>>8)
+		// Scales and mins of 32 (0b100000): bytes 0-7 hold sub-blocks
+		// 0-3's low 6 bits and 4-7's top two bits, bytes 8-11 the low
+		// nibbles of 4-7 (zero).
+		for i := 4; i < 12; i++ {
+			blk[i] = 0xA0
+		}
+		clear(blk[12:16])
+		for i := 16; i < 144; i += 8 {
+			s += 0x9e3779b97f4a7c15
+			x := mix(s)
+			for j := range 8 {
+				blk[i+j] = byte(x >> (8 * j))
 			}
 		}
 	}

@@ -1,0 +1,103 @@
+package vec
+
+import "encoding/binary"
+
+// GGUF's Q4_K: super-blocks of QKK = 256 weights in Q4_KBlockBytes = 144
+// bytes: d and dmin (IEEE half), twelve bytes packing eight 6-bit scales
+// and eight 6-bit mins, and 128 bytes of 4-bit quants. Element i of
+// sub-block j (32 elements) is d·sc[j]·q[i] − dmin·m[j] with q in 0..15;
+// the quants of sub-blocks 2c and 2c+1 share bytes 32c..32c+31, low
+// nibble first. The dot products here multiply them as stored, without a
+// widened copy: llama.cpp's Q4_K_M files keep most matrices in this type,
+// at 4.5 bits a weight.
+const (
+	QKK            = 256
+	Q4_KBlockBytes = 144
+)
+
+// q4kScaleMin unpacks sub-block j's 6-bit scale and min from a block's 12
+// scale bytes (runtime/quant has the same layout): sub-blocks 0-3 use the
+// low 6 bits of bytes j and j+4; 4-7 join a nibble of byte j+4 with the
+// top 2 bits of bytes j-4 and j.
+func q4kScaleMin(j int, s []byte) (sc, m uint8) {
+	if j < 4 {
+		return s[j] & 63, s[j+4] & 63
+	}
+	return s[j+4]&0xF | (s[j-4]>>6)<<4, s[j+4]>>4 | (s[j]>>6)<<4
+}
+
+// DotQ4_KQ8 returns the dot product of a row of Q4_K blocks with
+// activations quantized by QuantizeQ8 (q, and d with one scale per 32
+// elements, so len(d)/8 blocks are read):
+//
+//	sum over sub-blocks j of d[j]·(d·sc[j]·Σ q_w·q  −  dmin·m[j]·Σ q)
+//
+// where both inner sums are exact integers. The terms are added in an
+// unspecified (fixed) order. It panics if w or q is too short.
+func DotQ4_KQ8(w []byte, q []int8, d []float32) float32 { return dotQ4_KQ8(w, q, d) }
+
+// DotQ4_KQ8Generic is DotQ4_KQ8's plain-Go twin.
+func DotQ4_KQ8Generic(w []byte, q []int8, d []float32) float32 {
+	nb := len(d) / 8
+	w, q = w[:nb*Q4_KBlockBytes], q[:nb*QKK]
+	var s float32
+	for b := range nb {
+		blk := w[b*Q4_KBlockBytes : (b+1)*Q4_KBlockBytes]
+		dd := f16ToF32(binary.LittleEndian.Uint16(blk))
+		dmin := f16ToF32(binary.LittleEndian.Uint16(blk[2:]))
+		for j := range 8 {
+			sc, m := q4kScaleMin(j, blk[4:16])
+			qs := blk[16+32*(j/2) : 16+32*(j/2)+32]
+			xb := q[b*QKK+32*j : b*QKK+32*j+32]
+			var t, xs int32
+			for l, v := range qs {
+				if j%2 == 1 {
+					v >>= 4
+				}
+				t += int32(v&15) * int32(xb[l])
+				xs += int32(xb[l])
+			}
+			dx := d[b*8+j]
+			s += dx*(dd*float32(sc))*float32(t) - dx*(dmin*float32(m))*float32(xs)
+		}
+	}
+	return s
+}
+
+// WidenQ4_K converts len(dst) elements (a multiple of 256) of Q4_K blocks
+// from src to float32, each d·sc·q − dmin·m rounded as runtime/quant's
+// DequantizeQ4_K rounds it.
+func WidenQ4_K(dst []float32, src []byte) {
+	nb := len(dst) / QKK
+	src = src[:nb*Q4_KBlockBytes]
+	for b := range nb {
+		blk := src[b*Q4_KBlockBytes : (b+1)*Q4_KBlockBytes]
+		dd := f16ToF32(binary.LittleEndian.Uint16(blk))
+		dmin := f16ToF32(binary.LittleEndian.Uint16(blk[2:]))
+		out := dst[b*QKK : (b+1)*QKK]
+		for c := range 4 {
+			sc1, m1 := q4kScaleMin(2*c, blk[4:16])
+			sc2, m2 := q4kScaleMin(2*c+1, blk[4:16])
+			d1, min1 := dd*float32(sc1), dmin*float32(m1)
+			d2, min2 := dd*float32(sc2), dmin*float32(m2)
+			for l, v := range blk[16+32*c : 16+32*c+32] {
+				out[64*c+l] = float32(d1*float32(v&0xF)) - min1
+				out[64*c+32+l] = float32(d2*float32(v>>4)) - min2
+			}
+		}
+	}
+}
+
+// DotQ4_K returns the dot product of a row of Q4_K blocks with float32
+// activations (len(x)/256 blocks), the weights widened exactly as
+// WidenQ4_K widens them, 256 at a time. It is the exact path
+// (cpu.Options.ExactQuant); the integer path DotQ4_KQ8 is the fast one.
+func DotQ4_K(w []byte, x []float32) float32 {
+	var buf [QKK]float32
+	var s float32
+	for b := range len(x) / QKK {
+		WidenQ4_K(buf[:], w[b*Q4_KBlockBytes:(b+1)*Q4_KBlockBytes])
+		s += Dot(buf[:], x[b*QKK:(b+1)*QKK])
+	}
+	return s
+}
