@@ -20,6 +20,10 @@ var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
 // state. LOOM_NO_AVX512=1 turns it off (tests compare the two).
 var useAVX512 = useAVX2 && cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ && os.Getenv("LOOM_NO_AVX512") == ""
 
+// useVNNI adds the AVX512-VNNI Q4_K dot (VPDPBUSD on ZMM registers, with
+// AVX512VL/BW for the 256-bit halves).
+var useVNNI = useAVX512 && cpu.X86.HasAVX512VNNI && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL
+
 // f16Table maps every binary16 encoding to its float32 value. The
 // quantized kernels look up block scales here: one load, where VCVTPH2PS
 // and a broadcast would take two more uops on the vector ports they are
@@ -222,11 +226,17 @@ func widenQ4_0(dst []float32, src []byte) {
 //go:noescape
 func dotQ4_KQ8AVX2(w *byte, q *int8, d *float32, nb int) float32
 
+//go:noescape
+func dotQ4_KQ8AVX512(w *byte, q *int8, d *float32, nb int) float32
+
 func dotQ4_KQ8(w []byte, q []int8, d []float32) float32 {
 	nb := len(d) / 8
 	if !useAVX2 || nb == 0 {
 		return DotQ4_KQ8Generic(w, q, d)
 	}
 	w, q = w[:nb*Q4_KBlockBytes], q[:nb*QKK]
+	if useVNNI {
+		return dotQ4_KQ8AVX512(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+	}
 	return dotQ4_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
 }

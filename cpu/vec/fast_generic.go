@@ -4,8 +4,8 @@ package vec
 
 var features = "generic"
 
-// useAVX512 is never set here (see fast_amd64.go).
-var useAVX512 = false
+// useAVX512 and useVNNI are never set here (see fast_amd64.go).
+var useAVX512, useVNNI = false, false
 
 func dot(a, b []float32) float32            { return DotGeneric(a, b) }
 func dotF16(w []byte, x []float32) float32  { return DotF16Generic(w, x) }

@@ -49,6 +49,18 @@ func TestDotQ4_K(t *testing.T) {
 		name string
 		f    func(w []byte, q []int8, d []float32) float32
 	}{{"fast", DotQ4_KQ8}, {"generic", DotQ4_KQ8Generic}}
+	if useVNNI {
+		impls = append(impls, struct {
+			name string
+			f    func(w []byte, q []int8, d []float32) float32
+		}{"fast without vnni", func(w []byte, q []int8, d []float32) float32 {
+			useVNNI = false
+			defer func() { useVNNI = true }()
+			return DotQ4_KQ8(w, q, d)
+		}})
+	} else {
+		t.Log("no AVX512-VNNI here: its Q4_K dot is not tested")
+	}
 	for _, nb := range []int{1, 2, 3, 8, 16} {
 		for range 20 {
 			n := nb * QKK
