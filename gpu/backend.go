@@ -42,6 +42,7 @@ type Backend struct {
 	ws        workspaces
 	graphs    map[string]graphExec
 	bufs      map[*buffer]struct{} // live allocations, freed by Close
+	host      map[*byte]int        // page-locked host memory (AllocHost), freed by Close
 	used      int64                // bytes allocated
 	debug     bool                 // Options.Debug
 	smemOptin int                  // most dynamic shared memory a block may opt into
@@ -178,6 +179,7 @@ func (b *Backend) release() {
 	}
 	b.bufs = nil
 	b.used = 0
+	b.freeHost()
 	if b.mod != nil {
 		b.mod.unload()
 		b.mod = nil

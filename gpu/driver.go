@@ -99,6 +99,10 @@ static CUresult loom_copy_2d_dtoh(void* dst, size_t dpitch, CUdeviceptr src, siz
 	return cuMemcpy2D(&c);
 }
 
+// loom_alloc_host allocates n bytes of page-locked host memory, which the
+// copy engines reach without a staging copy.
+static CUresult loom_alloc_host(void** p, size_t n) { return cuMemAllocHost(p, n); }
+
 static const char* loom_error_name(CUresult r) {
 	const char* s = NULL;
 	if (cuGetErrorName(r, &s) != CUDA_SUCCESS || s == NULL) return "CUDA_ERROR_UNKNOWN";
@@ -290,6 +294,16 @@ func (l launcher) launchGraph(g graphExec) error {
 }
 
 func (g graphExec) destroy() { C.cuGraphExecDestroy(g.exec) }
+
+// allocHost returns n bytes of page-locked host memory (the calling thread
+// must have the context bound).
+func allocHost(n int) (unsafe.Pointer, error) {
+	var p unsafe.Pointer
+	if err := check(C.loom_alloc_host(&p, C.size_t(n))); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
 
 // copy2DToHost copies height rows of width bytes, spitch bytes apart on the
 // device, into dst packed (synchronous).

@@ -264,3 +264,27 @@ func TestDecodeAllocs(t *testing.T) {
 	require.Zero(t, testing.AllocsPerRun(20, func() { _ = g.Download(next, m.next) }), "allocations per Download")
 	require.NoError(t, g.Sync())
 }
+
+// TestHostMemory: page-locked host memory from AllocHost is zeroed, takes
+// a download like Go memory, is freed by FreeHost or Close, and survives a
+// FreeHost of foreign memory.
+func TestHostMemory(t *testing.T) {
+	g := open(t)
+	vals := make([]float32, 3*1000)
+	for i := range vals {
+		vals[i] = float32(i%97) - 48
+	}
+	x := upload(t, g, backend.F32, 3, 1000, vals)
+	h, err := g.AllocHost(4 * len(vals))
+	require.NoError(t, err)
+	require.Len(t, h, 4*len(vals))
+	require.Zero(t, h[0]|h[len(h)-1])
+	require.NoError(t, g.Download(h, x))
+	require.Equal(t, vals, quant.BytesF32(h))
+	g.FreeHost(make([]byte, 8)) // not ours: ignored
+	g.FreeHost(h)
+	_, err = g.AllocHost(0)
+	require.ErrorIs(t, err, backend.ErrShape)
+	_, err = g.AllocHost(1 << 20) // left for Close
+	require.NoError(t, err)
+}

@@ -301,3 +301,15 @@ type MemoryReporter interface {
 	// of its device still free (free is -1 where unknown).
 	Memory() (used, free int64)
 }
+
+// HostAllocator is implemented by backends that download faster into host
+// memory they allocate themselves (page-locked memory for a GPU's DMA
+// engine). generate.Engine keeps the logits it downloads every step there.
+type HostAllocator interface {
+	// AllocHost returns n zeroed bytes of such memory, 64-byte aligned,
+	// valid until FreeHost or the backend's Close.
+	AllocHost(n int) ([]byte, error)
+	// FreeHost releases memory AllocHost returned; other slices are
+	// ignored.
+	FreeHost(b []byte)
+}

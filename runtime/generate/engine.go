@@ -126,6 +126,7 @@ type Engine struct {
 	blocks                []int32
 	idsHost               []int32
 	logits                []float32
+	hostLogits            []byte     // logits' memory when the backend allocated it (HostAllocator)
 	cur                   arch.Batch // the step being run (read by runForward)
 	curLogits             backend.Tensor
 	fwdErr                error
@@ -158,7 +159,18 @@ func NewEngine(be backend.Backend, m arch.Model, opt EngineOptions) (*Engine, er
 	rows, outs, width := m.MaxRows(), m.MaxOut(), cache.Width()
 	e := &Engine{be: be, m: m, cache: cache, ctx: ctx, vocab: c.VocabSize, keys: map[[2]int]string{},
 		tokens: make([]int32, rows), pos: make([]int32, rows), seq: make([]int32, rows), out: make([]int32, outs),
-		idsHost: make([]int32, outs), logits: make([]float32, outs*c.VocabSize)}
+		idsHost: make([]int32, outs)}
+	// Logits come back every sampled step (a 128k vocabulary at 32 rows
+	// is 16 MB): into page-locked memory where the backend offers it,
+	// which a GPU copies into at full PCIe/NVLink speed.
+	if ha, ok := be.(backend.HostAllocator); ok {
+		if b, err := ha.AllocHost(4 * outs * c.VocabSize); err == nil {
+			e.hostLogits, e.logits = b, quant.BytesF32(b)
+		}
+	}
+	if e.logits == nil {
+		e.logits = make([]float32, outs*c.VocabSize)
+	}
 	e.argmax, _ = be.(backend.ArgMaxer)
 	if !opt.NoGraphs {
 		e.graph, _ = be.(backend.Grapher)
@@ -194,6 +206,10 @@ func (e *Engine) Close() {
 		}
 	}
 	e.cache.Close()
+	if e.hostLogits != nil {
+		e.be.(backend.HostAllocator).FreeHost(e.hostLogits)
+		e.hostLogits, e.logits = nil, nil
+	}
 }
 
 // Cache is the engine's KV cache: make sequences with Cache().NewSeq().

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/require"
 
@@ -366,4 +368,54 @@ func TestMatchesRunC(t *testing.T) {
 		ids, _, _ := s.run(t, prompt, s.options(c.Steps-n))
 		require.Equal(t, c.IDs[n:], ids, "prompt %q", c.Prompt)
 	}
+}
+
+// hostAlloc is the CPU backend with backend.HostAllocator, counting what
+// it hands out.
+type hostAlloc struct {
+	*cpu.Backend
+	live map[*byte]int
+}
+
+func (h *hostAlloc) AllocHost(n int) ([]byte, error) {
+	b := make([]byte, n)
+	h.live[&b[0]] = n
+	return b, nil
+}
+
+func (h *hostAlloc) FreeHost(b []byte) { delete(h.live, &b[0]) }
+
+// TestHostLogits: with a backend that allocates host memory, the engine
+// downloads logits into it (and frees it on Close); the tokens are the
+// same as with Go memory.
+func TestHostLogits(t *testing.T) {
+	desc, err := loader.Open(testdata.Path(t, "models/stories260K.gguf"))
+	require.NoError(t, err)
+	defer desc.Close()
+	h := &hostAlloc{Backend: cpu.New(cpu.Options{Threads: 2}), live: map[*byte]int{}}
+	defer h.Close()
+	m, err := arch.New(h, desc, arch.Options{MaxOut: 4})
+	require.NoError(t, err)
+	defer m.Close()
+	e, err := NewEngine(h, m, EngineOptions{})
+	require.NoError(t, err)
+	require.Len(t, h.live, 1)
+	for p, n := range h.live {
+		require.Equal(t, 4*4*desc.Config.VocabSize, n)
+		require.Same(t, p, (*byte)(unsafe.Pointer(&e.logits[0])), "logits live in the backend's memory")
+	}
+	seq := e.Cache().NewSeq()
+	jobs := []Job{{Seq: seq, Tokens: []int32{1, 403, 407}, Want: WantLogits}}
+	require.NoError(t, e.Step(jobs))
+	got := slices.Clone(jobs[0].Logits)
+	seq.Free()
+	e.Close()
+	require.Empty(t, h.live, "Close frees it")
+
+	ref := loadStories(t, arch.Options{MaxOut: 4}, EngineOptions{})
+	rseq := ref.e.Cache().NewSeq()
+	defer rseq.Free()
+	jobs = []Job{{Seq: rseq, Tokens: []int32{1, 403, 407}, Want: WantLogits}}
+	require.NoError(t, ref.e.Step(jobs))
+	require.Equal(t, jobs[0].Logits, got)
 }

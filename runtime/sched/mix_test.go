@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/loomllm/loom/internal/par"
 	"github.com/loomllm/loom/runtime/generate"
 	"github.com/loomllm/loom/runtime/sample"
 )
@@ -125,7 +126,7 @@ func BenchmarkDecodeRows(b *testing.B) {
 }
 
 // BenchmarkDraw: a step's host work for 32 rows of a Llama-3 vocabulary
-// (128256 logits each) through fanOut, as Scheduler.draw spreads it, on
+// (128256 logits each) through par.For, as Scheduler.draw spreads it, on
 // one goroutine and on GOMAXPROCS: the time the engine waits between a
 // GPU step and the next when requests sample.
 //
@@ -157,7 +158,7 @@ func BenchmarkDraw(b *testing.B) {
 				}
 				ids := make([]int32, rows)
 				for b.Loop() {
-					fanOut(rows, workers, func(i int) { ids[i] = ss[i].Sample(logits[i]) })
+					par.For(rows, workers, func(i int) { ids[i] = ss[i].Sample(logits[i]) })
 				}
 				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/rows, "µs/row")
 			})

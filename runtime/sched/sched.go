@@ -60,6 +60,7 @@ import (
 	"time"
 
 	"github.com/loomllm/loom/cpu/vec"
+	"github.com/loomllm/loom/internal/par"
 	"github.com/loomllm/loom/runtime/generate"
 )
 
@@ -610,7 +611,7 @@ func (s *Scheduler) draw(jobs []generate.Job, owners []*seqState, out []drawn) [
 	if workers > 1 {
 		parallelDraws.Add(1)
 	}
-	fanOut(len(jobs), workers, row)
+	par.For(len(jobs), workers, row)
 	return out
 }
 
@@ -620,34 +621,6 @@ var (
 	parallelSampleMin = ParallelSampleMin
 	parallelDraws     atomic.Int64
 )
-
-// fanOut calls fn(i) for every i in [0, n), on up to workers goroutines
-// (the caller's included), each taking the next i in turn, and returns
-// when all calls have.
-func fanOut(n, workers int, fn func(i int)) {
-	if workers < 2 || n < 2 {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	work := func() {
-		for {
-			i := int(next.Add(1)) - 1
-			if i >= n {
-				return
-			}
-			fn(i)
-		}
-	}
-	var wg sync.WaitGroup
-	for range min(workers, n) - 1 {
-		wg.Go(work)
-	}
-	work()
-	wg.Wait()
-}
 
 // job returns q's next job, asking for logits when log probabilities are wanted.
 func (s *Scheduler) job(q *seqState, maxRows int) generate.Job {

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -596,16 +595,4 @@ func TestParallelSampling(t *testing.T) {
 	}
 	_, err := New(s.e, Config{SampleWorkers: -1})
 	require.ErrorIs(t, err, ErrConfig)
-}
-
-func TestFanOut(t *testing.T) {
-	for _, n := range []int{0, 1, 2, 7, 100} {
-		for _, w := range []int{0, 1, 2, 3, 16} {
-			var hits = make([]atomic.Int32, n)
-			fanOut(n, w, func(i int) { hits[i].Add(1) })
-			for i := range hits {
-				require.Equal(t, int32(1), hits[i].Load(), "n %d workers %d: index %d", n, w, i)
-			}
-		}
-	}
 }
