@@ -27,11 +27,13 @@ import (
 	"time"
 
 	"github.com/loomllm/loom/cpu"
+	"github.com/loomllm/loom/internal/par"
 	"github.com/loomllm/loom/model"
 	"github.com/loomllm/loom/runtime/backend"
 	"github.com/loomllm/loom/runtime/generate"
 	"github.com/loomllm/loom/runtime/kvcache"
 	"github.com/loomllm/loom/runtime/quant"
+	"github.com/loomllm/loom/runtime/sample"
 )
 
 // ErrConfig reports benchmark settings that cannot run (a batch larger than
@@ -52,6 +54,13 @@ type Config struct {
 	Reps int
 	// Seed makes the random token ids reproducible.
 	Seed uint64
+	// Temperatures lists how the timed decode steps pick tokens, each
+	// measured at every batch size: 0 greedily with the backend's argmax
+	// (only token ids come back), a temperature above 0 sampled as a server
+	// samples (the logits of every row come back to the host and each
+	// row's token is drawn by its own sampler, the rows spread over
+	// GOMAXPROCS goroutines). Empty means greedy only.
+	Temperatures []float32
 }
 
 // Ceilings are the machine's measured limits that results are reported against.
@@ -75,6 +84,9 @@ type Result struct {
 	Batch     int    `json:"batch"`
 	PromptLen int    `json:"prompt_len"`
 	Gen       int    `json:"gen,omitempty"`
+	// Temperature is the sampling temperature of the decode steps (0:
+	// greedy on the device).
+	Temperature float32 `json:"temperature,omitempty"`
 
 	TTFTms          float64 `json:"ttft_ms,omitempty"`
 	PrefillTokS     float64 `json:"prefill_tok_s,omitempty"`
@@ -179,12 +191,18 @@ func (r *Runner) Run(emit func(Result)) error {
 		}
 		emit(res)
 	}
+	temps := cfg.Temperatures
+	if len(temps) == 0 {
+		temps = []float32{0}
+	}
 	for _, b := range cfg.Batches {
-		res, err := r.decode(b, max(cfg.DecodePrompt, 1), max(cfg.Gen, 2))
-		if err != nil {
-			return err
+		for _, t := range temps {
+			res, err := r.decode(b, max(cfg.DecodePrompt, 1), max(cfg.Gen, 2), t)
+			if err != nil {
+				return err
+			}
+			emit(res)
 		}
-		emit(res)
 	}
 	return nil
 }
@@ -248,8 +266,9 @@ func (r *Runner) prefill(p, reps int) (Result, error) {
 }
 
 // decode fills b sequences with ctx tokens each, then times gen decode
-// steps of one token per sequence (greedy, so only ids come back).
-func (r *Runner) decode(b, ctx, gen int) (Result, error) {
+// steps of one token per sequence: greedy (temp 0: only ids come back), or
+// sampled on the host at temp (the logits come back).
+func (r *Runner) decode(b, ctx, gen int, temp float32) (Result, error) {
 	e := r.Engine
 	if b > e.MaxJobs() {
 		return Result{}, fmt.Errorf("bench: batch of %d: the engine takes at most %d sequences per step: %w", b, e.MaxJobs(), ErrConfig)
@@ -280,13 +299,29 @@ func (r *Runner) decode(b, ctx, gen int) (Result, error) {
 	jobs := make([]generate.Job, b)
 	next := r.tokens(b)
 	times := make([]time.Duration, 0, gen)
+	want := generate.WantArgMax
+	var samplers []*sample.Sampler
+	if temp > 0 {
+		want = generate.WantLogits
+		for i := range b {
+			s, err := sample.New(sample.Options{Temperature: temp, Seed: r.Config.Seed + uint64(i)})
+			if err != nil {
+				return Result{}, fmt.Errorf("bench: %w", err)
+			}
+			samplers = append(samplers, s)
+		}
+	}
+	draw := func(i int) { jobs[i].ID = samplers[i].Sample(jobs[i].Logits) }
 	for step := 0; step <= gen; step++ {
 		for i := range jobs {
-			jobs[i] = generate.Job{Seq: seqs[i], Tokens: next[i : i+1], Want: generate.WantArgMax}
+			jobs[i] = generate.Job{Seq: seqs[i], Tokens: next[i : i+1], Want: want}
 		}
 		t0 := time.Now()
 		if err := e.Step(jobs); err != nil {
 			return Result{}, fmt.Errorf("bench: decode step %d at batch %d: %w", step, b, err)
+		}
+		if samplers != nil {
+			par.For(b, runtime.GOMAXPROCS(0), draw)
 		}
 		d := time.Since(t0)
 		for i := range jobs {
@@ -299,6 +334,7 @@ func (r *Runner) decode(b, ctx, gen int) (Result, error) {
 	p50, p99 := percentile(times, 50), percentile(times, 99)
 	res := r.base("decode", b, ctx)
 	res.Gen = gen
+	res.Temperature = temp
 	res.DecodeMsP50, res.DecodeMsP99 = ms(p50), ms(p99)
 	res.DecodeTokS = 1 / p50.Seconds()
 	res.DecodeTokSAggregate = float64(b) / p50.Seconds()

@@ -32,6 +32,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	batches := fs.String("batch", "1", "decode batch sizes, comma-separated (e.g. 1,8,32)")
 	reps := fs.Int("reps", 3, "prefill repetitions (the median is reported)")
 	seed := fs.Uint64("seed", 1, "seed of the synthetic weights and the random token ids")
+	temps := fs.String("temperature", "0", "how decode steps pick tokens, comma-separated, each measured at every batch size: 0 greedy argmax on the device, above 0 sampled on the host at that temperature as a server does (e.g. 0,0.8)")
 	peakFlops := fs.Float64("peak-tflops", 0, "matrix-multiply ceiling in TFLOP/s measured elsewhere (e.g. cuBLAS through torch); 0 uses loom's own probe")
 	peakBW := fs.Float64("peak-gbs", 0, "memory-bandwidth ceiling in GB/s measured elsewhere; 0 measures it")
 	asJSON := fs.Bool("json", false, "print one JSON object per measurement")
@@ -49,6 +50,14 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%w: give exactly one of --model and --preset", errUsage)
 	}
 	bs, err := parseInts(*batches)
+	var ts []float32
+	for _, f := range strings.Split(*temps, ",") {
+		v, perr := strconv.ParseFloat(strings.TrimSpace(f), 32)
+		if perr != nil || !(v >= 0 && v <= 100) {
+			return fmt.Errorf("%w: --temperature %q: want values from 0 to 100", errUsage, *temps)
+		}
+		ts = append(ts, float32(v))
+	}
 	if err != nil || *promptLen < 0 || *decodePrompt < 1 || *gen < 2 || *reps < 1 {
 		return fmt.Errorf("%w: --batch %q, --prompt-len %d, --decode-prompt %d, --gen %d (at least 2), --reps %d",
 			errUsage, *batches, *promptLen, *decodePrompt, *gen, *reps)
@@ -103,7 +112,8 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stderr)
 
 	r := &bench.Runner{Engine: eng, Shape: shape, Ceilings: ceil,
-		Config: bench.Config{PromptLen: *promptLen, DecodePrompt: *decodePrompt, Gen: *gen, Batches: bs, Reps: *reps, Seed: *seed}}
+		Config: bench.Config{PromptLen: *promptLen, DecodePrompt: *decodePrompt, Gen: *gen, Batches: bs, Reps: *reps, Seed: *seed,
+			Temperatures: ts}}
 	enc := json.NewEncoder(stdout)
 	return r.Run(func(res bench.Result) {
 		if *asJSON {
@@ -119,6 +129,9 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 		case "decode":
 			fmt.Fprintf(stdout, "decode   batch %3d: %8.2f ms/step (p99 %.2f)  %9.1f tok/s  %8.1f GB/s  %5.1f%% of bandwidth",
 				res.Batch, res.DecodeMsP50, res.DecodeMsP99, res.DecodeTokSAggregate, res.DecodeGBs, 100*res.DecodeFracBW)
+			if res.Temperature > 0 {
+				fmt.Fprintf(stdout, "  sampled at %g", res.Temperature)
+			}
 		}
 		fmt.Fprintf(stdout, "  (peak host %.0f MiB)\n", float64(res.PeakHostBytes)/(1<<20))
 	})
