@@ -75,6 +75,8 @@ func benchTensor(tb testing.TB, be *Backend, dt backend.DType, rows, cols int) b
 		for i := 0; i < len(raw); i += 18 {
 			raw[i], raw[i+1] = 0x66, 0x2e // scale 0.1
 		}
+	case backend.Q4_K:
+		quant.QuantizeQ4_K(raw, v)
 	}
 	if err := be.Upload(t, raw); err != nil {
 		tb.Fatal(err)

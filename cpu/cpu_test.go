@@ -158,3 +158,38 @@ func TestSplitAllocs(t *testing.T) {
 	require.Zero(t, testing.AllocsPerRun(20, run))
 	require.NoError(t, b.Sync())
 }
+
+// TestMatMulBatchInvariant: a row's product is bitwise the same whether it
+// is multiplied alone, with the other rows, or in a group of a few, at 1
+// and 2 threads (the register-blocked tiles, the AVX-512 blocks and the
+// one-row kernels add in one order), for every weight type but F16 and
+// BF16, the documented exception (see the package documentation).
+func TestMatMulBatchInvariant(t *testing.T) {
+	for _, threads := range []int{1, 2} {
+		be := New(Options{Threads: threads})
+		for _, dt := range []backend.DType{backend.F32, backend.Q8_0, backend.Q4_0, backend.Q4_K} {
+			const n, in, out = 11, 512, 70
+			w := benchTensor(t, be, dt, out, in)
+			x := benchTensor(t, be, backend.F32, n, in)
+			y := benchTensor(t, be, backend.F32, n, out)
+			be.MatMul(y, x, w)
+			all := make([]byte, y.Bytes())
+			require.NoError(t, be.Download(all, y))
+			for _, g := range []int{1, 3, 4, 5} {
+				for r0 := 0; r0 < n; r0 += g {
+					r1 := min(r0+g, n)
+					part := benchTensor(t, be, backend.F32, r1-r0, out)
+					be.MatMul(part, x.Slice(r0, r1), w)
+					got := make([]byte, part.Bytes())
+					require.NoError(t, be.Download(got, part))
+					require.Equal(t, all[r0*4*out:r1*4*out], got, "%v, %d threads: rows [%d,%d) in groups of %d", dt, threads, r0, r1, g)
+					be.Free(part)
+				}
+			}
+			be.Free(w)
+			be.Free(x)
+			be.Free(y)
+		}
+		require.NoError(t, be.Close())
+	}
+}

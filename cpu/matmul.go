@@ -154,6 +154,13 @@ func (j *matmulJob) run(wk, lo, hi int) {
 		nb := j.in / 32
 		for r0 := 0; r0 < j.x.rows; r0 += rowBlock {
 			r1 := min(r0+rowBlock, j.x.rows)
+			if j.dt == backend.Q8_0 {
+				// Register-blocked where the CPU allows, every sum as the
+				// pair's own (vec.DotTileQ8_0Q8).
+				k.dotTileQ8_0Q8(j.dst.d[r0*j.dst.stride+lo:], j.dst.stride, j.w[lo*j.rowBytes:hi*j.rowBytes], j.rowBytes, hi-lo,
+					j.xq[r0*j.in:r1*j.in], j.xd[r0*nb:r1*nb], j.in, r1-r0)
+				continue
+			}
 			for o := lo; o < hi; o++ {
 				wr := j.w[o*j.rowBytes : (o+1)*j.rowBytes]
 				for r := r0; r < r1; r++ {

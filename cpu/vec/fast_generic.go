@@ -24,3 +24,7 @@ func widenQ8_0(dst []float32, src []byte)               { WidenQ8_0Generic(dst, 
 func widenQ4_0(dst []float32, src []byte)               { WidenQ4_0Generic(dst, src) }
 
 func dotQ4_KQ8(w []byte, q []int8, d []float32) float32 { return DotQ4_KQ8Generic(w, q, d) }
+
+func dotTileQ8_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
+	DotTileQ8_0Q8Generic(dst, ldd, w, ldw, cols, q, d, ldq, rows)
+}

@@ -100,3 +100,41 @@ func DotQ4_0Q8Generic(w []byte, q []int8, d []float32) float32 {
 	}
 	return s
 }
+
+// DotTileQ8_0Q8 sets dst[r*ldd+c] to DotQ8_0Q8 of Q8_0 weight row c (ldw
+// bytes apart) with quantized activation row r (ldq int8s apart in q, a
+// multiple of 32, with its ldq/32 scales in d), for r < rows and c < cols:
+// bitwise what DotQ8_0Q8 gives for each pair, so a matrix product's rows do
+// not depend on the batch. With AVX512-VNNI it multiplies blocks of four
+// activation rows by three weight rows in registers (VPDPBUSD on the
+// activations offset to uint8, less 128 times the weights' sums: the same
+// exact integers), each weight block loaded once per four rows. It panics
+// if a slice is too short.
+func DotTileQ8_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
+	dotTileQ8_0Q8(dst, ldd, w, ldw, cols, q, d, ldq, rows)
+}
+
+// DotTileQ8_0Q8Generic is DotTileQ8_0Q8's plain-Go twin: DotQ8_0Q8Generic
+// for every pair.
+func DotTileQ8_0Q8Generic(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
+	checkTileQ8(dst, ldd, w, ldw, cols, q, d, ldq, rows)
+	nb := ldq / QK
+	for r := range rows {
+		for c := range cols {
+			dst[r*ldd+c] = DotQ8_0Q8Generic(w[c*ldw:c*ldw+nb*Q8_0BlockBytes], q[r*ldq:(r+1)*ldq], d[r*nb:(r+1)*nb])
+		}
+	}
+}
+
+// checkTileQ8 panics unless DotTileQ8_0Q8's slices hold what it reads and
+// writes.
+func checkTileQ8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
+	if rows <= 0 || cols <= 0 {
+		return
+	}
+	nb := ldq / QK
+	_ = dst[(rows-1)*ldd+cols-1]
+	_ = w[:(cols-1)*ldw+nb*Q8_0BlockBytes]
+	_ = q[:rows*ldq]
+	_ = d[:rows*nb]
+}
