@@ -15,7 +15,7 @@
 // The routine without a suffix (Dot, DotF16, ...) is the fast path: on
 // amd64 with AVX2, FMA and F16C (checked at run time with x/sys/cpu) it runs
 // hand-written Go assembly (DotTile also AVX-512 blocks where the CPU has
-// AVX512F and AVX512DQ), elsewhere (other architectures, or the purego
+// AVX512F and AVX512DQ, DotTileQ8_0Q8 and DotQ4_KQ8 AVX512-VNNI ones), elsewhere (other architectures, or the purego
 // build tag) the plain Go twin. The twin with the Generic suffix
 // (DotGeneric, DotF16Generic, ...) is always plain Go and always available,
 // so callers can force it and the tests compare the two. Features reports
@@ -102,8 +102,12 @@
 //     16×128 at k=64 from 69–71 to 89–91 GFLOP/s, 16×64 at k=172 from
 //     77–80 to 107–112, 16×64 at k=4096 from 85–87 to 120–135, 64×16 at
 //     k=4096 from 93–96 to 120–132. Dots and matrix-vector products stream
-//     their weights and gain nothing from wider registers; AVX-VNNI's
-//     VPDPBUSD (about 10% faster than VPMADDUBSW plus VPMADDWD in a
-//     prototype) could speed the cache-resident quantized loops and is not
-//     used yet.
+//     their weights and gain little from wider registers.
+//   - AVX512-VNNI's VPDPBUSD (uint8 × int8, four products per int32 lane)
+//     is used where the weights meet several activation rows or need
+//     unpacking: DotTileQ8_0Q8 (4×3 blocks, activations offset to uint8
+//     and 128·Σw subtracted, so the int32 lanes are exactly the one-row
+//     kernel's: 134 against 60 GFLOP/s pair by pair) and DotQ4_KQ8 (57
+//     against 46). The one-row Q8_0/Q4_0 dots stream from memory and keep
+//     VPMADDUBSW.
 package vec
