@@ -45,9 +45,9 @@
 // or in a tile (vec.DotTile); quantized products quantize each row on its
 // own; attention cuts every row's history at fixed multiples of 256
 // positions whatever the batch, and combines the parts in order; how work
-// is spread over goroutines never changes the arithmetic. (F16 and BF16
-// weights are the exception: one row takes vec.DotF16, several a widened
-// tile, whose sums are ordered differently.)
+// is spread over goroutines never changes the arithmetic. F16 and BF16
+// rows are widened exactly (in registers for one activation row, into a
+// tile for several) and then take the F32 order.
 //
 // A Backend is not safe for concurrent use: issue operations from one
 // goroutine, as with a GPU stream. Operations run synchronously, so Sync

@@ -162,12 +162,12 @@ func TestSplitAllocs(t *testing.T) {
 // TestMatMulBatchInvariant: a row's product is bitwise the same whether it
 // is multiplied alone, with the other rows, or in a group of a few, at 1
 // and 2 threads (the register-blocked tiles, the AVX-512 blocks and the
-// one-row kernels add in one order), for every weight type but F16 and
-// BF16, the documented exception (see the package documentation).
+// one-row kernels add in one order), for every weight type.
 func TestMatMulBatchInvariant(t *testing.T) {
-	for _, threads := range []int{1, 2} {
-		be := New(Options{Threads: threads})
-		for _, dt := range []backend.DType{backend.F32, backend.Q8_0, backend.Q4_0, backend.Q4_K} {
+	for _, opt := range []Options{{Threads: 1}, {Threads: 2}, {Threads: 2, Generic: true}} {
+		threads := opt.Threads
+		be := New(opt)
+		for _, dt := range []backend.DType{backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_0, backend.Q4_K} {
 			const n, in, out = 11, 512, 70
 			w := benchTensor(t, be, dt, out, in)
 			x := benchTensor(t, be, backend.F32, n, in)

@@ -40,6 +40,8 @@ type kernels struct {
 	dotQ4_KQ8  func(w []byte, q []int8, d []float32) float32
 
 	dotTileQ8_0Q8 func(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int)
+	dotRowsF16    func(dst []float32, w []byte, stride int, x []float32)
+	dotRowsBF16   func(dst []float32, w []byte, stride int, x []float32)
 }
 
 func selectKernels(generic bool) kernels {
@@ -51,8 +53,8 @@ func selectKernels(generic bool) kernels {
 			widenF16: vec.WidenF16Generic, widenBF16: vec.WidenBF16Generic, widenQ8_0: vec.WidenQ8_0Generic, widenQ4_0: vec.WidenQ4_0Generic,
 			quantizeQ8: vec.QuantizeQ8Generic, dotQ8_0Q8: vec.DotQ8_0Q8Generic, dotQ4_0Q8: vec.DotQ4_0Q8Generic,
 			dotQ4_K: vec.DotQ4_K, widenQ4_K: vec.WidenQ4_K, dotQ4_KQ8: vec.DotQ4_KQ8Generic,
-			dotTileQ8_0Q8: vec.DotTileQ8_0Q8Generic,
-			dotTile:       vec.DotTileGeneric, axpyRows: vec.AxpyRowsGeneric, expSum: vec.ExpSumGeneric,
+			dotTileQ8_0Q8: vec.DotTileQ8_0Q8Generic, dotRowsF16: vec.DotRowsF16Generic, dotRowsBF16: vec.DotRowsBF16Generic,
+			dotTile: vec.DotTileGeneric, axpyRows: vec.AxpyRowsGeneric, expSum: vec.ExpSumGeneric,
 			swiglu: vec.SwiGLUGeneric, gelu: vec.GELUGeneric, attnBlocks: vec.AttnBlocksGeneric, argMax: vec.ArgMaxGeneric,
 		}
 	}
@@ -63,8 +65,8 @@ func selectKernels(generic bool) kernels {
 		widenF16: vec.WidenF16, widenBF16: vec.WidenBF16, widenQ8_0: vec.WidenQ8_0, widenQ4_0: vec.WidenQ4_0,
 		quantizeQ8: vec.QuantizeQ8, dotQ8_0Q8: vec.DotQ8_0Q8, dotQ4_0Q8: vec.DotQ4_0Q8,
 		dotQ4_K: vec.DotQ4_K, widenQ4_K: vec.WidenQ4_K, dotQ4_KQ8: vec.DotQ4_KQ8,
-		dotTileQ8_0Q8: vec.DotTileQ8_0Q8,
-		dotTile:       vec.DotTile, axpyRows: vec.AxpyRows, expSum: vec.ExpSum,
+		dotTileQ8_0Q8: vec.DotTileQ8_0Q8, dotRowsF16: vec.DotRowsF16, dotRowsBF16: vec.DotRowsBF16,
+		dotTile: vec.DotTile, axpyRows: vec.AxpyRows, expSum: vec.ExpSum,
 		swiglu: vec.SwiGLU, gelu: vec.GELU, attnBlocks: vec.AttnBlocks, argMax: vec.ArgMax,
 	}
 }

@@ -184,6 +184,31 @@ func (j *matmulJob) run(wk, lo, hi int) {
 			k.dotRows(d[lo:hi], bytesF32(j.w[lo*j.rowBytes:hi*j.rowBytes]), j.in, x)
 			return
 		}
+		if j.dt == backend.F16 || j.dt == backend.BF16 {
+			// The canonical eight-row dot of the rows widened in registers
+			// (vec.DotRowsF16/BF16): the sums a widened tile gives the same
+			// row in a batch (vec.DotTile), so F16 and BF16 products are
+			// batch invariant too. Rows whose length is not a multiple of 8
+			// are widened into scratch first, then the same dot.
+			w := j.w[lo*j.rowBytes : hi*j.rowBytes]
+			switch {
+			case j.in%8 == 0 && j.dt == backend.F16:
+				k.dotRowsF16(d[lo:hi], w, j.in, x)
+				return
+			case j.in%8 == 0:
+				k.dotRowsBF16(d[lo:hi], w, j.in, x)
+				return
+			}
+			for o := lo; o < hi; o += 8 {
+				m := min(8, hi-o)
+				tile := j.b.scratchFor(wk, m*j.in)
+				for i := range m {
+					k.widen(j.dt, tile[i*j.in:(i+1)*j.in], j.w[(o+i)*j.rowBytes:(o+i+1)*j.rowBytes])
+				}
+				k.dotRows(d[o:o+m], tile, j.in, x)
+			}
+			return
+		}
 		for o := lo; o < hi; o++ {
 			d[o] = k.dotW(j.dt, j.w[o*j.rowBytes:(o+1)*j.rowBytes], x)
 		}

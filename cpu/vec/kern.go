@@ -282,3 +282,45 @@ func ArgMaxGeneric(x []float32) (idx int, m float32) {
 	}
 	return idx, m
 }
+
+// DotRowsF16 is DotRows for rows of IEEE half-precision weights (raw
+// little-endian bytes, rows stride elements apart): dst[r] is the dot of
+// x with row r widened to float32, in the canonical order, so bitwise
+// what DotRows and DotTile give for the widened row. len(x) must be a
+// multiple of 8 (the fast path has no masked tail); it panics otherwise or
+// if w is too short.
+func DotRowsF16(dst []float32, w []byte, stride int, x []float32) { dotRowsH(dst, w, stride, x, false) }
+
+// DotRowsBF16 is DotRowsF16 for bfloat16 weights.
+func DotRowsBF16(dst []float32, w []byte, stride int, x []float32) { dotRowsH(dst, w, stride, x, true) }
+
+// DotRowsF16Generic is DotRowsF16's plain-Go twin: each row widened, then
+// DotGeneric.
+func DotRowsF16Generic(dst []float32, w []byte, stride int, x []float32) {
+	dotRowsHGeneric(dst, w, stride, x, WidenF16Generic)
+}
+
+// DotRowsBF16Generic is DotRowsBF16's plain-Go twin.
+func DotRowsBF16Generic(dst []float32, w []byte, stride int, x []float32) {
+	dotRowsHGeneric(dst, w, stride, x, WidenBF16Generic)
+}
+
+func dotRowsHGeneric(dst []float32, w []byte, stride int, x []float32, widen func([]float32, []byte)) {
+	checkRowsH(dst, w, stride, x)
+	row := make([]float32, len(x))
+	for r := range dst {
+		widen(row, w[2*r*stride:2*(r*stride+len(x))])
+		dst[r] = DotGeneric(row, x)
+	}
+}
+
+// checkRowsH panics unless w holds len(dst) rows of len(x) halves, stride
+// apart, and len(x) is a multiple of 8.
+func checkRowsH(dst []float32, w []byte, stride int, x []float32) {
+	if len(x)%8 != 0 {
+		panic("vec: DotRowsF16/BF16: the row length is not a multiple of 8")
+	}
+	if len(dst) > 0 {
+		_ = w[:2*((len(dst)-1)*stride+len(x))]
+	}
+}

@@ -149,3 +149,32 @@ func argMax(x []float32) (int, float32) {
 	}
 	return i, m
 }
+
+//go:noescape
+func dotRows8F16AVX2(dst *float32, w *byte, stride int, x *float32, n int, rows int)
+
+//go:noescape
+func dotRows8BF16AVX2(dst *float32, w *byte, stride int, x *float32, n int, rows int)
+
+func dotRowsH(dst []float32, w []byte, stride int, x []float32, bf16 bool) {
+	if !useAVX2 {
+		if bf16 {
+			DotRowsBF16Generic(dst, w, stride, x)
+		} else {
+			DotRowsF16Generic(dst, w, stride, x)
+		}
+		return
+	}
+	checkRowsH(dst, w, stride, x)
+	if len(dst) == 0 {
+		return
+	}
+	n := len(x)
+	for r := 0; r < len(dst); r += 8 {
+		f := dotRows8F16AVX2
+		if bf16 {
+			f = dotRows8BF16AVX2
+		}
+		f(&dst[r], unsafe.SliceData(w[2*r*stride:]), stride, unsafe.SliceData(x), n, min(len(dst)-r, 8))
+	}
+}

@@ -15,3 +15,11 @@ func attnBlocks(acc, m, l, q []float32, d int, ks, vs [][]float32, scale float32
 }
 
 func argMax(x []float32) (int, float32) { return ArgMaxGeneric(x) }
+
+func dotRowsH(dst []float32, w []byte, stride int, x []float32, bf16 bool) {
+	if bf16 {
+		DotRowsBF16Generic(dst, w, stride, x)
+	} else {
+		DotRowsF16Generic(dst, w, stride, x)
+	}
+}

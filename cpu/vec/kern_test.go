@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/loomllm/loom/runtime/quant"
 )
 
 // TestDotTile checks DotTile against the float64 reference at shapes around
@@ -357,4 +359,45 @@ func TestArgMax(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestDotRowsHalf: F16 and BF16 rows give bitwise what DotRows gives for
+// the rows widened (fast and generic paths alike), whatever the number of
+// rows and where a row falls among them.
+func TestDotRowsHalf(t *testing.T) {
+	r := newRand(t)
+	for _, bf := range []bool{false, true} {
+		for _, n := range []int{8, 16, 24, 32, 40, 96, 264, 4096} {
+			for _, rows := range []int{1, 3, 8, 9, 21} {
+				stride := n + 8*r.IntN(3)
+				v := randF32(r, (rows-1)*stride+n)
+				w := make([]byte, 2*len(v))
+				wide := make([]float32, len(v))
+				if bf {
+					quant.EncodeBF16(w, v)
+					WidenBF16(wide, w)
+				} else {
+					quant.EncodeF16(w, v)
+					WidenF16(wide, w)
+				}
+				x := randF32(r, n)
+				for _, im := range []struct {
+					name string
+					h    func(dst []float32, w []byte, stride int, x []float32)
+					f    func(dst, w []float32, stride int, x []float32)
+				}{
+					{"fast", map[bool]func([]float32, []byte, int, []float32){false: DotRowsF16, true: DotRowsBF16}[bf], DotRows},
+					{"generic", map[bool]func([]float32, []byte, int, []float32){false: DotRowsF16Generic, true: DotRowsBF16Generic}[bf], DotRowsGeneric},
+				} {
+					got, want := make([]float32, rows), make([]float32, rows)
+					im.h(got, w, stride, x)
+					im.f(want, wide, stride, x)
+					for i := range got {
+						require.Equal(t, math.Float32bits(want[i]), math.Float32bits(got[i]), "%s bf16=%v n=%d rows=%d row %d", im.name, bf, n, rows, i)
+					}
+				}
+			}
+		}
+	}
+	require.Panics(t, func() { DotRowsF16(make([]float32, 1), make([]byte, 20), 10, make([]float32, 10)) })
 }
