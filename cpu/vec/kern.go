@@ -1,6 +1,9 @@
 package vec
 
-import "math"
+import (
+	"encoding/binary"
+	"math"
+)
 
 // Kernels for batched decode and prefill: a register-blocked multi-row
 // product (DotTile) whose every sum is bitwise the one DotRows computes
@@ -294,25 +297,46 @@ func DotRowsF16(dst []float32, w []byte, stride int, x []float32) { dotRowsH(dst
 // DotRowsBF16 is DotRowsF16 for bfloat16 weights.
 func DotRowsBF16(dst []float32, w []byte, stride int, x []float32) { dotRowsH(dst, w, stride, x, true) }
 
-// DotRowsF16Generic is DotRowsF16's plain-Go twin: each row widened, then
-// DotGeneric.
+// DotRowsF16Generic is DotRowsF16's plain-Go twin: DotGeneric of each row
+// widened.
 func DotRowsF16Generic(dst []float32, w []byte, stride int, x []float32) {
-	dotRowsHGeneric(dst, w, stride, x, WidenF16Generic)
+	dotRowsHGeneric(dst, w, stride, x, f16ToF32)
 }
 
 // DotRowsBF16Generic is DotRowsBF16's plain-Go twin.
 func DotRowsBF16Generic(dst []float32, w []byte, stride int, x []float32) {
-	dotRowsHGeneric(dst, w, stride, x, WidenBF16Generic)
+	dotRowsHGeneric(dst, w, stride, x, bf16ToF32)
 }
 
-func dotRowsHGeneric(dst []float32, w []byte, stride int, x []float32, widen func([]float32, []byte)) {
+func dotRowsHGeneric(dst []float32, w []byte, stride int, x []float32, widen func(uint16) float32) {
 	checkRowsH(dst, w, stride, x)
-	row := make([]float32, len(x))
 	for r := range dst {
-		widen(row, w[2*r*stride:2*(r*stride+len(x))])
-		dst[r] = DotGeneric(row, x)
+		dst[r] = dotHGeneric(w[2*r*stride:2*(r*stride+len(x))], x, widen)
 	}
 }
+
+// dotHGeneric is DotGeneric(widened w, x) with each weight widened as it
+// is read: the same products and partial sums in the same order, and no
+// buffer.
+func dotHGeneric(w []byte, x []float32, widen func(uint16) float32) float32 {
+	w = w[:2*len(x)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		a0, a1 := widen(binary.LittleEndian.Uint16(w[2*i:])), widen(binary.LittleEndian.Uint16(w[2*i+2:]))
+		a2, a3 := widen(binary.LittleEndian.Uint16(w[2*i+4:])), widen(binary.LittleEndian.Uint16(w[2*i+6:]))
+		s0 += a0 * x[i]
+		s1 += a1 * x[i+1]
+		s2 += a2 * x[i+2]
+		s3 += a3 * x[i+3]
+	}
+	for ; i < len(x); i++ {
+		s0 += widen(binary.LittleEndian.Uint16(w[2*i:])) * x[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func bf16ToF32(h uint16) float32 { return math.Float32frombits(uint32(h) << 16) }
 
 // checkRowsH panics unless w holds len(dst) rows of len(x) halves, stride
 // apart, and len(x) is a multiple of 8.
