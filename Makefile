@@ -7,9 +7,11 @@ PKGS      := ./...
 
 all: build
 
-## test: gofmt check, go vet, and every test (what CI runs).
+## test: gofmt check, go vet, every test, and the CPU backend again on its plain-Go (purego) and AVX2-only paths (what CI runs).
 test: fmt-check vet
 	$(GO) test -count=1 $(PKGS)
+	$(GO) test -count=1 -tags purego ./cpu/...
+	LOOM_NO_AVX512=1 $(GO) test -count=1 ./cpu/...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
