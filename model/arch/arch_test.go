@@ -301,3 +301,38 @@ func TestKQuantWeights(t *testing.T) {
 		require.Greater(t, e, 0.0, "requantization changes something")
 	}
 }
+
+// plainBackend hides the CPU backend's optional interfaces (HostMapper
+// among them): every weight is allocated and copied.
+type plainBackend struct{ backend.Backend }
+
+// TestMapApart: on a backend that maps host memory, Q/K/V and gate/up of
+// a large model stay separate mapped weights (no copy: the backend
+// allocates none of them) and give bitwise the logits of the concatenated
+// copies.
+func TestMapApart(t *testing.T) {
+	r := newRand(t)
+	cfg := model.Config{Arch: model.ArchLlama, VocabSize: 64, Dim: 1024, Hidden: 1024, Layers: 1, Heads: 8, KVHeads: 8,
+		Context: 32, NormEps: 1e-5, RopeTheta: 10000}
+	desc := randModel(r, cfg, false, false)
+	tokens := []int32{1, 5, 9, 2}
+	var logits [2][][]float32
+	var used [2]int64
+	for i := range 2 {
+		cb := cpu.New(cpu.Options{Threads: 2})
+		var be backend.Backend = cb
+		if i == 1 {
+			be = plainBackend{cb}
+		}
+		m, err := New(be, desc, Options{MaxRows: 4, MaxOut: 4})
+		require.NoError(t, err)
+		used[i], _ = cb.Memory()
+		logits[i] = newRunner(t, be, m, 8).step(tokens)
+		m.Close()
+		require.NoError(t, cb.Close())
+	}
+	const matrix = 4 << 20 // one 1024×1024 F32 weight
+	require.Less(t, used[0], int64(matrix), "mapped: q, k, v, gate, up, o, down not copied")
+	require.Greater(t, used[1], int64(7*matrix), "plain: every matrix allocated")
+	require.Equal(t, logits[1], logits[0])
+}

@@ -129,7 +129,8 @@ func (w *weights) target(t *model.Tensor) backend.DType {
 }
 
 // matrix loads the named tensors, each cols wide, as one weight of their
-// rows concatenated, or as separate parts where their types differ.
+// rows concatenated, or as separate parts where their types differ or
+// where they can be used in place (mapApart).
 func (w *weights) matrix(cols int, parts ...part) linear {
 	var l linear
 	ts := make([]*model.Tensor, len(parts))
@@ -141,7 +142,7 @@ func (w *weights) matrix(cols int, parts ...part) linear {
 		}
 		same = same && w.target(ts[i]) == w.target(ts[0])
 	}
-	if same {
+	if same && !w.mapApart(ts) {
 		l.parts = []backend.Tensor{w.load(ts...)}
 		l.offs = []int{0}
 		return l
@@ -153,6 +154,27 @@ func (w *weights) matrix(cols int, parts ...part) linear {
 		off += t.Rows
 	}
 	return l
+}
+
+// mapApartMin is the size, in elements, from which the parts of a matrix
+// (Q/K/V, gate/up) that a HostMapper can use in place stay apart, one
+// product each, instead of being copied into one concatenated weight: at
+// a million weights a product's few microseconds of dispatch are nothing,
+// and an 8B model's mapped file is not copied again.
+const mapApartMin = 1 << 20
+
+// mapApart reports whether ts, parts of one matrix, are better left as
+// separate mapped weights than copied together (see mapApartMin).
+func (w *weights) mapApart(ts []*model.Tensor) bool {
+	if _, ok := w.be.(backend.HostMapper); !ok || len(ts) < 2 {
+		return false
+	}
+	for _, t := range ts {
+		if w.target(t) != t.DType || t.Rows*t.Cols < mapApartMin {
+			return false
+		}
+	}
+	return true
 }
 
 // load puts tensors of one target type onto the backend as one weight of
