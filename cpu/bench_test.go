@@ -77,6 +77,8 @@ func benchTensor(tb testing.TB, be *Backend, dt backend.DType, rows, cols int) b
 		}
 	case backend.Q4_K:
 		quant.QuantizeQ4_K(raw, v)
+	case backend.Q6_K:
+		quant.QuantizeQ6_K(raw, v)
 	}
 	if err := be.Upload(t, raw); err != nil {
 		tb.Fatal(err)

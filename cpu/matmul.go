@@ -44,7 +44,7 @@ func overlaps(a, b backend.Tensor) bool {
 
 // MatMul sets dst = x · wᵀ (see backend.Backend). For one row it is a
 // matrix-vector product split by weight rows across the pool. With Q8_0,
-// Q4_0 or Q4_K weights the activations are first quantized to 8 bits, as
+// Q4_0, Q4_K or Q6_K weights the activations are first quantized to 8 bits, as
 // llama.cpp does, and every product is an integer dot product (unless
 // Options.ExactQuant is set): faster than widening the weights at every
 // row count measured (1 to 128). For several
@@ -83,7 +83,7 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 	}
 	j := &b.mm
 	*j = matmulJob{b: b, dst: dm, x: xm, w: wb, dt: w.DType(), rowBytes: w.RowBytes(), in: in}
-	if (j.dt == backend.Q8_0 || j.dt == backend.Q4_0 || j.dt == backend.Q4_K) && !b.exactQuant {
+	if (j.dt == backend.Q8_0 || j.dt == backend.Q4_0 || j.dt == backend.Q4_K || j.dt == backend.Q6_K) && !b.exactQuant {
 		// Quantize the activations once; every weight row then takes an
 		// integer dot product with them (see Options.ExactQuant).
 		nb := in / 32
@@ -134,7 +134,7 @@ type matmulJob struct {
 	dt       backend.DType
 	rowBytes int
 	in       int
-	xq       []int8    // x quantized to 8 bits, for Q8_0, Q4_0 and Q4_K weights
+	xq       []int8    // x quantized to 8 bits, for Q8_0, Q4_0 and the K-quant weights
 	xd       []float32 // the scales of xq, one per 32 elements
 }
 
@@ -170,8 +170,10 @@ func (j *matmulJob) run(wk, lo, hi int) {
 						j.dst.d[r*j.dst.stride+o] = k.dotQ8_0Q8(wr, q, d)
 					case backend.Q4_0:
 						j.dst.d[r*j.dst.stride+o] = k.dotQ4_0Q8(wr, q, d)
-					default:
+					case backend.Q4_K:
 						j.dst.d[r*j.dst.stride+o] = k.dotQ4_KQ8(wr, q, d)
+					default:
+						j.dst.d[r*j.dst.stride+o] = k.dotQ6_KQ8(wr, q, d)
 					}
 				}
 			}

@@ -267,3 +267,15 @@ func dotTileQ8_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d 
 		}
 	}
 }
+
+//go:noescape
+func dotQ6_KQ8AVX2(w *byte, q *int8, d *float32, nb int) float32
+
+func dotQ6_KQ8(w []byte, q []int8, d []float32) float32 {
+	nb := len(d) / 8
+	if !useAVX2 || nb == 0 {
+		return DotQ6_KQ8Generic(w, q, d)
+	}
+	w, q = w[:nb*Q6_KBlockBytes], q[:nb*QKK]
+	return dotQ6_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+}

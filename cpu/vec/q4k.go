@@ -101,3 +101,94 @@ func DotQ4_K(w []byte, x []float32) float32 {
 	}
 	return s
 }
+
+// Q6_KBlockBytes is the size of one GGUF Q6_K block of QKK elements: 128
+// bytes of low 4 bits, 64 of high 2 bits, 16 int8 scales (one per 16
+// elements) and d (IEEE half). Element i is d·sc[i/16]·(q[i] − 32), q a
+// 6-bit value; the layout is ggml's block_q6_K (two halves of 128
+// elements, see runtime/quant's DequantizeQ6_K). llama.cpp's Q4_K_M files
+// keep the output matrix and some others in this type.
+const Q6_KBlockBytes = 210
+
+// q6k returns element l (0..31) of part k (0..3) of half h of a Q6_K
+// block, as stored (0..63), and the index of its 16-element scale.
+func q6k(blk []byte, h, k, l int) (q uint8, g int) {
+	lo := blk[64*h+l+32*(k&1)]
+	if k >= 2 {
+		lo >>= 4
+	}
+	hi := blk[128+32*h+l] >> (2 * k) & 3
+	return lo&0xF | hi<<4, 8*h + 2*k + l/16
+}
+
+// DotQ6_KQ8 returns the dot product of a row of Q6_K blocks with
+// activations quantized by QuantizeQ8 (q, and d with one scale per 32
+// elements, so len(d)/8 blocks are read):
+//
+//	sum over 32-element sub-blocks j of d[j]·d_w·Σ_g sc[g]·Σ_{i in g} (q_w[i] − 32)·q[i]
+//
+// with the inner sums exact integers, added in an unspecified (fixed)
+// order. It panics if w or q is too short.
+func DotQ6_KQ8(w []byte, q []int8, d []float32) float32 { return dotQ6_KQ8(w, q, d) }
+
+// DotQ6_KQ8Generic is DotQ6_KQ8's plain-Go twin.
+func DotQ6_KQ8Generic(w []byte, q []int8, d []float32) float32 {
+	nb := len(d) / 8
+	w, q = w[:nb*Q6_KBlockBytes], q[:nb*QKK]
+	var s float32
+	for b := range nb {
+		blk := w[b*Q6_KBlockBytes : (b+1)*Q6_KBlockBytes]
+		dd := f16ToF32(binary.LittleEndian.Uint16(blk[208:]))
+		for j := range 8 {
+			h, k := j/4, j%4
+			xb := q[b*QKK+32*j : b*QKK+32*j+32]
+			var t int32
+			for half := range 2 {
+				var u int32
+				g := 0
+				for l := 16 * half; l < 16*half+16; l++ {
+					var v uint8
+					v, g = q6k(blk, h, k, l)
+					u += (int32(v) - 32) * int32(xb[l])
+				}
+				t += int32(int8(blk[192+g])) * u
+			}
+			s += d[b*8+j] * dd * float32(t)
+		}
+	}
+	return s
+}
+
+// WidenQ6_K converts len(dst) elements (a multiple of 256) of Q6_K blocks
+// from src to float32, each d·sc rounded, times q − 32, as runtime/quant's
+// DequantizeQ6_K rounds it.
+func WidenQ6_K(dst []float32, src []byte) {
+	nb := len(dst) / QKK
+	src = src[:nb*Q6_KBlockBytes]
+	for b := range nb {
+		blk := src[b*Q6_KBlockBytes : (b+1)*Q6_KBlockBytes]
+		dd := f16ToF32(binary.LittleEndian.Uint16(blk[208:]))
+		out := dst[b*QKK : (b+1)*QKK]
+		for h := range 2 {
+			for k := range 4 {
+				for l := range 32 {
+					v, g := q6k(blk, h, k, l)
+					out[128*h+32*k+l] = float32(dd*float32(int8(blk[192+g]))) * float32(int8(v)-32)
+				}
+			}
+		}
+	}
+}
+
+// DotQ6_K returns the dot product of a row of Q6_K blocks with float32
+// activations (len(x)/256 blocks), the weights widened as WidenQ6_K
+// widens them: the exact path (cpu.Options.ExactQuant).
+func DotQ6_K(w []byte, x []float32) float32 {
+	var buf [QKK]float32
+	var s float32
+	for b := range len(x) / QKK {
+		WidenQ6_K(buf[:], w[b*Q6_KBlockBytes:(b+1)*Q6_KBlockBytes])
+		s += Dot(buf[:], x[b*QKK:(b+1)*QKK])
+	}
+	return s
+}

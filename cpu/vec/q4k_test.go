@@ -112,3 +112,68 @@ func BenchmarkDotQ4_KQ8(b *testing.B) {
 		})
 	}
 }
+
+// randQ6_K returns nb Q6_K blocks of random quants and int8 scales, with
+// d a small half.
+func randQ6_K(r *rand.Rand, nb int) []byte {
+	w := make([]byte, nb*Q6_KBlockBytes)
+	for i := range w {
+		w[i] = byte(r.Uint32())
+	}
+	for b := range nb {
+		binary.LittleEndian.PutUint16(w[b*Q6_KBlockBytes+208:], quant.F32ToF16(r.Float32()/2048))
+	}
+	return w
+}
+
+// TestWidenQ6_K: bitwise runtime/quant's DequantizeQ6_K.
+func TestWidenQ6_K(t *testing.T) {
+	r := newRand(t)
+	for _, nb := range []int{1, 3} {
+		w := randQ6_K(r, nb)
+		want, got := make([]float32, nb*QKK), make([]float32, nb*QKK)
+		quant.DequantizeQ6_K(want, w)
+		WidenQ6_K(got, w)
+		for i := range want {
+			require.Equal(t, math.Float32bits(want[i]), math.Float32bits(got[i]), "nb %d element %d", nb, i)
+		}
+	}
+}
+
+// TestDotQ6_K: as TestDotQ4_K, for Q6_K.
+func TestDotQ6_K(t *testing.T) {
+	r := newRand(t)
+	for _, nb := range []int{1, 2, 3, 8, 16} {
+		for range 20 {
+			n := nb * QKK
+			w := randQ6_K(r, nb)
+			x := randF32(r, n)
+			q, d := make([]int8, n), make([]float32, n/QK)
+			QuantizeQ8(q, d, x)
+			wf := make([]float32, n)
+			quant.DequantizeQ6_K(wf, w)
+			xq := make([]float32, n)
+			for i := range xq {
+				xq[i] = float32(q[i]) * d[i/QK]
+			}
+			want, abs := ref64(wf, xq)
+			requireClose(t, fmt.Sprintf("fast nb=%d", nb), n, DotQ6_KQ8(w, q, d), want, abs)
+			requireClose(t, fmt.Sprintf("generic nb=%d", nb), n, DotQ6_KQ8Generic(w, q, d), want, abs)
+			want, abs = ref64(wf, x)
+			requireClose(t, fmt.Sprintf("float nb=%d", nb), n, DotQ6_K(w, x), want, abs)
+		}
+	}
+	require.Zero(t, DotQ6_KQ8(nil, nil, nil))
+}
+
+func BenchmarkDotQ6_KQ8(b *testing.B) {
+	r := newRand(b)
+	const n = 4096
+	w, x := randQ6_K(r, n/QKK), randF32(r, n)
+	q, d := make([]int8, n), make([]float32, n/QK)
+	QuantizeQ8(q, d, x)
+	for b.Loop() {
+		sink = DotQ6_KQ8(w, q, d)
+	}
+	reportFlops(b, 2*n)
+}

@@ -243,10 +243,10 @@ func TestLlama3Freqs(t *testing.T) {
 }
 
 // TestKQuantWeights: a model stored in Q4_K and Q6_K (as llama.cpp's
-// Q4_K_M mixes them) loads without widening to F32: on the CPU the Q4_K
-// matrices stay Q4_K and the Q6_K ones are requantized to Q8_0, well under
-// a quarter of the F32 memory, with logits within 8-bit requantization of
-// the same weights dequantized to F32.
+// Q4_K_M mixes them) loads without widening to F32: the CPU keeps both as
+// stored (under a quarter of the F32 memory, the logits of the same
+// weights dequantized to F32), and a backend without them gets them
+// requantized to Q8_0 (within 8-bit requantization of those logits).
 func TestKQuantWeights(t *testing.T) {
 	r := newRand(t)
 	cfg := model.Config{Arch: model.ArchLlama, VocabSize: 300, Dim: 256, Hidden: 512, Layers: 2, Heads: 4, KVHeads: 2,
@@ -277,29 +277,48 @@ func TestKQuantWeights(t *testing.T) {
 		deq.Tensors[name] = &model.Tensor{Name: name, DType: backend.F32, Rows: tk.Rows, Cols: tk.Cols, Data: quant.F32Bytes(back)}
 	}
 	tokens := []int32{1, 5, 9, 2, 44, 3, 250}
-	var logits [2][][]float32
-	var used [2]int64
-	for i, desc := range []*model.Model{deq, kq} {
-		be := cpu.New(cpu.Options{ExactQuant: true}) // weights only: no 8-bit activations on top
-		m, err := New(be, desc, Options{MaxRows: 8, MaxOut: 8})
-		require.NoError(t, err)
-		used[i], _ = be.Memory()
-		logits[i] = newRunner(t, be, m, 8).step(tokens)
-		m.Close()
-		be.Close()
-	}
 	var f32 int64 // the matrices' bytes in F32
 	for _, tk := range kq.Tensors {
 		if tk.Rows > 1 {
 			f32 += 4 * int64(tk.Rows*tk.Cols)
 		}
 	}
-	require.Less(t, float64(used[1]), 0.35*float64(f32), "K-quant weights kept as Q8_0 (%d bytes in all), not F32 (%d)", used[1], f32)
+	run := func(desc *model.Model, noK bool) ([][]float32, int64) {
+		cb := cpu.New(cpu.Options{ExactQuant: true}) // weights only: no 8-bit activations on top
+		defer cb.Close()
+		var be backend.Backend = cb
+		if noK {
+			be = noKQuants{cb}
+		}
+		m, err := New(be, desc, Options{MaxRows: 8, MaxOut: 8})
+		require.NoError(t, err)
+		defer m.Close()
+		used, _ := cb.Memory()
+		return newRunner(t, be, m, 8).step(tokens), used
+	}
+	want, _ := run(deq, false)
+	// The CPU multiplies both types as stored: the same logits.
+	got, used := run(kq, false)
+	require.Less(t, float64(used), 0.25*float64(f32), "K-quant weights kept as stored (%d bytes in all), not F32 (%d)", used, f32)
 	for p := range tokens {
-		e := conformance.RelErr(logits[1][p], logits[0][p])
+		require.Less(t, conformance.RelErr(got[p], want[p]), 1e-5, "position %d", p)
+	}
+	// A backend without them gets Q8_0.
+	got, used = run(kq, true)
+	require.Less(t, float64(used), 0.35*float64(f32), "K-quant weights requantized to Q8_0 (%d bytes in all), not F32 (%d)", used, f32)
+	for p := range tokens {
+		e := conformance.RelErr(got[p], want[p])
 		require.Less(t, e, 2e-2, "position %d", p)
 		require.Greater(t, e, 0.0, "requantization changes something")
 	}
+}
+
+// noKQuants is the CPU backend without the K-quant weight types, as the
+// GPU backend is.
+type noKQuants struct{ *cpu.Backend }
+
+func (b noKQuants) SupportsWeights(dt backend.DType) bool {
+	return dt != backend.Q4_K && dt != backend.Q6_K && b.Backend.SupportsWeights(dt)
 }
 
 // plainBackend hides the CPU backend's optional interfaces (HostMapper

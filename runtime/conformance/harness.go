@@ -157,6 +157,16 @@ func (s *suite) weights(dt backend.DType, rows, cols int) *operand {
 			binary.LittleEndian.PutUint16(o.raw[b:], quant.F32ToF16((0.5+s.rng.Float32())/600))
 			binary.LittleEndian.PutUint16(o.raw[b+2:], quant.F32ToF16((0.5+s.rng.Float32())/120))
 		}
+	case backend.Q6_K:
+		// Random quants and int8 scales; d sized so that |d·sc·(q−32)|
+		// stays around 1 (|sc| ≤ 128, |q−32| ≤ 32).
+		bb := dt.BlockBytes()
+		for b := 0; b+bb <= len(o.raw); b += bb {
+			for i := b; i < b+208; i++ {
+				o.raw[i] = byte(s.rng.Uint32())
+			}
+			binary.LittleEndian.PutUint16(o.raw[b+208:], quant.F32ToF16((0.5+s.rng.Float32())/2048))
+		}
 	default:
 		s.t.Fatalf("conformance: no generator for %v weights", dt)
 	}
