@@ -8,6 +8,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/loomllm/loom/runtime/generate"
 )
 
 // The OpenAI request and response bodies this server reads and writes.
@@ -189,6 +191,31 @@ type Usage struct {
 	PromptTokens     int `json:"prompt_tokens"`     // once per prompt, whatever n
 	CompletionTokens int `json:"completion_tokens"` // over every choice
 	TotalTokens      int `json:"total_tokens"`      // the sum
+	// PromptTokensDetails says how many prompt tokens came from the prefix
+	// cache (loom serve --prefix-cache), when any did.
+	PromptTokensDetails *PromptTokensDetails `json:"prompt_tokens_details,omitempty"`
+}
+
+// PromptTokensDetails breaks the prompt tokens down, as OpenAI does.
+type PromptTokensDetails struct {
+	CachedTokens int `json:"cached_tokens"` // keys and values reused, not computed
+}
+
+// finish fills the totals and the cached prompt tokens from the choices'
+// statistics, n choices per prompt in prompt order (a prompt counts once:
+// its first choice's cached tokens).
+func (u *Usage) finish(stats []generate.Stats, n int) {
+	cached := 0
+	for i, st := range stats {
+		u.CompletionTokens += st.Tokens
+		if i%max(n, 1) == 0 {
+			cached += st.CachedTokens
+		}
+	}
+	u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	if cached > 0 {
+		u.PromptTokensDetails = &PromptTokensDetails{CachedTokens: cached}
+	}
 }
 
 // CompletionResponse is the body of a completion (object

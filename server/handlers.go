@@ -278,6 +278,15 @@ type choice struct {
 	finished bool
 }
 
+// choiceStats lists the choices' statistics, in order.
+func choiceStats(choices []choice) []generate.Stats {
+	st := make([]generate.Stats, len(choices))
+	for i := range choices {
+		st[i] = choices[i].stats
+	}
+	return st
+}
+
 // generate submits a validated job and writes the response.
 func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 	ctxLen := s.cfg.Sched.Engine().Context()
@@ -477,9 +486,8 @@ func (s *Server) respond(w http.ResponseWriter, ctx context.Context, j *job, str
 				ch.Logprobs = s.chatLogprobs(c.events)
 			}
 			resp.Choices = append(resp.Choices, ch)
-			usage.CompletionTokens += c.stats.Tokens
 		}
-		usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+		usage.finish(choiceStats(choices), j.n)
 		writeJSON(w, http.StatusOK, resp)
 		return
 	}
@@ -492,9 +500,8 @@ func (s *Server) respond(w http.ResponseWriter, ctx context.Context, j *job, str
 			ch.Logprobs = s.completionLogprobs(c.events, &c.offset)
 		}
 		resp.Choices = append(resp.Choices, ch)
-		usage.CompletionTokens += c.stats.Tokens
 	}
-	usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+	usage.finish(choiceStats(choices), j.n)
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -617,10 +624,7 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, stre
 	}
 	if j.withUsage {
 		u := &Usage{PromptTokens: promptTokens}
-		for i := range choices {
-			u.CompletionTokens += choices[i].stats.Tokens
-		}
-		u.TotalTokens = u.PromptTokens + u.CompletionTokens
+		u.finish(choiceStats(choices), j.n)
 		if j.chat {
 			send(ChatResponse{ID: id, Object: "chat.completion.chunk", Created: created, Model: s.cfg.ModelName, Choices: []ChatChoice{}, Usage: u})
 		} else {

@@ -160,7 +160,8 @@ func TestLoad(t *testing.T) {
 	base := runtime.NumGoroutine()
 	var steps, rows atomic.Int64 // scheduler steps and the sequences they ran
 	ts := startServer(t, serverOptions{seqs: 32, blocks: 32 * 16, sched: sched.Config{MaxBatch: 32, MaxQueue: 16,
-		OnStep: func(seqs, _ int, _ time.Duration) { steps.Add(1); rows.Add(int64(seqs)) }}})
+		PrefixCache: true, // as loom serve runs by default
+		OnStep:      func(seqs, _ int, _ time.Duration) { steps.Add(1); rows.Add(int64(seqs)) }}})
 
 	st, took := hammer(t, ts.url, 64, soak)
 	t.Logf("load: 64 streaming clients for %v: %d requests, %d completed, %d turned away (429), %d errors, %d tokens, %.0f tokens/s, TTFT p50 %v p99 %v",
@@ -172,7 +173,7 @@ func TestLoad(t *testing.T) {
 
 	require.Eventually(t, func() bool {
 		s := ts.sched.Stats()
-		return s.BlocksUsed == 0 && s.Reserved == 0 && s.Running == 0 && s.Queued == 0
+		return s.BlocksUsed == 0 && s.Reserved == 0 && s.Running == 0 && s.Queued == 0 && s.IdleBlocks == s.CachedBlocks
 	}, 5*time.Second, 10*time.Millisecond, "KV blocks left behind: %+v", ts.sched.Stats())
 
 	rates, batch := map[int]float64{}, map[int]float64{}

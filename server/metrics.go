@@ -84,6 +84,9 @@ func (m *Metrics) write(w io.Writer, st sched.Stats) {
 	gauge("loom_kv_blocks_used", "KV cache blocks held by sequences.", st.BlocksUsed)
 	gauge("loom_kv_blocks_reserved", "KV cache blocks reserved by running sequences (their worst case).", st.Reserved)
 	gauge("loom_kv_blocks_total", "KV cache blocks in the pool.", st.BlocksTotal)
+	gauge("loom_kv_blocks_cached", "KV cache blocks the prefix cache holds (some may also be in use).", st.CachedBlocks)
+	header(w, "loom_prefix_cache_tokens_total", "counter", "Prompt tokens whose keys and values came from the prefix cache.")
+	fmt.Fprintf(w, "loom_prefix_cache_tokens_total %d\n", st.CachedTokens)
 	header(w, "loom_scheduler_steps_total", "counter", "Forward passes run by the scheduler.")
 	fmt.Fprintf(w, "loom_scheduler_steps_total %d\n", st.Steps)
 

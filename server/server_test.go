@@ -620,3 +620,30 @@ func TestShutdown(t *testing.T) {
 	require.Equal(t, "[DONE]", events[len(events)-1])
 	require.Contains(t, events[len(events)-2], `"error"`)
 }
+
+// TestPrefixCacheUsage: with the prefix cache on, a second request that
+// shares a long prompt reports the reused tokens in
+// usage.prompt_tokens_details.cached_tokens, returns the same greedy text,
+// and the metrics count them.
+func TestPrefixCacheUsage(t *testing.T) {
+	ts := startServer(t, serverOptions{sched: sched.Config{PrefixCache: true}})
+	long := "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun with her big red ball."
+	var first, second CompletionResponse
+	require.Equal(t, 200, ts.post(t, "/v1/completions", greedy(long, 12), &first).StatusCode)
+	require.Nil(t, first.Usage.PromptTokensDetails, "nothing cached before")
+	require.Equal(t, 200, ts.post(t, "/v1/completions", greedy(long, 12), &second).StatusCode)
+	require.Equal(t, first.Choices[0].Text, second.Choices[0].Text)
+	require.NotNil(t, second.Usage.PromptTokensDetails)
+	cached := second.Usage.PromptTokensDetails.CachedTokens
+	require.Positive(t, cached)
+	require.Less(t, cached, second.Usage.PromptTokens)
+	require.Zero(t, cached%16)
+
+	resp, err := http.Get(ts.url + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Contains(t, string(body), fmt.Sprintf("loom_prefix_cache_tokens_total %d\n", cached))
+	require.Contains(t, string(body), "loom_kv_blocks_cached ")
+}

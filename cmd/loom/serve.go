@@ -35,6 +35,7 @@ type serveFlags struct {
 	port, threads, maxBatch, ctx, kvBlocks, maxQueue, prefill                int
 	maxBody                                                                  int64
 	grace                                                                    time.Duration
+	prefixCache                                                              bool
 }
 
 func runServe(args []string, stdout, stderr io.Writer) error {
@@ -58,6 +59,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.kvMemory, "kv-memory", "", "KV cache size in `bytes` instead of --kv-blocks (suffixes KiB, MiB, GiB)")
 	fs.IntVar(&f.maxQueue, "max-queue", 64, "most requests waiting for KV blocks or a batch slot; beyond it 429")
 	fs.IntVar(&f.prefill, "prefill-chunk", 0, "most prompt tokens per step, so running sequences keep decoding (0: 256)")
+	fs.BoolVar(&f.prefixCache, "prefix-cache", true, "reuse the keys and values of earlier prompts' whole 16-token blocks (a shared system prompt is computed once)")
 	fs.StringVar(&f.apiKey, "api-key", "", "require Authorization: Bearer `KEY` on /v1/ (default $LOOM_API_KEY)")
 	fs.StringVar(&f.name, "model-name", "", "model id clients send (default: the file name without extension)")
 	fs.StringVar(&f.template, "chat-template", "", "Jinja chat template `file` to use instead of the model's")
@@ -129,7 +131,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 	metrics := server.NewMetrics()
 	sc, err := sched.New(m.Engine(), sched.Config{MaxBatch: f.maxBatch, MaxQueue: f.maxQueue, PrefillChunk: f.prefill,
-		OnStep: metrics.ObserveStep})
+		OnStep: metrics.ObserveStep, PrefixCache: f.prefixCache})
 	if err != nil {
 		return err
 	}
@@ -147,7 +149,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	cache := m.Engine().Cache()
 	log.Info("serving", "model", name, "url", "http://"+ln.Addr().String(), "device", info.Device, "context", info.Context,
 		"max_batch", sc.Config().MaxBatch, "kv_blocks", cache.NumBlocks(), "kv_block_tokens", cache.BlockSize(),
-		"max_queue", sc.Config().MaxQueue, "chat_template", origin, "auth", f.apiKey != "")
+		"max_queue", sc.Config().MaxQueue, "prefix_cache", f.prefixCache, "chat_template", origin, "auth", f.apiKey != "")
 	if !isLoopback(f.host) && f.apiKey == "" {
 		log.Warn("listening beyond loopback without --api-key: anyone who can reach this port can use the model")
 	}

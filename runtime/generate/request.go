@@ -72,6 +72,7 @@ type Token struct {
 // Stats are a generation's counts and times.
 type Stats struct {
 	PromptTokens int
+	CachedTokens int           // prompt tokens whose keys and values came from the prefix cache
 	Tokens       int           // generated tokens (end tokens not counted)
 	Prefill      time.Duration // until the first token was chosen
 	Decode       time.Duration // after that
@@ -137,6 +138,34 @@ func NewRequest(e *Engine, prompt []int32, opt Options) (*Request, error) {
 
 // Close frees the request's KV blocks.
 func (r *Request) Close() { r.seq.Free() }
+
+// UsePrefix starts the request on the longest prefix of its prompt the
+// engine's cache has recorded (kvcache.Cache.Lookup), so those positions
+// need no forward pass, and returns how many prompt tokens that skips. Call
+// it before the first Job.
+func (r *Request) UsePrefix() int {
+	if r.fed != 0 || r.seq.Len() != 0 {
+		return 0
+	}
+	seq, n := r.e.cache.Lookup(r.prompt)
+	if n == 0 {
+		seq.Free()
+		return 0
+	}
+	r.seq.Free()
+	r.seq, r.fed = seq, n
+	r.stats.CachedTokens = n
+	return n
+}
+
+// PublishPrefix records the request's prompt blocks in the engine's
+// prefix cache (kvcache.Seq.Publish) once the whole prompt has been fed;
+// before that it does nothing.
+func (r *Request) PublishPrefix() {
+	if r.fed == len(r.prompt) {
+		_ = r.seq.Publish(r.prompt)
+	}
+}
 
 // Done reports whether the generation has finished.
 func (r *Request) Done() bool { return r.stats.Finish != FinishNone }

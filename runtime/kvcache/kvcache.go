@@ -31,6 +31,7 @@ package kvcache
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/loomllm/loom/runtime/backend"
@@ -55,6 +56,23 @@ type Cache struct {
 	maxLen int
 	refs   []int32 // references to each block; 0 = free
 	free   []int32 // stack of free blocks
+
+	// Prefix cache (see Publish and Lookup): full blocks of published
+	// prompts by the hash of their tokens and all before them; the cache
+	// holds one reference to each.
+	prefix map[uint64]*prefixEntry
+	clock  uint64 // for least-recently-used eviction
+}
+
+// prefixEntry is one cached full block: its tokens, the entry of the block
+// before it (nil for a sequence's first), and its use.
+type prefixEntry struct {
+	hash     uint64
+	parent   *prefixEntry
+	tokens   []int32
+	block    int32
+	children int
+	used     uint64
 }
 
 // New allocates a cache of spec.Blocks blocks on be, for sequences of at
@@ -101,6 +119,15 @@ func (c *Cache) FreeBlocks() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.free)
+}
+
+// CachedBlocks is the number of blocks the prefix cache holds (see
+// Publish), and how many of those no sequence uses, which Grow takes back
+// when no block is free.
+func (c *Cache) CachedBlocks() (held, idle int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.prefix), c.evictable()
 }
 
 // Close frees the backend cache. Sequences are unusable afterwards.
@@ -184,8 +211,8 @@ func (s *Seq) Grow(n int) (start int, err error) {
 	case s.n+n > c.maxLen:
 		return 0, fmt.Errorf("kvcache: %d + %d positions exceed %d: %w", s.n, n, c.maxLen, ErrSeqFull)
 	}
-	if k := s.need(n); k > len(c.free) {
-		return 0, fmt.Errorf("kvcache: need %d blocks, %d of %d free: %w", k, len(c.free), c.spec.Blocks, ErrCacheFull)
+	if k := s.need(n); k > c.available() {
+		return 0, fmt.Errorf("kvcache: need %d blocks, %d of %d free: %w", k, c.available(), c.spec.Blocks, ErrCacheFull)
 	}
 	b := c.spec.BlockSize
 	if last := len(s.blocks) - 1; s.n%b != 0 && n > 0 && c.refs[s.blocks[last]] > 1 {
@@ -202,8 +229,17 @@ func (s *Seq) Grow(n int) (start int, err error) {
 	return start, nil
 }
 
-// take pops a free block; the caller holds the lock and has checked.
+// available is the number of blocks Grow can take: the free ones and the
+// cached prefix blocks only the prefix cache holds. The caller holds the
+// lock.
+func (c *Cache) available() int { return len(c.free) + c.evictable() }
+
+// take pops a free block, evicting a cached prefix block when none is
+// free; the caller holds the lock and has checked available.
 func (c *Cache) take() int32 {
+	if len(c.free) == 0 {
+		c.evict()
+	}
 	id := c.free[len(c.free)-1]
 	c.free = c.free[:len(c.free)-1]
 	c.refs[id] = 1
@@ -269,4 +305,147 @@ func (s *Seq) Free() {
 		c.release(id)
 	}
 	s.blocks, s.n, s.freed = nil, 0, true
+}
+
+// Prefix caching.
+//
+// Publish records the full blocks of a sequence's prompt; Lookup starts a
+// new sequence on the longest recorded prefix of its prompt, sharing those
+// blocks, so their positions need no forward pass. A block's keys and
+// values depend on every token before it, so an entry is found by the hash
+// of all the tokens up to its end and checked token by token, parent by
+// parent. The cache holds one reference to each recorded block; a block
+// only the cache holds is taken back, least recently used first, when Grow
+// finds no free block. Stored positions are never rewritten (see Fork), so
+// sharing them is safe.
+
+// chain returns the hash of a block's tokens after the hash of those
+// before it (FNV-1a over the token bytes).
+func chain(h uint64, tokens []int32) uint64 {
+	for _, t := range tokens {
+		for i := 0; i < 32; i += 8 {
+			h ^= uint64(byte(uint32(t) >> i))
+			h *= 1099511628211
+		}
+	}
+	return h
+}
+
+const fnvOffset = 14695981039346656037
+
+// Publish records the full blocks of s that hold tokens, its first
+// len(tokens) positions (stored already, or queued on the backend before
+// any later step reads them), for Lookup. Blocks recorded before, by s or
+// another sequence with the same tokens, are kept as they are.
+func (s *Seq) Publish(tokens []int32) error {
+	c := s.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if s.freed {
+		return ErrFreed
+	}
+	if c.prefix == nil {
+		c.prefix = map[uint64]*prefixEntry{}
+	}
+	b := c.spec.BlockSize
+	full := min(len(tokens), s.n) / b
+	var parent *prefixEntry
+	h := uint64(fnvOffset)
+	for i := range full {
+		tk := tokens[i*b : (i+1)*b]
+		h = chain(h, tk)
+		c.clock++
+		if e := c.prefix[h]; e != nil {
+			if e.parent != parent || !slices.Equal(e.tokens, tk) {
+				return nil // a hash collision: stop recording here
+			}
+			e.used = c.clock
+			parent = e
+			continue
+		}
+		e := &prefixEntry{hash: h, parent: parent, tokens: append([]int32(nil), tk...), block: s.blocks[i], used: c.clock}
+		c.prefix[h] = e
+		c.refs[e.block]++
+		if parent != nil {
+			parent.children++
+		}
+		parent = e
+	}
+	return nil
+}
+
+// Lookup returns a new sequence holding the longest recorded prefix of
+// tokens (whole blocks, sharing them; at most len(tokens)−1 positions, so
+// the last token is still computed and gives logits) and the number of
+// positions it holds: grow it from there. With nothing recorded it is an
+// empty sequence and 0.
+func (c *Cache) Lookup(tokens []int32) (*Seq, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := &Seq{c: c, blocks: make([]int32, 0, c.Width())}
+	if len(c.prefix) == 0 || len(tokens) < 2 {
+		return s, 0
+	}
+	b := c.spec.BlockSize
+	var parent *prefixEntry
+	h := uint64(fnvOffset)
+	for i := range (len(tokens) - 1) / b {
+		tk := tokens[i*b : (i+1)*b]
+		h = chain(h, tk)
+		e := c.prefix[h]
+		if e == nil || e.parent != parent || !slices.Equal(e.tokens, tk) {
+			break
+		}
+		c.clock++
+		e.used = c.clock
+		c.refs[e.block]++
+		s.blocks = append(s.blocks, e.block)
+		parent = e
+	}
+	s.n = len(s.blocks) * b
+	return s, s.n
+}
+
+// evictable counts the recorded blocks no sequence holds. The caller
+// holds the lock.
+func (c *Cache) evictable() int {
+	n := 0
+	for _, e := range c.prefix {
+		if c.refs[e.block] == 1 {
+			n++
+		}
+	}
+	return n
+}
+
+// evict drops the least recently used recorded block that no sequence
+// holds and no other recorded block follows (its descendants are idle too,
+// so one always exists while evictable is positive). The caller holds the
+// lock.
+func (c *Cache) evict() {
+	var lru *prefixEntry
+	for _, e := range c.prefix {
+		if e.children == 0 && c.refs[e.block] == 1 && (lru == nil || e.used < lru.used) {
+			lru = e
+		}
+	}
+	if lru == nil {
+		return
+	}
+	delete(c.prefix, lru.hash)
+	if lru.parent != nil {
+		lru.parent.children--
+	}
+	c.release(lru.block)
+}
+
+// DropPrefixes forgets every recorded prefix, releasing the blocks only
+// the prefix cache held.
+func (c *Cache) DropPrefixes() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.prefix {
+		c.release(e.block)
+	}
+	c.prefix = nil
 }

@@ -2,6 +2,7 @@ package kvcache
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -205,4 +206,84 @@ func TestRandomOperations(t *testing.T) {
 func TestNewRejectsBadSpec(t *testing.T) {
 	_, err := New(&fakeBackend{}, backend.KVSpec{BlockSize: 16}, 10)
 	require.ErrorIs(t, err, backend.ErrShape)
+}
+
+// TestPrefix: Publish records a prompt's full blocks; Lookup shares the
+// longest recorded prefix (never the last token), stops at the first
+// different block, and idle recorded blocks are taken back, least recently
+// used first, only when no block is free.
+func TestPrefix(t *testing.T) {
+	c, _ := newCache(t, 8, 4, 64)
+	prompt := []int32{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+	a := c.NewSeq()
+	_, err := a.Grow(len(prompt))
+	require.NoError(t, err)
+	require.NoError(t, a.Publish(prompt))
+	held, idle := c.CachedBlocks()
+	require.Equal(t, [2]int{2, 0}, [2]int{held, idle}, "two full blocks recorded, both held by a")
+
+	b, n := c.Lookup(append(slices.Clone(prompt), 99))
+	require.Equal(t, 8, n)
+	require.Equal(t, a.Blocks()[:2], b.Blocks())
+	one, n := c.Lookup(prompt[:8]) // the last token must be computed: one block
+	require.Equal(t, 4, n)
+	one.Free()
+	other := slices.Clone(prompt)
+	other[5] = 42
+	d, n := c.Lookup(other)
+	require.Equal(t, 4, n, "the second block differs")
+	d.Free()
+	e, n := c.Lookup([]int32{7, 7, 7, 7, 7})
+	require.Zero(t, n)
+	require.Empty(t, e.Blocks())
+
+	a.Free()
+	b.Free()
+	held, idle = c.CachedBlocks()
+	require.Equal(t, [2]int{2, 2}, [2]int{held, idle})
+	require.Equal(t, 6, c.FreeBlocks())
+
+	// A second prompt's blocks, used more recently.
+	p2 := []int32{20, 21, 22, 23, 24}
+	f := c.NewSeq()
+	_, err = f.Grow(len(p2))
+	require.NoError(t, err)
+	require.NoError(t, f.Publish(p2))
+	f.Free()
+	// Six blocks needed, five free: the least recently used idle block
+	// without successors goes (prompt's second); then all of them.
+	g := c.NewSeq()
+	_, err = g.Grow(6 * 4)
+	require.NoError(t, err)
+	held, _ = c.CachedBlocks()
+	require.Equal(t, 2, held)
+	x, n := c.Lookup(prompt)
+	require.Equal(t, 4, n, "prompt's first block is still recorded")
+	x.Free()
+	x, n = c.Lookup(append(slices.Clone(p2), 0))
+	require.Equal(t, 4, n, "p2's block is still recorded")
+	x.Free()
+	_, err = g.Grow(2 * 4)
+	require.NoError(t, err)
+	held, idle = c.CachedBlocks()
+	require.Equal(t, [2]int{0, 0}, [2]int{held, idle})
+	_, err = g.Grow(1)
+	require.ErrorIs(t, err, ErrCacheFull)
+	g.Free()
+	require.Equal(t, 8, c.FreeBlocks())
+
+	// Recorded blocks a sequence holds are never taken back.
+	h := c.NewSeq()
+	_, err = h.Grow(8)
+	require.NoError(t, err)
+	require.NoError(t, h.Publish([]int32{1, 2, 3, 4, 5, 6, 7, 8}))
+	k := c.NewSeq()
+	_, err = k.Grow(6 * 4)
+	require.NoError(t, err)
+	_, err = k.Grow(1)
+	require.ErrorIs(t, err, ErrCacheFull)
+	k.Free()
+	h.Free()
+	c.DropPrefixes()
+	require.Equal(t, 8, c.FreeBlocks())
 }

@@ -103,6 +103,15 @@ type Config struct {
 	// two rows or more); 0 means GOMAXPROCS, 1 keeps all of it on the
 	// scheduler's goroutine. Each row's result is the same either way.
 	SampleWorkers int
+	// PrefixCache reuses the keys and values of earlier prompts: a new
+	// sequence starts on the longest whole-block prefix of its prompt that
+	// a finished prefill recorded (kvcache.Cache.Lookup), so a shared
+	// system prompt is computed once. Recorded blocks no sequence uses are
+	// taken back when the pool runs short. Admission still reserves every
+	// sequence's whole worst case, so running requests never run out of
+	// blocks. With a batch-invariant backend (the CPU) the tokens are the
+	// same as without it; elsewhere they may differ by rounding.
+	PrefixCache bool
 }
 
 // ParallelSampleMin is the number of logits (rows × vocabulary) from
@@ -208,17 +217,23 @@ type Stats struct {
 	Reserved    int    // KV blocks reserved by running sequences
 	Steps       uint64 // forward passes run
 	Err         error  // the engine error that stopped the scheduler, if any
+	// CachedBlocks are the blocks the prefix cache holds (Config.PrefixCache),
+	// of which IdleBlocks no sequence uses; CachedTokens counts the prompt
+	// tokens taken from it so far.
+	CachedBlocks, IdleBlocks int
+	CachedTokens             uint64
 }
 
 // seqState is a running or waiting sequence.
 type seqState struct {
-	spec    Seq
-	st      *Stream
-	req     *generate.Request
-	scratch []float32 // for logprobs
-	fed     int       // prompt tokens fed so far
-	blocks  int       // worst-case KV blocks
-	last    Event     // the last event, sent once the sequence is retired
+	spec      Seq
+	st        *Stream
+	req       *generate.Request
+	scratch   []float32 // for logprobs
+	fed       int       // prompt tokens fed so far
+	published bool      // its prompt's blocks are in the prefix cache
+	blocks    int       // worst-case KV blocks
+	last      Event     // the last event, sent once the sequence is retired
 }
 
 // group is one Submit: sequences admitted together.
@@ -242,6 +257,7 @@ type Scheduler struct {
 	running  int   // sequences running (for Stats)
 	reserved int   // blocks reserved by running sequences
 	steps    uint64
+	cached   uint64 // prompt tokens taken from the prefix cache
 
 	wake chan struct{}
 	done chan struct{}
@@ -368,8 +384,10 @@ func (s *Scheduler) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.e.Cache()
-	return Stats{Running: s.running, Queued: len(s.queue), BlocksUsed: c.NumBlocks() - c.FreeBlocks(),
-		BlocksTotal: c.NumBlocks(), Reserved: s.reserved, Steps: s.steps, Err: s.err}
+	held, idle := c.CachedBlocks()
+	return Stats{Running: s.running, Queued: len(s.queue), BlocksUsed: c.NumBlocks() - c.FreeBlocks() - idle,
+		BlocksTotal: c.NumBlocks(), Reserved: s.reserved, Steps: s.steps, Err: s.err,
+		CachedBlocks: held, IdleBlocks: idle, CachedTokens: s.cached}
 }
 
 // Err returns the engine error that stopped the scheduler, if any.
@@ -481,6 +499,10 @@ func (s *Scheduler) loop() {
 			s.queue = s.queue[1:]
 			s.reserved += g.blocks
 			for _, q := range g.seqs {
+				if s.cfg.PrefixCache {
+					q.fed = q.req.UsePrefix()
+					s.cached += uint64(q.fed)
+				}
 				running = append(running, q)
 				groups[q] = g
 			}
@@ -553,6 +575,10 @@ func (s *Scheduler) loop() {
 				q.fed += len(j.Tokens)
 			}
 			tok := q.req.Advance(j)
+			if s.cfg.PrefixCache && !q.published && q.fed == len(q.spec.Prompt) {
+				q.req.PublishPrefix()
+				q.published = true
+			}
 			if tok.ID >= 0 || tok.Text != "" {
 				ev := Event{Token: tok}
 				if tok.ID >= 0 && rows[i].ok {

@@ -596,3 +596,60 @@ func TestParallelSampling(t *testing.T) {
 	_, err := New(s.e, Config{SampleWorkers: -1})
 	require.ErrorIs(t, err, ErrConfig)
 }
+
+// TestPrefixCache: with Config.PrefixCache a prompt that repeats an
+// earlier prompt's beginning skips those positions (whole blocks), and
+// every sequence gets exactly the tokens it gets without the cache (the
+// CPU backend is batch invariant), also in a pool just large enough.
+func TestPrefixCache(t *testing.T) {
+	system := "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun with her big red ball. "
+	asks := []string{"One day", "Lily saw a bird", "Her mom said", "The ball rolled away and", "Tim came to play"}
+	mk := func(s *stories, i int) Seq {
+		q := s.seq(system+asks[i%len(asks)], 24)
+		if i%2 == 1 {
+			q.Options.Sampling = sample.Options{Temperature: 0.9, Seed: uint64(i)}
+		}
+		return q
+	}
+	for _, blocks := range []int{0, 21} { // 0: the default pool; 17: just over four sequences' reservations
+		s := loadStories(t, 8, blocks)
+		ref := s.start(t, Config{})
+		var want []result
+		for i := range 10 {
+			want = append(want, run(t, ref, mk(s, i)))
+		}
+		require.NoError(t, ref.Close(context.Background()))
+
+		sc := s.start(t, Config{PrefixCache: true})
+		first := run(t, sc, mk(s, 0))
+		require.Equal(t, want[0].ids, first.ids)
+		require.Zero(t, first.last.Stats.CachedTokens, "nothing recorded yet")
+		// The rest, four at a time: each finds the shared beginning.
+		for i0 := 1; i0 < 10; i0 += 4 {
+			var seqs []Seq
+			for i := i0; i < min(i0+4, 10); i++ {
+				seqs = append(seqs, mk(s, i))
+			}
+			sts, err := sc.Submit(context.Background(), seqs)
+			require.NoError(t, err)
+			for k, st := range sts {
+				r := drain(t, st)
+				i := i0 + k
+				require.Equal(t, want[i].ids, r.ids, "blocks %d, sequence %d", blocks, i)
+				require.Equal(t, want[i].text, r.text)
+				require.GreaterOrEqual(t, r.last.Stats.CachedTokens, 16, "sequence %d", i)
+				require.Zero(t, r.last.Stats.CachedTokens%16, "whole blocks")
+			}
+		}
+		st := sc.Stats()
+		t.Logf("pool %d blocks: prompt %d tokens, %d taken from the cache, %d blocks recorded at the end",
+			s.e.Cache().NumBlocks(), len(mk(s, 0).Prompt), st.CachedTokens, st.CachedBlocks)
+		require.Positive(t, st.CachedTokens)
+		require.Positive(t, st.CachedBlocks)
+		require.Zero(t, st.BlocksUsed, "only the prefix cache holds blocks once all is done")
+		require.Equal(t, st.CachedBlocks, st.IdleBlocks)
+		require.NoError(t, sc.Close(context.Background()))
+		s.e.Cache().DropPrefixes()
+		require.Equal(t, s.e.Cache().NumBlocks(), s.e.Cache().FreeBlocks())
+	}
+}
