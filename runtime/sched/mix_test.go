@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -163,5 +165,35 @@ func BenchmarkDraw(b *testing.B) {
 				b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/rows, "µs/row")
 			})
 		}
+	}
+}
+
+// BenchmarkPrefixTTFT: the time to the first token of a request whose
+// 448-token prompt shares its first 432 tokens with the previous one,
+// with and without the prefix cache (stories260K, CPU).
+//
+//	go test ./runtime/sched -run '^$' -bench PrefixTTFT
+func BenchmarkPrefixTTFT(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("prefix-cache=%v", on), func(b *testing.B) {
+			s := loadStories(b, 1, 0)
+			sc := s.start(b, Config{PrefixCache: on})
+			base := s.seq(strings.Repeat("Once upon a time there was a cat. ", 40), 1).Prompt[:432]
+			rng := rand.New(rand.NewPCG(7, 8))
+			var ttft time.Duration
+			for b.Loop() {
+				q := s.seq("", 1)
+				q.Prompt = append(slices.Clone(base), make([]int32, 16)...)
+				for i := range 16 {
+					q.Prompt[432+i] = int32(3 + rng.IntN(500))
+				}
+				t0 := time.Now()
+				sts, err := sc.Submit(context.Background(), []Seq{q})
+				require.NoError(b, err)
+				r := drain(b, sts[0])
+				ttft += r.events[0].Time.Sub(t0)
+			}
+			b.ReportMetric(float64(ttft.Microseconds())/float64(b.N), "µs-TTFT")
+		})
 	}
 }
