@@ -158,12 +158,14 @@ func (r *Request) UsePrefix() int {
 	return n
 }
 
-// PublishPrefix records the request's prompt blocks in the engine's
-// prefix cache (kvcache.Seq.Publish) once the whole prompt has been fed;
-// before that it does nothing.
+// PublishPrefix records the request's whole blocks in the engine's prefix
+// cache (kvcache.Seq.Publish): its prompt and the tokens generated so far,
+// as far as their keys and values are stored, so a later prompt that
+// repeats them (a chat's next turn) starts from there. Before the whole
+// prompt has been fed it does nothing.
 func (r *Request) PublishPrefix() {
 	if r.fed == len(r.prompt) {
-		_ = r.seq.Publish(r.prompt)
+		_ = r.seq.Publish(append(r.prompt[:len(r.prompt):len(r.prompt)], r.ids...))
 	}
 }
 

@@ -105,8 +105,9 @@ type Config struct {
 	SampleWorkers int
 	// PrefixCache reuses the keys and values of earlier prompts: a new
 	// sequence starts on the longest whole-block prefix of its prompt that
-	// a finished prefill recorded (kvcache.Cache.Lookup), so a shared
-	// system prompt is computed once. Recorded blocks no sequence uses are
+	// a finished prefill, or a finished sequence (prompt and generated
+	// tokens), recorded (kvcache.Cache.Lookup), so a shared system prompt
+	// or a chat's earlier turns are computed once. Recorded blocks no sequence uses are
 	// taken back when the pool runs short. Admission still reserves every
 	// sequence's whole worst case, so running requests never run out of
 	// blocks. With a batch-invariant backend (the CPU) the tokens are the
@@ -437,6 +438,9 @@ func (s *Scheduler) loop() {
 		ev.Done = true
 		ev.Token.ID = -1
 		ev.Stats = q.req.Stats()
+		if s.cfg.PrefixCache && ev.Err == nil && q.req.Done() {
+			q.req.PublishPrefix() // prompt and answer: a chat's next turn repeats both
+		}
 		q.req.Close()
 		q.req = nil
 		q.last = ev

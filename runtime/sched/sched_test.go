@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -652,4 +653,23 @@ func TestPrefixCache(t *testing.T) {
 		s.e.Cache().DropPrefixes()
 		require.Equal(t, s.e.Cache().NumBlocks(), s.e.Cache().FreeBlocks())
 	}
+}
+
+// TestPrefixCacheTurns: a finished sequence records its generated tokens
+// too, so a next turn that repeats prompt and answer reuses both.
+func TestPrefixCacheTurns(t *testing.T) {
+	s := loadStories(t, 2, 0)
+	sc := s.start(t, Config{PrefixCache: true})
+	q := s.seq("Once upon a time, there was a little girl named Lily. She loved to play outside.", 40)
+	first := run(t, sc, q)
+	require.Len(t, first.ids, 40)
+	next := q
+	next.Prompt = append(append(slices.Clone(q.Prompt), first.ids...), s.tok.Encode(" Then", tokenizer.EncodeOptions{})...)
+	second := run(t, sc, next)
+	prompt := len(q.Prompt) / 16 * 16
+	require.Greater(t, second.last.Stats.CachedTokens, prompt, "more than the first prompt's blocks")
+	// The same tokens as without the cache.
+	ref := loadStories(t, 2, 0)
+	want := run(t, ref.start(t, Config{}), next)
+	require.Equal(t, want.ids, second.ids)
 }
