@@ -1,6 +1,7 @@
 package sample
 
 import (
+	"encoding/binary"
 	"math"
 	"slices"
 	"testing"
@@ -179,4 +180,51 @@ func TestInfiniteLogit(t *testing.T) {
 			require.Equal(t, int32(k), s.Sample(logits), "%+v, row %d", o, i)
 		}
 	}
+}
+
+// FuzzSample: any logits (NaN and infinities included) under any chain:
+// no panic, and an id of the row (or -1 for an empty one).
+//
+//	go test ./runtime/sample -run '^$' -fuzz FuzzSample -fuzztime 60s
+func FuzzSample(f *testing.F) {
+	f.Add([]byte{0, 0, 128, 63, 0, 0, 0, 64}, uint8(0), float32(0.8), uint16(2), float32(0.9), float32(0.05), uint64(1))
+	f.Add([]byte{0, 0, 128, 127, 0, 0, 192, 127, 0, 0, 128, 255}, uint8(3), float32(1), uint16(0), float32(0), float32(0), uint64(2))
+	f.Fuzz(func(t *testing.T, raw []byte, chain uint8, temp float32, k uint16, p, minP float32, seed uint64) {
+		logits := make([]float32, len(raw)/4)
+		for i := range logits {
+			logits[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
+		o := Options{Seed: seed}
+		if chain&1 != 0 {
+			o.Temperature = temp
+		}
+		if chain&2 != 0 {
+			o.TopK = int(k)
+		}
+		if chain&4 != 0 {
+			o.TopP = p
+		}
+		if chain&8 != 0 {
+			o.MinP = minP
+		}
+		if chain&16 != 0 {
+			o.RepeatPenalty, o.PresencePenalty = 1.3, 0.5
+		}
+		if chain&32 != 0 {
+			o.LogitBias = map[int32]float32{0: -3, 1: float32(math.Inf(-1))}
+		}
+		s, err := New(o)
+		if err != nil {
+			return // out-of-range options are Validate's to report
+		}
+		for _, id := range []int32{0, 1, 2} {
+			s.Accept(id)
+		}
+		id := s.Sample(logits)
+		if len(logits) == 0 {
+			require.Equal(t, int32(-1), id)
+			return
+		}
+		require.True(t, id >= 0 && int(id) < len(logits), "id %d of %d", id, len(logits))
+	})
 }
