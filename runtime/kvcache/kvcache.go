@@ -67,12 +67,12 @@ type Cache struct {
 // prefixEntry is one cached full block: its tokens, the entry of the block
 // before it (nil for a sequence's first), and its use.
 type prefixEntry struct {
-	hash     uint64
-	parent   *prefixEntry
-	tokens   []int32
-	block    int32
-	children int
-	used     uint64
+	hash   uint64
+	parent *prefixEntry
+	kids   []*prefixEntry
+	tokens []int32
+	block  int32
+	used   uint64
 }
 
 // New allocates a cache of spec.Blocks blocks on be, for sequences of at
@@ -367,7 +367,7 @@ func (s *Seq) Publish(tokens []int32) error {
 		c.prefix[h] = e
 		c.refs[e.block]++
 		if parent != nil {
-			parent.children++
+			parent.kids = append(parent.kids, e)
 		}
 		parent = e
 	}
@@ -406,8 +406,8 @@ func (c *Cache) Lookup(tokens []int32) (*Seq, int) {
 	return s, s.n
 }
 
-// evictable counts the recorded blocks no sequence holds. The caller
-// holds the lock.
+// evictable counts the recorded blocks no sequence holds (each evict
+// frees at least one of them). The caller holds the lock.
 func (c *Cache) evictable() int {
 	n := 0
 	for _, e := range c.prefix {
@@ -418,25 +418,45 @@ func (c *Cache) evictable() int {
 	return n
 }
 
-// evict drops the least recently used recorded block that no sequence
-// holds and no other recorded block follows (its descendants are idle too,
-// so one always exists while evictable is positive). The caller holds the
+// evict frees at least one block while evictable is positive: it drops
+// the least recently used recorded block that no sequence holds, preferring
+// one that no other recorded block follows. Dropping a block also drops
+// the recorded blocks after it, which Lookup could no longer reach (their
+// blocks stay with the sequences that hold them). The caller holds the
 // lock.
 func (c *Cache) evict() {
-	var lru *prefixEntry
+	var leaf, any *prefixEntry
 	for _, e := range c.prefix {
-		if e.children == 0 && c.refs[e.block] == 1 && (lru == nil || e.used < lru.used) {
-			lru = e
+		if c.refs[e.block] != 1 {
+			continue
+		}
+		if any == nil || e.used < any.used {
+			any = e
+		}
+		if len(e.kids) == 0 && (leaf == nil || e.used < leaf.used) {
+			leaf = e
 		}
 	}
-	if lru == nil {
+	if leaf != nil {
+		any = leaf
+	}
+	if any == nil {
 		return
 	}
-	delete(c.prefix, lru.hash)
-	if lru.parent != nil {
-		lru.parent.children--
+	if p := any.parent; p != nil {
+		p.kids = slices.DeleteFunc(p.kids, func(k *prefixEntry) bool { return k == any })
 	}
-	c.release(lru.block)
+	c.drop(any)
+}
+
+// drop forgets e and the recorded blocks after it, releasing the cache's
+// reference to each. The caller holds the lock.
+func (c *Cache) drop(e *prefixEntry) {
+	for _, k := range e.kids {
+		c.drop(k)
+	}
+	delete(c.prefix, e.hash)
+	c.release(e.block)
 }
 
 // DropPrefixes forgets every recorded prefix, releasing the blocks only

@@ -287,3 +287,90 @@ func TestPrefix(t *testing.T) {
 	c.DropPrefixes()
 	require.Equal(t, 8, c.FreeBlocks())
 }
+
+// TestPrefixRandom: random prompts over a small alphabet (so prefixes
+// repeat), each position storing a value that depends on every token up to
+// it, as keys and values do; sequences start from Lookup, grow, publish and
+// free at random in a small pool. Every live sequence always reads back
+// exactly the values of its own tokens: a cached block is never handed out
+// for another prefix, nor reused while held.
+func TestPrefixRandom(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, 9))
+	const blocks, size, maxLen = 24, 4, 32
+	c, f := newCache(t, blocks, size, maxLen)
+	value := func(tokens []int32) int { // what position len(tokens)-1 stores
+		h := 17
+		for _, t := range tokens {
+			h = h*31 + int(t) + 1
+		}
+		return h
+	}
+	type live struct {
+		s      *Seq
+		tokens []int32
+	}
+	var seqs []*live
+	lookups, hits := 0, 0
+	for step := range 4000 {
+		switch op := r.IntN(10); {
+		case op < 4 || len(seqs) == 0:
+			n := 1 + r.IntN(maxLen)
+			tokens := make([]int32, n)
+			for i := range tokens {
+				tokens[i] = int32(r.IntN(2)) // two symbols: long shared prefixes
+				if i > 12 {
+					tokens[i] = int32(r.IntN(5))
+				}
+			}
+			s, m := c.Lookup(tokens)
+			lookups++
+			if m > 0 {
+				hits++
+			}
+			require.Equal(t, m, s.Len())
+			require.Zero(t, m%size)
+			require.Less(t, m, max(n, 1))
+			start, err := s.Grow(n - m)
+			if err != nil {
+				require.ErrorIs(t, err, ErrCacheFull)
+				s.Free()
+				break
+			}
+			v := make([]int, n-m)
+			for i := range v {
+				v[i] = value(tokens[:start+i+1])
+			}
+			write(f, s, start, v)
+			seqs = append(seqs, &live{s: s, tokens: tokens})
+		case op < 7:
+			l := seqs[r.IntN(len(seqs))]
+			require.NoError(t, l.s.Publish(l.tokens))
+		default:
+			i := r.IntN(len(seqs))
+			seqs[i].s.Free()
+			seqs = append(seqs[:i], seqs[i+1:]...)
+		}
+		if step%10 != 0 {
+			continue
+		}
+		for _, l := range seqs {
+			want := make([]int, len(l.tokens))
+			for p := range want {
+				want[p] = value(l.tokens[:p+1])
+			}
+			require.Equal(t, want, read(f, l.s), "step %d", step)
+		}
+	}
+	t.Logf("%d lookups, %d hits", lookups, hits)
+	require.Positive(t, hits)
+	for _, l := range seqs {
+		l.s.Free()
+	}
+	held, idle := c.CachedBlocks()
+	require.Equal(t, held, idle)
+	require.Equal(t, blocks, c.FreeBlocks()+idle)
+	c.DropPrefixes()
+	require.Equal(t, blocks, c.FreeBlocks(), "every block comes back")
+}
