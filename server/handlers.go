@@ -162,22 +162,17 @@ func (s *Server) parseChat(req *ChatRequest, j *job) *apiError {
 		}
 		msgs[i] = chat.Message{Role: m.Role, Content: string(m.Content), Name: m.Name}
 	}
-	text, err := s.tmpl.Render(msgs, chat.Options{BOS: s.bos, EOS: s.eos, AddGenerationPrompt: true,
+	ids, err := chat.Encode(s.tmpl, s.cfg.Tokenizer, msgs, chat.Options{BOS: s.bos, EOS: s.eos, AddGenerationPrompt: true,
 		Vars: req.ChatTemplateKwargs, MaxOutput: int(4 * s.cfg.MaxBodyBytes)})
 	if err != nil {
 		var ex *chat.Exception
-		if errors.As(err, &ex) {
+		switch {
+		case errors.As(err, &ex):
 			return badRequest("messages", "%s", ex.Message)
+		case errors.Is(err, chat.ErrEmpty):
+			return badRequest("messages", "the rendered prompt is empty")
 		}
 		return badRequest("messages", "the chat template cannot render these messages: %v", err)
-	}
-	tok := s.cfg.Tokenizer
-	ids := tok.Encode(text, tokenizer.EncodeOptions{ParseSpecial: true})
-	if bos := tok.BOS(); bos >= 0 && tok.AddBOS() && (len(ids) == 0 || ids[0] != bos) {
-		ids = append([]int32{bos}, ids...)
-	}
-	if len(ids) == 0 {
-		return badRequest("messages", "the rendered prompt is empty")
 	}
 	j.prompts = [][]int32{ids}
 	return nil

@@ -46,22 +46,10 @@ type runFlags struct {
 func runRun(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("run", stderr)
 	var f runFlags
-	fs.StringVar(&f.model, "model", "", "model `file` (GGUF) or Hugging Face directory; without it, a built-in random-weight demo model")
+	f.register(fs)
 	fs.StringVar(&f.prompt, "prompt", "", "the prompt `text` (empty: start from BOS alone)")
 	fs.StringVar(&f.promptFile, "prompt-file", "", "read the prompt from `file` (one trailing newline is dropped)")
-	fs.IntVar(&f.maxTokens, "max-tokens", 256, "most tokens to generate (0: until the context is full)")
-	fs.Float64Var(&f.temperature, "temperature", 0.8, "sampling temperature; 0 is greedy")
-	fs.IntVar(&f.topK, "top-k", 40, "keep the `K` most likely tokens (0: all)")
-	fs.Float64Var(&f.topP, "top-p", 0.95, "keep the most likely tokens up to probability `P` (1: all)")
-	fs.Float64Var(&f.minP, "min-p", 0.05, "drop tokens less likely than `P` times the most likely (0: none)")
-	fs.Float64Var(&f.repeat, "repeat-penalty", 1, "penalise tokens among the last 64 (1: off)")
-	fs.Int64Var(&f.seed, "seed", -1, "random seed (-1: a new one each run, printed with the statistics)")
 	fs.IntVar(&f.beams, "beams", 1, "beam search with `B` beams (1: sampling or greedy)")
-	fs.Var(&f.stop, "stop", "stop where `S` appears in the text (repeatable; not printed)")
-	fs.IntVar(&f.ctx, "ctx", 0, "context size in tokens (0: the model's, capped by memory)")
-	fs.StringVar(&f.device, "device", defaultDevice(), "auto, cpu, cuda or cuda:N (default $LOOM_DEVICE, else auto)")
-	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0: all cores)")
-	fs.StringVar(&f.weights, "weight-type", "", "convert float weights while loading: q8_0, f16 or bf16")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: loom run [--model FILE|DIR] [--prompt TEXT | --prompt-file F] [flags]")
 		fmt.Fprintln(stderr, "\nGenerates text: the prompt and its continuation go to standard output as they are")
@@ -140,6 +128,24 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s; finish: %s; seed %d\n",
 		st.PromptTokens, st.PrefillRate(), st.Tokens, st.DecodeRate(), finish, f.seed)
 	return nil
+}
+
+// register adds the flags run and chat share: the model, the device and
+// the sampling options.
+func (f *runFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.model, "model", "", "model `file` (GGUF) or Hugging Face directory; without it, a built-in random-weight demo model")
+	fs.IntVar(&f.maxTokens, "max-tokens", 256, "most tokens to generate (0: until the context is full)")
+	fs.Float64Var(&f.temperature, "temperature", 0.8, "sampling temperature; 0 is greedy")
+	fs.IntVar(&f.topK, "top-k", 40, "keep the `K` most likely tokens (0: all)")
+	fs.Float64Var(&f.topP, "top-p", 0.95, "keep the most likely tokens up to probability `P` (1: all)")
+	fs.Float64Var(&f.minP, "min-p", 0.05, "drop tokens less likely than `P` times the most likely (0: none)")
+	fs.Float64Var(&f.repeat, "repeat-penalty", 1, "penalise tokens among the last 64 (1: off)")
+	fs.Int64Var(&f.seed, "seed", -1, "random seed (-1: a new one each run, printed with the statistics)")
+	fs.Var(&f.stop, "stop", "stop where `S` appears in the text (repeatable; not printed)")
+	fs.IntVar(&f.ctx, "ctx", 0, "context size in tokens (0: the model's, capped by memory)")
+	fs.StringVar(&f.device, "device", defaultDevice(), "auto, cpu, cuda or cuda:N (default $LOOM_DEVICE, else auto)")
+	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0: all cores)")
+	fs.StringVar(&f.weights, "weight-type", "", "convert float weights while loading: q8_0, f16 or bf16")
 }
 
 // check rejects flag values out of range.

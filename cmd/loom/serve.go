@@ -109,20 +109,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	defer m.Close()
 	info := m.Info()
 
-	src, origin := info.ChatTemplate, "the model's chat template"
-	if f.template != "" {
-		b, err := os.ReadFile(f.template)
-		if err != nil {
-			return err
-		}
-		src, origin = string(b), f.template
-	}
-	if src == "" {
-		src, origin = chat.ChatML, "ChatML (the model has no chat template)"
-	}
-	tmpl, err := chat.Parse(src)
+	tmpl, origin, err := chatTemplate(info.ChatTemplate, f.template)
 	if err != nil {
-		return fmt.Errorf("%s: %w (pass --chat-template FILE)", origin, err)
+		return err
 	}
 	name := f.name
 	if name == "" {
@@ -196,4 +185,25 @@ func parseBytes(s string) (int64, error) {
 		return 0, errors.New("want a size such as 8589934592, 512MiB or 8GiB")
 	}
 	return int64(v * float64(int64(1)<<sh)), nil
+}
+
+// chatTemplate parses the chat template to use: the file given, else the
+// model's, else ChatML; origin says which.
+func chatTemplate(model, file string) (tmpl *chat.Template, origin string, err error) {
+	src, origin := model, "the model's chat template"
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, "", err
+		}
+		src, origin = string(b), file
+	}
+	if src == "" {
+		src, origin = chat.ChatML, "ChatML (the model has no chat template)"
+	}
+	tmpl, err = chat.Parse(src)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w (pass --chat-template FILE)", origin, err)
+	}
+	return tmpl, origin, nil
 }

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/loomllm/loom/internal/testdata"
+)
+
+// TestChat: three turns and a /reset on stdin; a reply per turn on
+// stdout; the second turn reuses the first's keys and values (the prefix
+// cache), the turn after /reset does not; greedy replies repeat exactly.
+func TestChat(t *testing.T) {
+	model := testdata.Path(t, "models/stories260K.gguf")
+	defer func(r io.Reader) { chatInput = r }(chatInput)
+	say := func(lines ...string) (string, string) {
+		chatInput = strings.NewReader(strings.Join(lines, "\n") + "\n")
+		code, out, errOut := runLoom("chat", "--model", model, "--temperature", "0", "--max-tokens", "12",
+			"--system", "You tell short stories about a cat named Tom and his friend Lily.")
+		require.Zero(t, code, errOut)
+		return out, errOut
+	}
+	one, _ := say("Once upon a time")
+	require.NotEmpty(t, strings.TrimSpace(one))
+	out, errOut := say("Once upon a time", "", "What happened next?", "/reset", "Once upon a time", "/exit", "ignored")
+	require.True(t, strings.HasPrefix(out, one), "the first reply")
+	require.True(t, strings.HasSuffix(out, one), "the same greedy reply after /reset")
+	require.Greater(t, len(out), 2*len(one), "a second reply in between")
+	stats := strings.Split(strings.TrimSpace(errOut), "\n")
+	var turns []string
+	for _, l := range stats {
+		if strings.HasPrefix(l, "[prompt") {
+			turns = append(turns, l)
+		}
+	}
+	require.Len(t, turns, 3, errOut)
+	require.Contains(t, turns[0], ", 0 from the prefix cache")
+	require.NotContains(t, turns[1], ", 0 from the prefix cache", "the second turn starts from the first")
+	require.Contains(t, errOut, "(new conversation)")
+
+	code, _, errOut := runLoom("chat", "--model", model, "extra")
+	require.Equal(t, 2, code, errOut)
+}
