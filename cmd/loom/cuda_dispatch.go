@@ -101,8 +101,8 @@ func cudaBinary() (string, error) {
 }
 
 // commandDevice returns the device a command line asks for: "auto",
-// "cpu", "cuda", "cuda:N", or "" for commands that use none. run, bench
-// and serve take --device (default $LOOM_DEVICE, else auto); verify uses
+// "cpu", "cuda", "cuda:N", or "" for commands that use none. run, chat,
+// bench and serve take --device (default $LOOM_DEVICE, else auto); verify uses
 // the GPU with --against cuda. A request for help (-h, --help) uses none:
 // the usage text needs no probe and no line about the GPU.
 func commandDevice(args []string) string {
@@ -115,7 +115,7 @@ func commandDevice(args []string) string {
 		}
 	}
 	switch args[0] {
-	case "run", "bench", "serve":
+	case "run", "chat", "bench", "serve":
 		if d := flagValue(args[1:], "device"); d != "" {
 			return d
 		}

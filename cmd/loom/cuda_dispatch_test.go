@@ -24,6 +24,7 @@ func TestCommandDevice(t *testing.T) {
 		{[]string{"run", "--model", "m.gguf"}, "auto"},
 		{[]string{"run", "--device", "cuda:1", "--model", "m.gguf"}, "cuda:1"},
 		{[]string{"bench", "-device=cpu"}, "cpu"},
+		{[]string{"chat", "--device", "cuda"}, "cuda"},
 		{[]string{"run", "--device", "cpu", "--device=cuda"}, "cuda"},
 		{[]string{"run", "--", "--device", "cuda"}, "auto"},
 		{[]string{"verify", "--against", "cuda"}, "cuda"},
