@@ -233,8 +233,13 @@ type seqState struct {
 	scratch   []float32 // for logprobs
 	fed       int       // prompt tokens fed so far
 	published bool      // its prompt's blocks are in the prefix cache
-	blocks    int       // worst-case KV blocks
-	last      Event     // the last event, sent once the sequence is retired
+	// leader is, while set, the sequence of the same group with the same
+	// prompt whose prefill this one waits for (Config.PrefixCache): then it
+	// starts from the blocks the leader recorded instead of computing them
+	// again (n > 1 choices of one prompt).
+	leader *seqState
+	blocks int   // worst-case KV blocks
+	last   Event // the last event, sent once the sequence is retired
 }
 
 // group is one Submit: sequences admitted together.
@@ -434,7 +439,21 @@ func (s *Scheduler) loop() {
 	// last event, which settle sends once the books are updated, so a
 	// client that sees its last event finds its blocks free.
 	var ending []*seqState
+	// follow starts the sequences waiting for leader's prefill from the
+	// blocks it recorded (or from scratch, if it ended first).
+	follow := func(leader *seqState) {
+		for _, q := range running {
+			if q.leader == leader {
+				q.leader = nil
+				if q.req != nil {
+					q.fed = q.req.UsePrefix()
+					s.cached += uint64(q.fed)
+				}
+			}
+		}
+	}
 	finish := func(q *seqState, ev Event) {
+		follow(q)
 		ev.Done = true
 		ev.Token.ID = -1
 		ev.Stats = q.req.Stats()
@@ -502,8 +521,13 @@ func (s *Scheduler) loop() {
 			}
 			s.queue = s.queue[1:]
 			s.reserved += g.blocks
-			for _, q := range g.seqs {
-				if s.cfg.PrefixCache {
+			for i, q := range g.seqs {
+				lead := g.seqs[0]
+				switch {
+				case !s.cfg.PrefixCache:
+				case i > 0 && len(q.spec.Prompt) > s.e.Cache().BlockSize() && slices.Equal(q.spec.Prompt, lead.spec.Prompt):
+					q.leader = lead
+				default:
 					q.fed = q.req.UsePrefix()
 					s.cached += uint64(q.fed)
 				}
@@ -544,7 +568,7 @@ func (s *Scheduler) loop() {
 		}
 		budget := s.cfg.PrefillChunk
 		for _, q := range running {
-			if q.fed < len(q.spec.Prompt) && budget > 0 && len(jobs) < s.e.MaxJobs() {
+			if q.fed < len(q.spec.Prompt) && q.leader == nil && budget > 0 && len(jobs) < s.e.MaxJobs() {
 				j := s.job(q, budget)
 				jobs, owners = append(jobs, j), append(owners, q)
 				budget -= len(j.Tokens)
@@ -582,6 +606,7 @@ func (s *Scheduler) loop() {
 			if s.cfg.PrefixCache && !q.published && q.fed == len(q.spec.Prompt) {
 				q.req.PublishPrefix()
 				q.published = true
+				follow(q)
 			}
 			if tok.ID >= 0 || tok.Text != "" {
 				ev := Event{Token: tok}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -672,4 +673,42 @@ func TestPrefixCacheTurns(t *testing.T) {
 	ref := loadStories(t, 2, 0)
 	want := run(t, ref.start(t, Config{}), next)
 	require.Equal(t, want.ids, second.ids)
+}
+
+// TestPrefixCacheChoices: the sequences of one request with the same
+// prompt (n > 1 choices) prefill it once: the others wait for the first's
+// blocks, then compute only the rest, and every sequence gets the tokens
+// it gets alone.
+func TestPrefixCacheChoices(t *testing.T) {
+	s := loadStories(t, 4, 0)
+	q := s.seq("Once upon a time, there was a little girl named Lily. She loved to play outside in the sun with her big red ball.", 20)
+	choices := make([]Seq, 4)
+	for i := range choices {
+		choices[i] = q
+		choices[i].Options.Sampling = sample.Options{Temperature: 0.9, Seed: uint64(10 + i)}
+	}
+	ref := s.start(t, Config{})
+	var want []result
+	for _, c := range choices {
+		want = append(want, run(t, ref, c))
+	}
+	require.NoError(t, ref.Close(context.Background()))
+
+	var prompt atomic.Int64
+	sc := s.start(t, Config{PrefixCache: true, OnStep: func(seqs, tokens int, _ time.Duration) {
+		prompt.Add(int64(tokens))
+	}})
+	sts, err := sc.Submit(context.Background(), choices)
+	require.NoError(t, err)
+	for i, st := range sts {
+		r := drain(t, st)
+		require.Equal(t, want[i].ids, r.ids, "choice %d", i)
+		if i > 0 {
+			require.Equal(t, len(q.Prompt)-1-(len(q.Prompt)-1)%16, r.last.Stats.CachedTokens, "choice %d starts from the first's blocks", i)
+		}
+	}
+	// Rows computed: the prompt once, the others' last partial block, and
+	// one row per generated token after the first.
+	rest := len(q.Prompt) - (len(q.Prompt)-1)/16*16
+	require.LessOrEqual(t, int(prompt.Load()), len(q.Prompt)+3*rest+4*20)
 }
