@@ -142,6 +142,19 @@ if [ -f "$SHARED_DIR/models/stories260K.gguf" ]; then
   125) row "verify (cpu vs cuda)" "SKIP" 0 "no time left" ;;
   *) row "verify (cpu vs cuda)" "FAIL" "$SECS" "exit $RC (see e2e.log)" ;;
   esac
+  # loom chat: three turns through the prefix cache on the GPU, against the
+  # same on the CPU (greedy: the replies should agree; a difference is
+  # reported, not failed, since the GPU is not batch invariant).
+  turns=$(printf 'Once upon a time\nWhat did she see?\nAnd then?\n')
+  run "chat (cuda vs cpu)" "$T_E2E" "$E2E" bash -c "printf '%s\n' \"$turns\" | '$BIN/loom' chat --model '$SHARED_DIR/models/stories260K.gguf' --device cuda --temperature 0 --max-tokens 24 >'$OUT/.chat-cuda.txt' 2>>'$E2E' && printf '%s\n' \"$turns\" | '$BIN/loom' chat --model '$SHARED_DIR/models/stories260K.gguf' --device cpu --temperature 0 --max-tokens 24 >'$OUT/.chat-cpu.txt' 2>>'$E2E'"
+  cached=$(grep -o '[0-9]* from the prefix cache' "$E2E" | tail -n 6 | sed -n 3p) # the GPU run's third turn
+  if [ "$RC" = 0 ] && cmp -s "$OUT/.chat-cuda.txt" "$OUT/.chat-cpu.txt"; then
+    row "chat (cuda vs cpu)" "PASS" "$SECS" "3 turns, replies equal; turn 3: ${cached:-?}"
+  elif [ "$RC" = 0 ]; then
+    row "chat (cuda vs cpu)" "ok" "$SECS" "replies differ (see .chat-*.txt); turn 3: ${cached:-?}"
+  else
+    row "chat (cuda vs cpu)" "FAIL" "$SECS" "exit $RC (see e2e.log)"
+  fi
 fi
 
 # --- 4. loom bench: Llama-3-8B shape, BF16 (synthetic weights) ---------------
@@ -311,5 +324,5 @@ fi
     printf '%-26s %-8s %6s  %s\n' "$a" "$b" "$c" "$d"
   done
 } | tee "$OUT/summary.txt" | tee -a "$LOG"
-grep -qE '^(test|golden|verify|loom bench|sanitizer|ceilings|kernel benchmarks|transformers)[^|]*\|(FAIL|TIMEOUT)\|' <(printf '%s\n' "${ROWS[@]}") && exit 1
+grep -qE '^(test|golden|verify|chat|loom bench|sanitizer|ceilings|kernel benchmarks|transformers)[^|]*\|(FAIL|TIMEOUT)\|' <(printf '%s\n' "${ROWS[@]}") && exit 1
 exit 0
