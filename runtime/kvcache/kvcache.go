@@ -211,7 +211,7 @@ func (s *Seq) Grow(n int) (start int, err error) {
 	case s.n+n > c.maxLen:
 		return 0, fmt.Errorf("kvcache: %d + %d positions exceed %d: %w", s.n, n, c.maxLen, ErrSeqFull)
 	}
-	if k := s.need(n); k > c.available() {
+	if k := s.need(n); k > len(c.free) && k > c.available() { // available scans the prefix cache: only when short
 		return 0, fmt.Errorf("kvcache: need %d blocks, %d of %d free: %w", k, c.available(), c.spec.Blocks, ErrCacheFull)
 	}
 	b := c.spec.BlockSize

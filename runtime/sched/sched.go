@@ -107,7 +107,8 @@ type Config struct {
 	// sequence starts on the longest whole-block prefix of its prompt that
 	// a finished prefill, or a finished sequence (prompt and generated
 	// tokens), recorded (kvcache.Cache.Lookup), so a shared system prompt
-	// or a chat's earlier turns are computed once. Recorded blocks no sequence uses are
+	// or a chat's earlier turns are computed once, and the choices of one
+	// prompt (n > 1) prefill it once. Recorded blocks no sequence uses are
 	// taken back when the pool runs short. Admission still reserves every
 	// sequence's whole worst case, so running requests never run out of
 	// blocks. With a batch-invariant backend (the CPU) the tokens are the
