@@ -48,6 +48,7 @@ type Token = generate.Token
 // Stats are a generation's counts and times.
 type Stats struct {
 	PromptTokens int
+	CachedTokens int // prompt tokens taken from the prefix cache (Options.PrefixCache)
 	Tokens       int
 	Prefill      time.Duration // until the first token
 	Decode       time.Duration // the rest
@@ -111,10 +112,11 @@ func (m *Model) Stream(ctx context.Context, ids []int32, opt GenerateOptions, em
 		Beams:         opt.Beams,
 		LengthPenalty: opt.LengthPenalty,
 		EarlyStopping: opt.EarlyStopping,
+		PrefixCache:   m.prefixCache,
 	}
 	st, err := generate.Generate(ctx, m.eng, ids, gopt, emit)
-	return Stats{PromptTokens: st.PromptTokens, Tokens: st.Tokens, Prefill: st.Prefill, Decode: st.Decode,
-		Finish: string(st.Finish)}, err
+	return Stats{PromptTokens: st.PromptTokens, CachedTokens: st.CachedTokens, Tokens: st.Tokens, Prefill: st.Prefill,
+		Decode: st.Decode, Finish: string(st.Finish)}, err
 }
 
 // Generate returns an iterator over the tokens generated from prompt.

@@ -72,6 +72,13 @@ type Options struct {
 	// WeightType converts float weights while loading: "" keeps them as
 	// stored, "q8_0", "f16" or "bf16" converts them.
 	WeightType string
+	// PrefixCache keeps the keys and values of each generation's whole
+	// 16-token blocks (prompt and output) in the key/value cache, so a
+	// later prompt that starts the same way (a shared system prompt, a
+	// chat's earlier turns) skips those positions; blocks are taken back,
+	// least recently used first, when the cache needs room. Stats report
+	// the reused tokens.
+	PrefixCache bool
 	// Progress, if set, is called as weights reach the device with the
 	// bytes done and the total.
 	Progress func(done, total int64)
@@ -86,6 +93,8 @@ type Model struct {
 	eng  *generate.Engine
 	tok  *tokenizer.Tokenizer
 	demo bool
+
+	prefixCache bool // Options.PrefixCache
 }
 
 // Load opens a model (a GGUF file or a Hugging Face directory) and puts
@@ -173,7 +182,7 @@ func newModel(desc *model.Model, opt Options) (*Model, error) {
 		be.Close()
 		return nil, err
 	}
-	return &Model{desc: desc, be: be, net: net, eng: eng, tok: tok}, nil
+	return &Model{desc: desc, be: be, net: net, eng: eng, tok: tok, prefixCache: opt.PrefixCache}, nil
 }
 
 // openDevice returns the backend the options name and the key/value cache

@@ -108,3 +108,34 @@ func TestQ8AndBeams(t *testing.T) {
 	require.Equal(t, 20, st.Tokens)
 	require.Equal(t, "length", st.Finish)
 }
+
+// TestPrefixCache: with Options.PrefixCache a second generation whose
+// prompt repeats the first's prompt and output skips those positions and
+// gives the text it gives without the cache.
+func TestPrefixCache(t *testing.T) {
+	prompt := "Once upon a time, there was a little girl named Lily. She loved to play outside in the sun."
+	opt := GenerateOptions{MaxTokens: 24}
+	run := func(m *Model, p string) (string, Stats) {
+		ids, err := m.Encode(p)
+		require.NoError(t, err)
+		var text strings.Builder
+		st, err := m.Stream(context.Background(), ids, opt, func(tok Token) bool {
+			text.WriteString(tok.Text)
+			return true
+		})
+		require.NoError(t, err)
+		return text.String(), st
+	}
+	plain := loadStories(t, Options{Device: "cpu"})
+	cached := loadStories(t, Options{Device: "cpu", PrefixCache: true})
+	first, st := run(cached, prompt)
+	require.Zero(t, st.CachedTokens)
+	want, _ := run(plain, prompt)
+	require.Equal(t, want, first)
+
+	next := prompt + first + " Then"
+	got, st := run(cached, next)
+	require.Greater(t, st.CachedTokens, 32, "the first prompt and its output")
+	want, _ = run(plain, next)
+	require.Equal(t, want, got)
+}

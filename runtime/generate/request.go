@@ -45,6 +45,12 @@ type Options struct {
 	// EarlyStopping ends beam search as soon as Beams hypotheses are
 	// finished, instead of when no running beam can beat them.
 	EarlyStopping bool
+	// PrefixCache makes Generate start from the longest prefix of the
+	// prompt that earlier generations on the engine recorded in its prefix
+	// cache (Request.UsePrefix), and record this one's prompt and output
+	// (Request.PublishPrefix). Schedulers do this themselves (see
+	// sched.Config.PrefixCache); beam search ignores it.
+	PrefixCache bool
 }
 
 // Finish is why a generation ended.
@@ -261,6 +267,10 @@ func Generate(ctx context.Context, e *Engine, prompt []int32, opt Options, emit 
 		return Stats{}, err
 	}
 	defer r.Close()
+	if opt.PrefixCache {
+		r.UsePrefix()
+	}
+	published := false
 	jobs := make([]Job, 1)
 	for !r.Done() {
 		if err := ctx.Err(); err != nil {
@@ -270,9 +280,17 @@ func Generate(ctx context.Context, e *Engine, prompt []int32, opt Options, emit 
 		if err := e.Step(jobs); err != nil {
 			return r.Stats(), err
 		}
-		if t := r.Advance(&jobs[0]); (t.ID >= 0 || t.Text != "") && !emit(t) {
+		t := r.Advance(&jobs[0])
+		if opt.PrefixCache && !published && r.fed == len(r.prompt) {
+			r.PublishPrefix()
+			published = true
+		}
+		if (t.ID >= 0 || t.Text != "") && !emit(t) {
 			break
 		}
+	}
+	if opt.PrefixCache && r.Done() {
+		r.PublishPrefix()
 	}
 	return r.Stats(), nil
 }
