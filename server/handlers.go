@@ -14,6 +14,7 @@ import (
 
 	"github.com/loomllm/loom/model/chat"
 	"github.com/loomllm/loom/model/tokenizer"
+	"github.com/loomllm/loom/runtime/constrain"
 	"github.com/loomllm/loom/runtime/generate"
 	"github.com/loomllm/loom/runtime/sample"
 	"github.com/loomllm/loom/runtime/sched"
@@ -141,8 +142,12 @@ func (s *Server) parseChat(req *ChatRequest, j *job) *apiError {
 		return badRequest("messages", "at most %d messages, got %d", maxMessages, len(req.Messages))
 	case len(req.Tools) > 0 && string(req.Tools) != "null" && string(req.Tools) != "[]":
 		return badRequest("tools", "tools are not supported")
+	case req.ResponseFormat != nil && req.ResponseFormat.Type == "json_object":
+		// JSON mode: every choice is constrained to a JSON object and ends
+		// when the object closes.
+		j.opt.NewConstraint = s.jsonConstraint
 	case req.ResponseFormat != nil && req.ResponseFormat.Type != "" && req.ResponseFormat.Type != "text":
-		return badRequest("response_format", "response_format %q is not supported (only text)", req.ResponseFormat.Type)
+		return badRequest("response_format", "response_format %q is not supported (text and json_object are)", req.ResponseFormat.Type)
 	}
 	if req.Logprobs {
 		j.logprobs = 0
@@ -703,4 +708,19 @@ func (s *Server) completionLogprobs(events []sched.Event, offset *int) *Completi
 		*offset += len(text)
 	}
 	return lp
+}
+
+// jsonConstraint returns a fresh JSON object constraint over the model's
+// vocabulary (generate.Options.NewConstraint for response_format
+// json_object); the vocabulary's trie is built on first use.
+func (s *Server) jsonConstraint() generate.Constraint {
+	s.vocabOnce.Do(func() {
+		tok := s.cfg.Tokenizer
+		s.jsonTexts = make([]string, tok.VocabSize())
+		for id := range s.jsonTexts {
+			s.jsonTexts[id] = tok.Text(int32(id))
+		}
+		s.vocab = constrain.NewVocab(s.jsonTexts)
+	})
+	return constrain.NewTokens(s.vocab, s.jsonTexts)
 }

@@ -76,6 +76,7 @@ import (
 
 	"github.com/loomllm/loom/model/chat"
 	"github.com/loomllm/loom/model/tokenizer"
+	"github.com/loomllm/loom/runtime/constrain"
 	"github.com/loomllm/loom/runtime/sched"
 )
 
@@ -105,14 +106,18 @@ type Config struct {
 
 // Server is an http.Handler serving the OpenAI API for one model.
 type Server struct {
-	cfg      Config
-	tmpl     *chat.Template
-	keySum   [32]byte
-	metrics  *Metrics
-	log      *slog.Logger
-	created  int64
-	bos, eos string
-	draining atomic.Bool
+	cfg  Config
+	tmpl *chat.Template
+
+	vocabOnce sync.Once        // jsonConstraint's vocabulary, built on first use
+	vocab     *constrain.Vocab // the tokens' bytes as a trie
+	jsonTexts []string         // each token's bytes (none for control tokens)
+	keySum    [32]byte
+	metrics   *Metrics
+	log       *slog.Logger
+	created   int64
+	bos, eos  string
+	draining  atomic.Bool
 
 	texts func() []string // each token's text, for log probabilities
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/loomllm/loom"
 	"github.com/loomllm/loom/internal/testdata"
+	"github.com/loomllm/loom/runtime/constrain"
 	"github.com/loomllm/loom/runtime/sched"
 )
 
@@ -475,7 +476,7 @@ func TestBadInput(t *testing.T) {
 		{"top_logprobs", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}`, 400, "top_logprobs", ""},
 		{"top_logprobs range", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}`, 400, "top_logprobs", ""},
 		{"tools", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}`, 400, "tools", ""},
-		{"json mode", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_object"}}`, 400, "response_format", ""},
+		{"json schema", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}`, 400, "response_format", ""},
 		{"chat too long", "/v1/chat/completions", fmt.Sprintf(`{"model": "stories260K", "messages": [{"role": "user", "content": %q}]}`, long), 400, "messages", "context_length_exceeded"},
 		{"wrong method", "/v1/models", ``, 405, "", ""},
 		{"unknown path", "/v1/embeddings", `{}`, 404, "", "not_found"},
@@ -646,4 +647,29 @@ func TestPrefixCacheUsage(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(body), fmt.Sprintf("loom_prefix_cache_tokens_total %d\n", cached))
 	require.Contains(t, string(body), "loom_kv_blocks_cached ")
+}
+
+// TestJSONMode: response_format json_object constrains every choice to a
+// JSON object: a reply that stops by itself is valid JSON (finish "stop"),
+// one cut by max_tokens a prefix of one; streamed the same.
+func TestJSONMode(t *testing.T) {
+	ts := startServer(t, serverOptions{})
+	req := map[string]any{"model": "stories260K", "messages": []map[string]any{{"role": "user", "content": "Give me JSON"}},
+		"response_format": map[string]any{"type": "json_object"}, "max_tokens": 400, "temperature": 1.2, "seed": 5, "n": 6}
+	var resp ChatResponse
+	require.Equal(t, 200, ts.post(t, "/v1/chat/completions", req, &resp).StatusCode)
+	require.Len(t, resp.Choices, 6)
+	for i, c := range resp.Choices {
+		text := *c.Message.Content
+		require.True(t, strings.HasPrefix(text, "{"), "choice %d: %q", i, text)
+		if *c.FinishReason == "stop" {
+			require.True(t, json.Valid([]byte(text)), "choice %d: %q", i, text)
+		} else {
+			require.Equal(t, "length", *c.FinishReason)
+			var j constrain.JSON
+			for k := range len(text) {
+				require.True(t, j.Feed(text[k]), "choice %d: %q at %d", i, text, k)
+			}
+		}
+	}
 }

@@ -318,6 +318,21 @@ func (t *Tokenizer) IsControl(id int32) bool {
 	return id >= 0 && int(id) < len(t.types) && t.types[id] == typeControl
 }
 
+// Text returns the bytes token id adds to a decoded text in the middle of
+// one (a byte token its byte, "▁the" " the"), or "" for control and
+// user-defined tokens and ids outside the vocabulary. Constrained
+// decoding reads the vocabulary through it.
+func (t *Tokenizer) Text(id int32) string {
+	if id < 0 || int(id) >= len(t.pieces) {
+		return ""
+	}
+	switch t.types[id] {
+	case typeControl, typeUserDefined:
+		return ""
+	}
+	return t.decoded[id]
+}
+
 // Piece returns the vocabulary's string for id ("▁the", "Ġthe", "<0x0A>"),
 // or "" when id is outside the vocabulary.
 func (t *Tokenizer) Piece(id int32) string {

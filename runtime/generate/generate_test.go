@@ -19,6 +19,7 @@ import (
 	"github.com/loomllm/loom/model/loader"
 	"github.com/loomllm/loom/model/tokenizer"
 	"github.com/loomllm/loom/runtime/backend"
+	"github.com/loomllm/loom/runtime/constrain"
 	"github.com/loomllm/loom/runtime/kvcache"
 	"github.com/loomllm/loom/runtime/sample"
 )
@@ -418,4 +419,73 @@ func TestHostLogits(t *testing.T) {
 	jobs = []Job{{Seq: rseq, Tokens: []int32{1, 403, 407}, Want: WantLogits}}
 	require.NoError(t, ref.e.Step(jobs))
 	require.Equal(t, jobs[0].Logits, got)
+}
+
+// TestJSONConstraint: under the JSON object constraint every sampled
+// generation is a prefix of a JSON object, a whole valid one when it stops
+// by itself, and never contains an end token.
+func TestJSONConstraint(t *testing.T) {
+	s := loadStories(t, arch.Options{}, EngineOptions{})
+	texts := make([]string, s.tok.VocabSize())
+	for id := range texts {
+		texts[id] = s.tok.Text(int32(id))
+	}
+	v := constrain.NewVocab(texts)
+	stops := 0
+	for seed := range 20 {
+		opt := s.options(300)
+		opt.Sampling = sample.Options{Temperature: 1, Seed: uint64(seed)}
+		opt.NewConstraint = func() Constraint { return constrain.NewTokens(v, texts) }
+		prompt := s.tok.Encode("Once upon a time", tokenizer.EncodeOptions{AddSpecial: true})
+		ids, text, st := s.run(t, prompt, opt)
+		var j constrain.JSON
+		for i := range len(text) {
+			require.True(t, j.Feed(text[i]), "seed %d: %q is not a JSON prefix at %d", seed, text, i)
+		}
+		for _, id := range ids {
+			require.False(t, s.tok.IsEndOfGeneration(id))
+		}
+		if seed < 3 {
+			t.Logf("seed %d: %q", seed, text)
+		}
+		if st.Finish == FinishStop {
+			stops++
+			require.True(t, json.Valid([]byte(text)), "seed %d: %q", seed, text)
+			require.True(t, j.Done())
+		} else {
+			require.Equal(t, FinishLength, st.Finish)
+		}
+	}
+	t.Logf("%d of 20 generations closed their object within 300 tokens", stops)
+}
+
+// evenFive allows only even token ids and is done after five tokens.
+type evenFive struct{ n int }
+
+func (e *evenFive) Allow(allow []bool) int {
+	for i := range allow {
+		allow[i] = i%2 == 0
+	}
+	return (len(allow) + 1) / 2
+}
+func (e *evenFive) Accept(int32) { e.n++ }
+func (e *evenFive) Done() bool   { return e.n == 5 }
+
+// TestConstraintStops: only allowed tokens are drawn, greedy or sampled,
+// and a done constraint ends the sequence with finish "stop" and its whole
+// text.
+func TestConstraintStops(t *testing.T) {
+	s := loadStories(t, arch.Options{}, EngineOptions{})
+	for _, temp := range []float32{0, 1} {
+		opt := s.options(50)
+		opt.Sampling = sample.Options{Temperature: temp, Seed: 3}
+		opt.NewConstraint = func() Constraint { return &evenFive{} }
+		ids, text, st := s.run(t, s.tok.Encode("Once upon a time", tokenizer.EncodeOptions{AddSpecial: true}), opt)
+		require.Len(t, ids, 5)
+		for _, id := range ids {
+			require.Zero(t, id%2, "token %d", id)
+		}
+		require.Equal(t, FinishStop, st.Finish)
+		require.Equal(t, s.tok.Decode(ids), text)
+	}
 }

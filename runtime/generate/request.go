@@ -3,6 +3,7 @@ package generate
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -45,12 +46,29 @@ type Options struct {
 	// EarlyStopping ends beam search as soon as Beams hypotheses are
 	// finished, instead of when no running beam can beat them.
 	EarlyStopping bool
+	// NewConstraint, if set, makes a Constraint for each sequence: only the
+	// tokens it allows are sampled (the others' logits are masked), and the
+	// sequence stops when it is done (finish "stop"). Beam search ignores
+	// it.
+	NewConstraint func() Constraint
 	// PrefixCache makes Generate start from the longest prefix of the
 	// prompt that earlier generations on the engine recorded in its prefix
 	// cache (Request.UsePrefix), and record this one's prompt and output
 	// (Request.PublishPrefix). Schedulers do this themselves (see
 	// sched.Config.PrefixCache); beam search ignores it.
 	PrefixCache bool
+}
+
+// Constraint restricts the text a sequence may produce (package
+// constrain has OpenAI's JSON object mode).
+type Constraint interface {
+	// Allow sets allow[id] (one entry per vocabulary token) for the tokens
+	// that may come next and returns how many there are.
+	Allow(allow []bool) int
+	// Accept records the token generated.
+	Accept(id int32)
+	// Done reports that the text is complete.
+	Done() bool
 }
 
 // Finish is why a generation ended.
@@ -103,6 +121,10 @@ type Request struct {
 	start   time.Time
 	first   time.Time
 	ids     []int32
+
+	constraint Constraint // Options.NewConstraint's, or nil
+	allow      []bool     // the constraint's mask
+	masked     []float32  // logits with the disallowed ones at -Inf
 }
 
 // NewRequest checks the prompt against the context and prepares its
@@ -133,6 +155,10 @@ func NewRequest(e *Engine, prompt []int32, opt Options) (*Request, error) {
 	if opt.Sampling.Greedy() && opt.Sampling.RepeatPenalty <= 1 && opt.Sampling.PresencePenalty == 0 &&
 		opt.Sampling.FrequencyPenalty == 0 && len(opt.Sampling.LogitBias) == 0 {
 		r.want = WantArgMax
+	}
+	if opt.NewConstraint != nil {
+		r.constraint = opt.NewConstraint()
+		r.want = WantLogits // the mask is applied on the host
 	}
 	for _, t := range prompt {
 		s.Accept(t)
@@ -206,10 +232,29 @@ func (r *Request) Job(maxRows int) Job {
 // for the jobs of different requests on different goroutines after a
 // step, then Advance them in turn. j.Logits stays set.
 func (r *Request) Sample(j *Job) {
-	if j.Want == WantLogits {
-		j.ID = r.sampler.Sample(j.Logits)
-		j.Want = WantArgMax
+	if j.Want != WantLogits {
+		return
 	}
+	logits := j.Logits
+	if r.constraint != nil {
+		if len(r.allow) < len(logits) {
+			r.allow, r.masked = make([]bool, len(logits)), make([]float32, len(logits))
+		}
+		if r.constraint.Allow(r.allow) == 0 {
+			j.ID, j.Want = -1, WantArgMax // nothing may follow: Advance stops
+			return
+		}
+		ninf := float32(math.Inf(-1))
+		for i, l := range logits {
+			if !r.allow[i] {
+				l = ninf
+			}
+			r.masked[i] = l
+		}
+		logits = r.masked[:len(logits)]
+	}
+	j.ID = r.sampler.Sample(logits)
+	j.Want = WantArgMax
 }
 
 // Advance consumes the result of the step that ran Job and returns the
@@ -231,6 +276,10 @@ func (r *Request) Advance(j *Job) Token {
 
 	r.Sample(j)
 	id := j.ID
+	if id < 0 { // a constraint that allows nothing more
+		r.stats.Finish = FinishStop
+		return Token{ID: -1, Text: r.text.flush()}
+	}
 	r.sampler.Accept(id)
 	if r.opt.IsEnd != nil && r.opt.IsEnd(id) {
 		r.stats.Finish = FinishEnd
@@ -240,9 +289,14 @@ func (r *Request) Advance(j *Job) Token {
 	r.stats.Tokens++
 	r.next[0] = id
 	text, stopped := r.text.push(id)
+	if r.constraint != nil {
+		r.constraint.Accept(id)
+	}
 	switch {
 	case stopped:
 		r.stats.Finish = FinishStop
+	case r.constraint != nil && r.constraint.Done():
+		r.stats.Finish = FinishStop // the constrained text is whole (flushed below)
 	case r.opt.MaxTokens > 0 && r.stats.Tokens >= r.opt.MaxTokens:
 		r.stats.Finish = FinishLength
 	case len(r.prompt)+r.stats.Tokens >= r.e.ctx:
