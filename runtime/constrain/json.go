@@ -34,29 +34,29 @@ type JSON struct {
 type mode uint8
 
 const (
-	mValue       mode = iota // a value (or, at the top, the object)
-	mKeyOrClose              // after '{': a key or '}'
-	mKey                     // after ',' in an object: a key
-	mColon                   // after a key
-	mAfter                   // after a value: ',' or the closer (or, at the top, only whitespace)
-	mValueOrClose            // after '[': a value or ']'
-	mString                  // inside a string
-	mEscape                  // after a backslash
-	mHex                     // inside \uXXXX (sub: digits seen)
-	mNumber                  // inside a number (sub: numState)
-	mLiteral                 // inside true/false/null (sub: bytes seen)
+	mValue        mode = iota // a value (or, at the top, the object)
+	mKeyOrClose               // after '{': a key or '}'
+	mKey                      // after ',' in an object: a key
+	mColon                    // after a key
+	mAfter                    // after a value: ',' or the closer (or, at the top, only whitespace)
+	mValueOrClose             // after '[': a value or ']'
+	mString                   // inside a string
+	mEscape                   // after a backslash
+	mHex                      // inside \uXXXX (sub: digits seen)
+	mNumber                   // inside a number (sub: numState)
+	mLiteral                  // inside true/false/null (sub: bytes seen)
 )
 
 // Number positions.
 const (
-	nMinus    = iota // after '-'
-	nZero            // a leading 0
-	nInt             // integer digits
-	nDot             // after '.'
-	nFrac            // fraction digits
-	nE               // after 'e'/'E'
-	nESign           // after the exponent's sign
-	nExp             // exponent digits
+	nMinus = iota // after '-'
+	nZero         // a leading 0
+	nInt          // integer digits
+	nDot          // after '.'
+	nFrac         // fraction digits
+	nE            // after 'e'/'E'
+	nESign        // after the exponent's sign
+	nExp          // exponent digits
 )
 
 var literals = [3]string{"true", "false", "null"}
