@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/loomllm/loom/model/tokenizer"
+	"github.com/loomllm/loom/runtime/constrain"
 	"github.com/loomllm/loom/runtime/generate"
 	"github.com/loomllm/loom/runtime/sample"
 )
@@ -38,6 +39,11 @@ type GenerateOptions struct {
 	Beams         int
 	LengthPenalty float64
 	EarlyStopping bool
+	// JSON constrains the output to a JSON object (OpenAI's JSON mode):
+	// only tokens that keep it a JSON prefix are sampled, and the
+	// generation ends, with Finish "stop", when the object closes. Beam
+	// search ignores it.
+	JSON bool
 }
 
 // Token is one generated token and the text it completes (which may be
@@ -114,6 +120,9 @@ func (m *Model) Stream(ctx context.Context, ids []int32, opt GenerateOptions, em
 		EarlyStopping: opt.EarlyStopping,
 		PrefixCache:   m.prefixCache,
 	}
+	if opt.JSON {
+		gopt.NewConstraint = m.jsonConstraint
+	}
 	st, err := generate.Generate(ctx, m.eng, ids, gopt, emit)
 	return Stats{PromptTokens: st.PromptTokens, CachedTokens: st.CachedTokens, Tokens: st.Tokens, Prefill: st.Prefill,
 		Decode: st.Decode, Finish: string(st.Finish)}, err
@@ -154,4 +163,17 @@ func (m *Model) GenerateText(ctx context.Context, prompt string, opt GenerateOpt
 		b.WriteString(t.Text)
 	}
 	return b.String(), nil
+}
+
+// jsonConstraint returns a fresh JSON object constraint over the model's
+// vocabulary (built on first use).
+func (m *Model) jsonConstraint() generate.Constraint {
+	m.jsonOnce.Do(func() {
+		m.jsonTexts = make([]string, m.tok.VocabSize())
+		for id := range m.jsonTexts {
+			m.jsonTexts[id] = m.tok.Text(int32(id))
+		}
+		m.jsonVocab = constrain.NewVocab(m.jsonTexts)
+	})
+	return constrain.NewTokens(m.jsonVocab, m.jsonTexts)
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/loomllm/loom/model/loader"
 	"github.com/loomllm/loom/model/tokenizer"
 	"github.com/loomllm/loom/runtime/backend"
+	"github.com/loomllm/loom/runtime/constrain"
 	"github.com/loomllm/loom/runtime/generate"
 )
 
@@ -95,6 +96,10 @@ type Model struct {
 	demo bool
 
 	prefixCache bool // Options.PrefixCache
+
+	jsonOnce  sync.Once // GenerateOptions.JSON's vocabulary, built on first use
+	jsonVocab *constrain.Vocab
+	jsonTexts []string
 }
 
 // Load opens a model (a GGUF file or a Hugging Face directory) and puts

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/loomllm/loom/internal/testdata"
+	"github.com/loomllm/loom/runtime/constrain"
 )
 
 func loadStories(t *testing.T, opt Options) *Model {
@@ -138,4 +139,22 @@ func TestPrefixCache(t *testing.T) {
 	require.Greater(t, st.CachedTokens, 32, "the first prompt and its output")
 	want, _ = run(plain, next)
 	require.Equal(t, want, got)
+}
+
+// TestJSONOption: GenerateOptions.JSON keeps the output a JSON object
+// prefix, and a greedy run repeats exactly.
+func TestJSONOption(t *testing.T) {
+	m := loadStories(t, Options{Device: "cpu"})
+	gen := func() string {
+		text, err := m.GenerateText(context.Background(), "Once upon a time", GenerateOptions{MaxTokens: 40, JSON: true})
+		require.NoError(t, err)
+		return text
+	}
+	text := gen()
+	require.True(t, strings.HasPrefix(text, "{"), "%q", text)
+	var j constrain.JSON
+	for i := range len(text) {
+		require.True(t, j.Feed(text[i]), "%q at %d", text, i)
+	}
+	require.Equal(t, text, gen())
 }

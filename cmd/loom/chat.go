@@ -14,6 +14,8 @@ import (
 
 	"github.com/loomllm/loom"
 	"github.com/loomllm/loom/model/chat"
+	"github.com/loomllm/loom/model/tokenizer"
+	"github.com/loomllm/loom/runtime/constrain"
 	"github.com/loomllm/loom/runtime/generate"
 	"github.com/loomllm/loom/runtime/sample"
 	"github.com/loomllm/loom/runtime/sched"
@@ -77,6 +79,10 @@ func runChat(args []string, stdout, stderr io.Writer) error {
 		msgs = append(msgs, chat.Message{Role: "system", Content: *system})
 	}
 	opening := len(msgs)
+	var newConstraint func() generate.Constraint
+	if f.json {
+		newConstraint = jsonConstraint(tok)
+	}
 	in := bufio.NewScanner(chatInput)
 	in.Buffer(make([]byte, 64<<10), 1<<20)
 	for turn := 0; in.Scan(); {
@@ -113,6 +119,7 @@ func runChat(args []string, stdout, stderr io.Writer) error {
 			IsEnd: tok.IsEndOfGeneration, NewDecoder: func() generate.Decoder { return tok.NewStream() },
 			Sampling: sample.Options{Temperature: float32(f.temperature), TopK: f.topK, TopP: float32(f.topP),
 				MinP: float32(f.minP), RepeatPenalty: float32(f.repeat), Seed: uint64(f.seed) + uint64(turn)}}}
+		q.Options.NewConstraint = newConstraint
 		turn++
 		sts, err := sc.Submit(ctx, []sched.Seq{q})
 		if err != nil {
@@ -174,4 +181,15 @@ func finishName(f generate.Finish) string {
 		return "context full"
 	}
 	return "unfinished"
+}
+
+// jsonConstraint returns a maker of JSON object constraints over tok's
+// vocabulary (the trie built once).
+func jsonConstraint(tok *tokenizer.Tokenizer) func() generate.Constraint {
+	texts := make([]string, tok.VocabSize())
+	for id := range texts {
+		texts[id] = tok.Text(int32(id))
+	}
+	v := constrain.NewVocab(texts)
+	return func() generate.Constraint { return constrain.NewTokens(v, texts) }
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/loomllm/loom/internal/testdata"
+	"github.com/loomllm/loom/runtime/constrain"
 )
 
 // TestChat: three turns and a /reset on stdin; a reply per turn on
@@ -43,4 +44,25 @@ func TestChat(t *testing.T) {
 
 	code, _, errOut := runLoom("chat", "--model", model, "extra")
 	require.Equal(t, 2, code, errOut)
+}
+
+// TestJSONFlag: loom run --json and loom chat --json print a JSON object
+// prefix (a whole object when it closes before the token limit).
+func TestJSONFlag(t *testing.T) {
+	model := testdata.Path(t, "models/stories260K.gguf")
+	check := func(text string) {
+		var j constrain.JSON
+		for i := range len(text) {
+			require.True(t, j.Feed(text[i]), "%q at %d", text, i)
+		}
+	}
+	code, out, errOut := runLoom("run", "--model", model, "--prompt", "JSON:", "--json", "--max-tokens", "40", "--seed", "4")
+	require.Zero(t, code, errOut)
+	check(strings.TrimPrefix(out, "JSON:"))
+
+	defer func(r io.Reader) { chatInput = r }(chatInput)
+	chatInput = strings.NewReader("Give me JSON\n")
+	code, out, errOut = runLoom("chat", "--model", model, "--json", "--max-tokens", "40", "--seed", "4")
+	require.Zero(t, code, errOut)
+	check(strings.TrimSuffix(out, "\n"))
 }

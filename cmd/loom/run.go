@@ -41,6 +41,7 @@ type runFlags struct {
 	temperature, topP, minP, repeat            float64
 	seed                                       int64
 	stop                                       stringsFlag
+	json                                       bool
 }
 
 func runRun(args []string, stdout, stderr io.Writer) error {
@@ -87,7 +88,8 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	opt := loom.GenerateOptions{MaxTokens: f.maxTokens, Temperature: float32(f.temperature), TopK: f.topK,
-		TopP: float32(f.topP), MinP: float32(f.minP), RepeatPenalty: float32(f.repeat), Stop: f.stop, Beams: f.beams}
+		TopP: float32(f.topP), MinP: float32(f.minP), RepeatPenalty: float32(f.repeat), Stop: f.stop, Beams: f.beams,
+		JSON: f.json}
 	if f.seed < 0 {
 		f.seed = time.Now().UnixNano() & math.MaxInt64
 	}
@@ -146,6 +148,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.device, "device", defaultDevice(), "auto, cpu, cuda or cuda:N (default $LOOM_DEVICE, else auto)")
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0: all cores)")
 	fs.StringVar(&f.weights, "weight-type", "", "convert float weights while loading: q8_0, f16 or bf16")
+	fs.BoolVar(&f.json, "json", false, "constrain the output to a JSON object (ends when it closes)")
 }
 
 // check rejects flag values out of range.
