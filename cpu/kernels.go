@@ -43,6 +43,7 @@ type kernels struct {
 	dotQ6_KQ8  func(w []byte, q []int8, d []float32) float32
 
 	dotTileQ8_0Q8 func(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int)
+	dotTileQ4_0Q8 func(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int)
 	dotRowsF16    func(dst []float32, w []byte, stride int, x []float32)
 	dotRowsBF16   func(dst []float32, w []byte, stride int, x []float32)
 }
@@ -57,7 +58,7 @@ func selectKernels(generic bool) kernels {
 			quantizeQ8: vec.QuantizeQ8Generic, dotQ8_0Q8: vec.DotQ8_0Q8Generic, dotQ4_0Q8: vec.DotQ4_0Q8Generic,
 			dotQ4_K: vec.DotQ4_K, widenQ4_K: vec.WidenQ4_K, dotQ4_KQ8: vec.DotQ4_KQ8Generic,
 			dotQ6_K: vec.DotQ6_K, widenQ6_K: vec.WidenQ6_K, dotQ6_KQ8: vec.DotQ6_KQ8Generic,
-			dotTileQ8_0Q8: vec.DotTileQ8_0Q8Generic, dotRowsF16: vec.DotRowsF16Generic, dotRowsBF16: vec.DotRowsBF16Generic,
+			dotTileQ8_0Q8: vec.DotTileQ8_0Q8Generic, dotTileQ4_0Q8: vec.DotTileQ4_0Q8Generic, dotRowsF16: vec.DotRowsF16Generic, dotRowsBF16: vec.DotRowsBF16Generic,
 			dotTile: vec.DotTileGeneric, axpyRows: vec.AxpyRowsGeneric, expSum: vec.ExpSumGeneric,
 			swiglu: vec.SwiGLUGeneric, gelu: vec.GELUGeneric, attnBlocks: vec.AttnBlocksGeneric, argMax: vec.ArgMaxGeneric,
 		}
@@ -70,7 +71,7 @@ func selectKernels(generic bool) kernels {
 		quantizeQ8: vec.QuantizeQ8, dotQ8_0Q8: vec.DotQ8_0Q8, dotQ4_0Q8: vec.DotQ4_0Q8,
 		dotQ4_K: vec.DotQ4_K, widenQ4_K: vec.WidenQ4_K, dotQ4_KQ8: vec.DotQ4_KQ8,
 		dotQ6_K: vec.DotQ6_K, widenQ6_K: vec.WidenQ6_K, dotQ6_KQ8: vec.DotQ6_KQ8,
-		dotTileQ8_0Q8: vec.DotTileQ8_0Q8, dotRowsF16: vec.DotRowsF16, dotRowsBF16: vec.DotRowsBF16,
+		dotTileQ8_0Q8: vec.DotTileQ8_0Q8, dotTileQ4_0Q8: vec.DotTileQ4_0Q8, dotRowsF16: vec.DotRowsF16, dotRowsBF16: vec.DotRowsBF16,
 		dotTile: vec.DotTile, axpyRows: vec.AxpyRows, expSum: vec.ExpSum,
 		swiglu: vec.SwiGLU, gelu: vec.GELU, attnBlocks: vec.AttnBlocks, argMax: vec.ArgMax,
 	}
@@ -137,4 +138,16 @@ func roundRow(dt backend.DType, dst []byte, src []float32) {
 	case backend.BF16:
 		quant.EncodeBF16(dst, src)
 	}
+}
+
+// quantTile returns the register-blocked integer tile for weights of type
+// dt (Q8_0, Q4_0), or nil where the product goes pair by pair.
+func (k *kernels) quantTile(dt backend.DType) func(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
+	switch dt {
+	case backend.Q8_0:
+		return k.dotTileQ8_0Q8
+	case backend.Q4_0:
+		return k.dotTileQ4_0Q8
+	}
+	return nil
 }

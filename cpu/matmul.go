@@ -154,10 +154,10 @@ func (j *matmulJob) run(wk, lo, hi int) {
 		nb := j.in / 32
 		for r0 := 0; r0 < j.x.rows; r0 += rowBlock {
 			r1 := min(r0+rowBlock, j.x.rows)
-			if j.dt == backend.Q8_0 {
+			if tile := k.quantTile(j.dt); tile != nil {
 				// Register-blocked where the CPU allows, every sum as the
-				// pair's own (vec.DotTileQ8_0Q8).
-				k.dotTileQ8_0Q8(j.dst.d[r0*j.dst.stride+lo:], j.dst.stride, j.w[lo*j.rowBytes:hi*j.rowBytes], j.rowBytes, hi-lo,
+				// pair's own (vec.DotTileQ8_0Q8, DotTileQ4_0Q8).
+				tile(j.dst.d[r0*j.dst.stride+lo:], j.dst.stride, j.w[lo*j.rowBytes:hi*j.rowBytes], j.rowBytes, hi-lo,
 					j.xq[r0*j.in:r1*j.in], j.xd[r0*nb:r1*nb], j.in, r1-r0)
 				continue
 			}

@@ -105,9 +105,9 @@
 //     their weights and gain little from wider registers.
 //   - AVX512-VNNI's VPDPBUSD (uint8 × int8, four products per int32 lane)
 //     is used where the weights meet several activation rows or need
-//     unpacking: DotTileQ8_0Q8 (4×3 blocks, activations offset to uint8
-//     and 128·Σw subtracted, so the int32 lanes are exactly the one-row
-//     kernel's: 134 against 60 GFLOP/s pair by pair) and DotQ4_KQ8 (57
-//     against 46). The one-row Q8_0/Q4_0 dots stream from memory and keep
+//     unpacking: DotTileQ8_0Q8 and DotTileQ4_0Q8 (4×3 blocks, activations
+//     offset to uint8 and 128·Σw subtracted, so the int32 lanes are
+//     exactly the one-row kernel's: 134 against 60 GFLOP/s pair by pair
+//     for Q8_0) and DotQ4_KQ8 (57 against 46). The one-row Q8_0/Q4_0 dots stream from memory and keep
 //     VPMADDUBSW.
 package vec

@@ -246,7 +246,7 @@ func dotTileQ8_0Q8AVX512(dst *float32, ldd int, w *byte, ldw int, q *int8, ldq i
 
 func dotTileQ8_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
 	nb := ldq / QK
-	checkTileQ8(dst, ldd, w, ldw, cols, q, d, ldq, rows)
+	checkTileQ(dst, ldd, w, ldw, cols, q, d, ldq, rows, Q8_0BlockBytes)
 	r4, c3 := 0, 0
 	if useVNNI && nb > 0 {
 		r4, c3 = rows&^3, cols/3*3
@@ -278,4 +278,30 @@ func dotQ6_KQ8(w []byte, q []int8, d []float32) float32 {
 	}
 	w, q = w[:nb*Q6_KBlockBytes], q[:nb*QKK]
 	return dotQ6_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+}
+
+//go:noescape
+func dotTileQ4_0Q8AVX512(dst *float32, ldd int, w *byte, ldw int, q *int8, ldq int, d *float32, ldx int, nb int)
+
+func dotTileQ4_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
+	nb := ldq / QK
+	checkTileQ(dst, ldd, w, ldw, cols, q, d, ldq, rows, Q4_0BlockBytes)
+	r4, c3 := 0, 0
+	if useVNNI && nb > 0 {
+		r4, c3 = rows&^3, cols/3*3
+		for r := 0; r < r4; r += 4 {
+			for c := 0; c < c3; c += 3 {
+				dotTileQ4_0Q8AVX512(&dst[r*ldd+c], ldd, &w[c*ldw], ldw, &q[r*ldq], ldq, &d[r*nb], nb, nb)
+			}
+		}
+	}
+	for r := range rows {
+		c0 := 0
+		if r < r4 {
+			c0 = c3
+		}
+		for c := c0; c < cols; c++ {
+			dst[r*ldd+c] = dotQ4_0Q8(w[c*ldw:c*ldw+nb*Q4_0BlockBytes], q[r*ldq:(r+1)*ldq], d[r*nb:(r+1)*nb])
+		}
+	}
 }

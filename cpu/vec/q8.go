@@ -117,24 +117,43 @@ func DotTileQ8_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d 
 // DotTileQ8_0Q8Generic is DotTileQ8_0Q8's plain-Go twin: DotQ8_0Q8Generic
 // for every pair.
 func DotTileQ8_0Q8Generic(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
-	checkTileQ8(dst, ldd, w, ldw, cols, q, d, ldq, rows)
+	tilePairs(dst, ldd, w, ldw, cols, q, d, ldq, rows, Q8_0BlockBytes, DotQ8_0Q8Generic)
+}
+
+// DotTileQ4_0Q8 is DotTileQ8_0Q8 for Q4_0 weight rows: each element
+// bitwise what DotQ4_0Q8 gives for the pair, the same 4×3 AVX512-VNNI
+// blocks with the nibbles unpacked as the one-row kernel unpacks them.
+func DotTileQ4_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
+	dotTileQ4_0Q8(dst, ldd, w, ldw, cols, q, d, ldq, rows)
+}
+
+// DotTileQ4_0Q8Generic is DotTileQ4_0Q8's plain-Go twin: DotQ4_0Q8Generic
+// for every pair.
+func DotTileQ4_0Q8Generic(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
+	tilePairs(dst, ldd, w, ldw, cols, q, d, ldq, rows, Q4_0BlockBytes, DotQ4_0Q8Generic)
+}
+
+// tilePairs is a quantized tile pair by pair with dot.
+func tilePairs(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows, blockBytes int,
+	dot func([]byte, []int8, []float32) float32) {
+	checkTileQ(dst, ldd, w, ldw, cols, q, d, ldq, rows, blockBytes)
 	nb := ldq / QK
 	for r := range rows {
 		for c := range cols {
-			dst[r*ldd+c] = DotQ8_0Q8Generic(w[c*ldw:c*ldw+nb*Q8_0BlockBytes], q[r*ldq:(r+1)*ldq], d[r*nb:(r+1)*nb])
+			dst[r*ldd+c] = dot(w[c*ldw:c*ldw+nb*blockBytes], q[r*ldq:(r+1)*ldq], d[r*nb:(r+1)*nb])
 		}
 	}
 }
 
-// checkTileQ8 panics unless DotTileQ8_0Q8's slices hold what it reads and
-// writes.
-func checkTileQ8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
+// checkTileQ panics unless a quantized tile's slices hold what it reads and
+// writes (blockBytes per 32 weights).
+func checkTileQ(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows, blockBytes int) {
 	if rows <= 0 || cols <= 0 {
 		return
 	}
 	nb := ldq / QK
 	_ = dst[(rows-1)*ldd+cols-1]
-	_ = w[:(cols-1)*ldw+nb*Q8_0BlockBytes]
+	_ = w[:(cols-1)*ldw+nb*blockBytes]
 	_ = q[:rows*ldq]
 	_ = d[:rows*nb]
 }

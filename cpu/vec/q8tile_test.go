@@ -12,6 +12,21 @@ import (
 	"github.com/loomllm/loom/runtime/quant"
 )
 
+// randQ4_0Rows returns rows Q4_0 rows of nb blocks, ldw bytes apart.
+func randQ4_0Rows(r *rand.Rand, rows, nb, ldw int) []byte {
+	w := make([]byte, (rows-1)*ldw+nb*Q4_0BlockBytes)
+	for i := range w {
+		w[i] = byte(r.Uint32())
+	}
+	for row := range rows {
+		for b := range nb {
+			o := row*ldw + b*Q4_0BlockBytes
+			binary.LittleEndian.PutUint16(w[o:], quant.F32ToF16((r.Float32()-0.5)/8))
+		}
+	}
+	return w
+}
+
 // randQ8_0Rows returns rows Q8_0 rows of nb blocks, ldw bytes apart, with
 // every int8 value (-128 included) and scales of both signs.
 func randQ8_0Rows(r *rand.Rand, rows, nb, ldw int) []byte {
@@ -39,41 +54,56 @@ func TestDotTileQ8_0Q8(t *testing.T) {
 	if !useVNNI {
 		t.Log("no AVX512-VNNI here: the tile is the pair-by-pair loop")
 	}
-	for _, nb := range []int{1, 2, 3, 8, 9} {
-		for _, rows := range []int{1, 3, 4, 5, 8, 9} {
-			for _, cols := range []int{1, 2, 3, 4, 6, 7} {
-				ldq := nb * QK
-				ldw := nb*Q8_0BlockBytes + r.IntN(3)
-				ldd := cols + r.IntN(3)
-				w := randQ8_0Rows(r, cols, nb, ldw)
-				x := randF32(r, rows*ldq)
-				if rows > 2 {
-					x[2*ldq+5] = float32(math.Inf(1)) // row 2: a NaN scale
-				}
-				q, d := make([]int8, rows*ldq), make([]float32, rows*nb)
-				for row := range rows {
-					QuantizeQ8(q[row*ldq:(row+1)*ldq], d[row*nb:(row+1)*nb], x[row*ldq:(row+1)*ldq])
-				}
-				for _, im := range []struct {
-					name string
-					tile func([]float32, int, []byte, int, int, []int8, []float32, int, int)
-					pair func([]byte, []int8, []float32) float32
-				}{{"fast", DotTileQ8_0Q8, DotQ8_0Q8}, {"generic", DotTileQ8_0Q8Generic, DotQ8_0Q8Generic}} {
-					dst := make([]float32, (rows-1)*ldd+cols+1)
-					for i := range dst {
-						dst[i] = 42
+	for _, q4 := range []bool{false, true} {
+		for _, nb := range []int{1, 2, 3, 8, 9} {
+			for _, rows := range []int{1, 3, 4, 5, 8, 9} {
+				for _, cols := range []int{1, 2, 3, 4, 6, 7} {
+					ldq := nb * QK
+					ldw := nb*Q8_0BlockBytes + r.IntN(3)
+					ldd := cols + r.IntN(3)
+					w := randQ8_0Rows(r, cols, nb, ldw)
+					if q4 {
+						ldw = nb*Q4_0BlockBytes + r.IntN(3)
+						w = randQ4_0Rows(r, cols, nb, ldw)
 					}
-					im.tile(dst, ldd, w, ldw, cols, q, d, ldq, rows)
-					require.Equal(t, float32(42), dst[len(dst)-1], "%s wrote past dst", im.name)
+					bb := Q8_0BlockBytes
+					if q4 {
+						bb = Q4_0BlockBytes
+					}
+					x := randF32(r, rows*ldq)
+					if rows > 2 {
+						x[2*ldq+5] = float32(math.Inf(1)) // row 2: a NaN scale
+					}
+					q, d := make([]int8, rows*ldq), make([]float32, rows*nb)
 					for row := range rows {
-						for c := range cols {
-							want := im.pair(w[c*ldw:c*ldw+nb*Q8_0BlockBytes], q[row*ldq:(row+1)*ldq], d[row*nb:(row+1)*nb])
-							got := dst[row*ldd+c]
-							require.True(t, same(want, got), "%s nb=%d rows=%d cols=%d [%d][%d]: %v, pair gives %v",
-								im.name, nb, rows, cols, row, c, got, want)
+						QuantizeQ8(q[row*ldq:(row+1)*ldq], d[row*nb:(row+1)*nb], x[row*ldq:(row+1)*ldq])
+					}
+					impls := []struct {
+						name string
+						tile func([]float32, int, []byte, int, int, []int8, []float32, int, int)
+						pair func([]byte, []int8, []float32) float32
+					}{{"fast", DotTileQ8_0Q8, DotQ8_0Q8}, {"generic", DotTileQ8_0Q8Generic, DotQ8_0Q8Generic}}
+					if q4 {
+						impls[0].tile, impls[0].pair = DotTileQ4_0Q8, DotQ4_0Q8
+						impls[1].tile, impls[1].pair = DotTileQ4_0Q8Generic, DotQ4_0Q8Generic
+					}
+					for _, im := range impls {
+						dst := make([]float32, (rows-1)*ldd+cols+1)
+						for i := range dst {
+							dst[i] = 42
 						}
-						for c := cols; c < ldd && row < rows-1; c++ {
-							require.Equal(t, float32(42), dst[row*ldd+c], "%s wrote into the gap", im.name)
+						im.tile(dst, ldd, w, ldw, cols, q, d, ldq, rows)
+						require.Equal(t, float32(42), dst[len(dst)-1], "%s wrote past dst", im.name)
+						for row := range rows {
+							for c := range cols {
+								want := im.pair(w[c*ldw:c*ldw+nb*bb], q[row*ldq:(row+1)*ldq], d[row*nb:(row+1)*nb])
+								got := dst[row*ldd+c]
+								require.True(t, same(want, got), "%s q4=%v nb=%d rows=%d cols=%d [%d][%d]: %v, pair gives %v",
+									im.name, q4, nb, rows, cols, row, c, got, want)
+							}
+							for c := cols; c < ldd && row < rows-1; c++ {
+								require.Equal(t, float32(42), dst[row*ldd+c], "%s wrote into the gap", im.name)
+							}
 						}
 					}
 				}
