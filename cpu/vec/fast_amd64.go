@@ -245,25 +245,32 @@ func dotQ4_KQ8(w []byte, q []int8, d []float32) float32 {
 func dotTileQ8_0Q8AVX512(dst *float32, ldd int, w *byte, ldw int, q *int8, ldq int, d *float32, ldx int, nb int)
 
 func dotTileQ8_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
+	quantTile(dst, ldd, w, ldw, cols, q, d, ldq, rows, Q8_0BlockBytes, dotTileQ8_0Q8AVX512, dotQ8_0Q8)
+}
+
+// quantTile runs a VNNI tile kernel over the whole 4×3 blocks of a
+// quantized product and the one-row kernel over the rest (the same sums).
+func quantTile(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows, blockBytes int,
+	tile func(dst *float32, ldd int, w *byte, ldw int, q *int8, ldq int, d *float32, ldx int, nb int),
+	pair func(w []byte, q []int8, d []float32) float32) {
 	nb := ldq / QK
-	checkTileQ(dst, ldd, w, ldw, cols, q, d, ldq, rows, Q8_0BlockBytes)
+	checkTileQ(dst, ldd, w, ldw, cols, q, d, ldq, rows, blockBytes)
 	r4, c3 := 0, 0
 	if useVNNI && nb > 0 {
 		r4, c3 = rows&^3, cols/3*3
 		for r := 0; r < r4; r += 4 {
 			for c := 0; c < c3; c += 3 {
-				dotTileQ8_0Q8AVX512(&dst[r*ldd+c], ldd, &w[c*ldw], ldw, &q[r*ldq], ldq, &d[r*nb], nb, nb)
+				tile(&dst[r*ldd+c], ldd, &w[c*ldw], ldw, &q[r*ldq], ldq, &d[r*nb], nb, nb)
 			}
 		}
 	}
-	// The rest pair by pair, with the same sums.
 	for r := range rows {
 		c0 := 0
 		if r < r4 {
 			c0 = c3
 		}
 		for c := c0; c < cols; c++ {
-			dst[r*ldd+c] = dotQ8_0Q8(w[c*ldw:c*ldw+nb*Q8_0BlockBytes], q[r*ldq:(r+1)*ldq], d[r*nb:(r+1)*nb])
+			dst[r*ldd+c] = pair(w[c*ldw:c*ldw+nb*blockBytes], q[r*ldq:(r+1)*ldq], d[r*nb:(r+1)*nb])
 		}
 	}
 }
@@ -284,24 +291,5 @@ func dotQ6_KQ8(w []byte, q []int8, d []float32) float32 {
 func dotTileQ4_0Q8AVX512(dst *float32, ldd int, w *byte, ldw int, q *int8, ldq int, d *float32, ldx int, nb int)
 
 func dotTileQ4_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
-	nb := ldq / QK
-	checkTileQ(dst, ldd, w, ldw, cols, q, d, ldq, rows, Q4_0BlockBytes)
-	r4, c3 := 0, 0
-	if useVNNI && nb > 0 {
-		r4, c3 = rows&^3, cols/3*3
-		for r := 0; r < r4; r += 4 {
-			for c := 0; c < c3; c += 3 {
-				dotTileQ4_0Q8AVX512(&dst[r*ldd+c], ldd, &w[c*ldw], ldw, &q[r*ldq], ldq, &d[r*nb], nb, nb)
-			}
-		}
-	}
-	for r := range rows {
-		c0 := 0
-		if r < r4 {
-			c0 = c3
-		}
-		for c := c0; c < cols; c++ {
-			dst[r*ldd+c] = dotQ4_0Q8(w[c*ldw:c*ldw+nb*Q4_0BlockBytes], q[r*ldq:(r+1)*ldq], d[r*nb:(r+1)*nb])
-		}
-	}
+	quantTile(dst, ldd, w, ldw, cols, q, d, ldq, rows, Q4_0BlockBytes, dotTileQ4_0Q8AVX512, dotQ4_0Q8)
 }
