@@ -39,15 +39,20 @@ type serverOptions struct {
 	grace   time.Duration
 	blocks  int
 	seqs    int
-	threads int // CPU backend threads; 0 means 2
+	threads int    // CPU backend threads; 0 means 2
+	model   string // model file; "" means the shared stories260K
 }
 
 func loadModel(t testing.TB, seqs, blocks int) *loom.Model {
-	return loadModelThreads(t, seqs, blocks, 2)
+	return loadModelThreads(t, "", seqs, blocks, 2)
 }
 
-func loadModelThreads(t testing.TB, seqs, blocks, threads int) *loom.Model {
-	m, err := loom.Load(testdata.Path(t, "models/stories260K.gguf"),
+// loadModelThreads loads path (the shared stories260K when "") on the CPU.
+func loadModelThreads(t testing.TB, path string, seqs, blocks, threads int) *loom.Model {
+	if path == "" {
+		path = testdata.Path(t, "models/stories260K.gguf")
+	}
+	m, err := loom.Load(path,
 		loom.Options{Device: "cpu", Threads: threads, Context: 512, Sequences: seqs, KVBlocks: blocks, BatchRows: 256})
 	require.NoError(t, err)
 	return m
@@ -66,7 +71,7 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	if o.threads == 0 {
 		o.threads = 2
 	}
-	m := loadModelThreads(t, o.seqs, o.blocks, o.threads)
+	m := loadModelThreads(t, o.model, o.seqs, o.blocks, o.threads)
 	metrics := NewMetrics()
 	step := o.sched.OnStep
 	o.sched.OnStep = func(seqs, tokens int, took time.Duration) {

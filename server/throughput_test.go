@@ -20,13 +20,14 @@ var throughputRounds = flag.Int("throughput", 0, "rounds of the interleaved conc
 var throughputEach = flag.Duration("throughput-each", 3*time.Second, "length of each throughput run")
 var throughputOnly = flag.Int("throughput-only", 0, "run only this concurrency (for profiles)")
 var throughputThreads = flag.Int("throughput-threads", 2, "CPU backend threads of the measured server")
+var throughputModel = flag.String("throughput-model", "", "model file of the measured server (default: the shared stories260K)")
 
 func TestThroughput(t *testing.T) {
 	if *throughputRounds == 0 {
 		t.Skip("opt-in: -throughput N")
 	}
 	var steps, rows atomic.Int64
-	ts := startServer(t, serverOptions{seqs: 32, blocks: 32 * 16, threads: *throughputThreads, sched: sched.Config{MaxBatch: 32, MaxQueue: 16,
+	ts := startServer(t, serverOptions{seqs: 32, blocks: 32 * 16, threads: *throughputThreads, model: *throughputModel, sched: sched.Config{MaxBatch: 32, MaxQueue: 16,
 		OnStep: func(seqs, _ int, _ time.Duration) { steps.Add(1); rows.Add(int64(seqs)) }}})
 	hammer(t, ts.url, 16, time.Second) // warm up
 	rates := map[int][]float64{}
@@ -59,6 +60,6 @@ func TestThroughput(t *testing.T) {
 	med := func(v []float64) float64 { v = slices.Clone(v); slices.Sort(v); return v[len(v)/2] }
 	t.Logf("concurrency 1: best %.0f median %.0f tokens/s; concurrency 16: best %.0f median %.0f tokens/s",
 		slices.Max(rates[1]), med(rates[1]), slices.Max(rates[16]), med(rates[16]))
-	t.Logf("ratio 16/1 per round %.2f; median %.2fx, best/best %.2fx (%d CPUs, %d backend threads)", ratios, med(ratios),
-		slices.Max(rates[16])/slices.Max(rates[1]), runtime.NumCPU(), *throughputThreads)
+	t.Logf("ratio 16/1 per round %.2f; median %.2fx, best/best %.2fx (%d CPUs, %d backend threads, model %q)", ratios, med(ratios),
+		slices.Max(rates[16])/slices.Max(rates[1]), runtime.NumCPU(), *throughputThreads, *throughputModel)
 }
