@@ -88,8 +88,9 @@ type Options struct {
 	// Convert, unless it is F32 (the zero value), is the type float weight
 	// matrices (F32, F16, BF16) are converted to while loading: F16, BF16
 	// or Q8_0. Quantized weights of a type the backend cannot multiply by
-	// (Q4_K, Q6_K) are requantized to Q8_0, other such weights converted
-	// to F32.
+	// (the K-quants on the GPU; Q4_1, Q5_0, Q2_K, IQ4_NL, ... on every
+	// backend) are requantized to Q8_0 (exactly for Q5_0 and IQ4_NL),
+	// other such weights converted to F32.
 	Convert backend.DType
 	// Progress, if set, is called as weights reach the backend with the
 	// bytes done so far and the total.

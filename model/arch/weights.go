@@ -119,7 +119,7 @@ func (w *weights) target(t *model.Tensor) backend.DType {
 		dt = conv
 	}
 	if !w.be.SupportsWeights(dt) {
-		// A quantized type the backend cannot multiply by (Q4_K, Q6_K):
+		// A quantized type the backend cannot multiply by (K-quants, Q5_0, ...):
 		// Q8_0 keeps its precision (255 levels per 32 elements against at
 		// most 64 per 16) at about a quarter of F32's memory.
 		dt = backend.F32
@@ -236,9 +236,13 @@ func (w *weights) upload(dst backend.Tensor, t *model.Tensor) error {
 		// Rows convert independently: on every core (a Q6_K matrix takes
 		// about 8 ns a weight to requantize on one).
 		par.For(n, runtime.GOMAXPROCS(0), func(r int) {
+			src, out := t.Data[(r0+r)*srb:(r0+r+1)*srb], buf[r*drb:(r+1)*drb]
+			if dst.DType() == backend.Q8_0 && quant.ExactQ8_0(t.DType, out, src) {
+				return // Q4_0, Q5_0, IQ4_NL: the same values, no rounding
+			}
 			row := f[r*t.Cols : (r+1)*t.Cols]
-			errs[r] = quant.Dequantize(t.DType, row, t.Data[(r0+r)*srb:(r0+r+1)*srb])
-			encode(dst.DType(), buf[r*drb:(r+1)*drb], row)
+			errs[r] = quant.Dequantize(t.DType, row, src)
+			encode(dst.DType(), out, row)
 		})
 		for _, err := range errs[:n] {
 			if err != nil {

@@ -23,11 +23,13 @@
 // Tensor types and how loom's backends consume them:
 //
 //	f32, f16, bf16, q8_0   native weight types of every backend
-//	q4_0, q4_k, q6_k       loaded as stored; a backend without them converts
-//	                       at upload: quant.Dequantize to F32, or
-//	                       quant.RequantizeQ8_0 to Q8_0
-//	others (q5_k, iq*, ...) described by Open and loom info; Load reports
-//	                       model.ErrUnsupported
+//	q4_0, q4_1, q5_0,      loaded as stored; a backend that cannot multiply
+//	q5_1, q2_k, q3_k,      by one converts at upload to Q8_0 (exactly for
+//	q4_k, q5_k, q6_k,      q4_0, q5_0 and iq4_nl: quant.ExactQ8_0; else
+//	iq4_nl, iq4_xs         quant.Dequantize, then Q8_0) or, where rows are
+//	                       not a multiple of 32, to F32
+//	others (iq2_*, iq3_*,  described by Open and loom info; Load reports
+//	iq1_*, tq*, mxfp4)     model.ErrUnsupported
 //
 // Write and WriteModel produce version 3 files that llama.cpp reads.
 package gguf

@@ -226,8 +226,8 @@ func TestModelErrors(t *testing.T) {
 	}
 	q5 := append([]TensorInfo(nil), infos...)
 	q5Data := append([][]byte(nil), data...)
-	q5[1] = TensorInfo{Name: q5[1].Name, Type: 13, Dims: []uint64{256}}
-	q5Data[1] = make([]byte, 176)
+	q5[1] = TensorInfo{Name: q5[1].Name, Type: 16, Dims: []uint64{256}} // iq2_xxs: not loadable
+	q5Data[1] = make([]byte, 66)
 
 	cases := []struct {
 		name string
@@ -243,7 +243,7 @@ func TestModelErrors(t *testing.T) {
 		{"shape mismatch", write(kvs, bigQ, bigQData), model.ErrFormat, `tensor "blk.0.attn_q.weight" is 16×32, want 32×32`},
 		{"heads", write(with("llama.attention.head_count_kv", uint32(3)), infos, data), model.ErrFormat, "not a multiple of 3"},
 		{"arch", write(with("general.architecture", "mamba"), infos, data), model.ErrUnsupported, `"mamba"`},
-		{"tensor type", write(kvs, q5, q5Data), model.ErrUnsupported, "has type q5_k"},
+		{"tensor type", write(kvs, q5, q5Data), model.ErrUnsupported, "has type iq2_xxs"},
 		{"tokenizer model", write(with("tokenizer.ggml.model", "rwkv"), infos, data), model.ErrUnsupported, `"rwkv"`},
 		{"scores", write(with("tokenizer.ggml.scores", []float32{1}), infos, data), model.ErrFormat, "1 entries for 40 tokens"},
 		{"rope scaling", write(with("llama.rope.scaling.type", "yarn"), infos, data), model.ErrUnsupported, `"yarn"`},

@@ -31,6 +31,33 @@ const (
 	// I32 is a signed 32-bit integer (token ids, positions, block tables).
 	I32
 
+	// The types below are llama.cpp's other GGUF weight formats, in
+	// exactly its block layouts (runtime/quant documents each element's
+	// formula). Loaders read them; a backend that cannot multiply by one
+	// gets the weights converted to Q8_0 at load.
+
+	// Q4_1 packs 32 elements as F16 d and m, then 16 bytes of 4-bit q;
+	// element i is d*q+m. 20 bytes per block.
+	Q4_1
+	// Q5_0 is Q4_0 with a fifth bit per element: F16 d, 4 bytes of high
+	// bits, 16 bytes of nibbles; element i is d*(q-16). 22 bytes per block.
+	Q5_0
+	// Q5_1 is Q4_1 with a fifth bit per element: F16 d and m, 4 bytes of
+	// high bits, 16 bytes of nibbles; element i is d*q+m. 24 bytes per block.
+	Q5_1
+	// Q2_K is llama.cpp's 2-bit k-quant: 256 elements in 84 bytes.
+	Q2_K
+	// Q3_K is llama.cpp's 3-bit k-quant: 256 elements in 110 bytes.
+	Q3_K
+	// Q5_K is llama.cpp's 5-bit k-quant: 256 elements in 176 bytes.
+	Q5_K
+	// IQ4_NL packs 32 elements as F16 d and 16 bytes of 4-bit indices
+	// into a fixed non-linear table of 16 int8 levels. 18 bytes per block.
+	IQ4_NL
+	// IQ4_XS is IQ4_NL in 256-element super-blocks with a 6-bit scale per
+	// 32 elements: 136 bytes per block.
+	IQ4_XS
+
 	numDTypes
 )
 
@@ -47,6 +74,15 @@ var dtypeInfo = [numDTypes]struct {
 	Q4_K: {"q4_k", 256, 144},
 	Q6_K: {"q6_k", 256, 210},
 	I32:  {"i32", 1, 4},
+
+	Q4_1:   {"q4_1", 32, 20},
+	Q5_0:   {"q5_0", 32, 22},
+	Q5_1:   {"q5_1", 32, 24},
+	Q2_K:   {"q2_k", 256, 84},
+	Q3_K:   {"q3_k", 256, 110},
+	Q5_K:   {"q5_k", 256, 176},
+	IQ4_NL: {"iq4_nl", 32, 18},
+	IQ4_XS: {"iq4_xs", 256, 136},
 }
 
 // Valid reports whether d is one of the declared types.

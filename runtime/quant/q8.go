@@ -71,7 +71,9 @@ func Dequantize(dt backend.DType, dst []float32, src []byte) error {
 	}
 	switch dt {
 	case backend.F32:
-		copy(dst, BytesF32Unaligned(src[:4*n]))
+		for i := range dst {
+			dst[i] = math.Float32frombits(binary.LittleEndian.Uint32(src[4*i:]))
+		}
 	case backend.F16:
 		for i := range dst {
 			dst[i] = F16ToF32(binary.LittleEndian.Uint16(src[2*i:]))
@@ -88,6 +90,22 @@ func Dequantize(dt backend.DType, dst []float32, src []byte) error {
 		DequantizeQ4_K(dst, src)
 	case backend.Q6_K:
 		DequantizeQ6_K(dst, src)
+	case backend.Q4_1:
+		DequantizeQ4_1(dst, src)
+	case backend.Q5_0:
+		DequantizeQ5_0(dst, src)
+	case backend.Q5_1:
+		DequantizeQ5_1(dst, src)
+	case backend.IQ4_NL:
+		DequantizeIQ4_NL(dst, src)
+	case backend.Q2_K:
+		DequantizeQ2_K(dst, src)
+	case backend.Q3_K:
+		DequantizeQ3_K(dst, src)
+	case backend.Q5_K:
+		DequantizeQ5_K(dst, src)
+	case backend.IQ4_XS:
+		DequantizeIQ4_XS(dst, src)
 	default:
 		return fmt.Errorf("%w: cannot dequantize %v", backend.ErrDType, dt)
 	}
