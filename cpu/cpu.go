@@ -2,8 +2,8 @@
 // backend contract (runtime/backend) on tensors in host memory, row-parallel
 // across a fixed pool of goroutines.
 //
-// Weights may be F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K (so llama.cpp's
-// Q4_K_M files run as stored); MatMul and Embed use them natively, in the
+// Weights may be F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K or Q6_K (so
+// llama.cpp's Q4_K_M and Q5_K_M files run as stored); MatMul and Embed use them natively, in the
 // byte layout GGUF stores them (MapHost uses a mapped file in place),
 // without widening them in memory. Activations are F32. The key/value cache stores F32, F16 or BF16
 // in host memory, in fixed-size blocks (see kvCache for the layout).
@@ -35,7 +35,7 @@
 // Numerics: sums accumulate in float32 (vec's several partial sums and
 // fused multiply-adds); exponentials use a float32 polynomial within 2 ulp
 // of math.Exp, vectorised in the softmax and the gated activations; by
-// default Q8_0, Q4_0, Q4_K and Q6_K matrix products quantize the activations to 8
+// default quantized matrix products quantize the activations to 8
 // bits, as llama.cpp does (see Options.ExactQuant).
 //
 // Batch invariance: a row's results do not depend on the other rows of
@@ -77,7 +77,7 @@ type Options struct {
 	Threads int
 	// Generic forces the plain-Go inner loops even where SIMD ones exist.
 	Generic bool
-	// ExactQuant multiplies Q8_0, Q4_0, Q4_K and Q6_K weights with the float32
+	// ExactQuant multiplies quantized weights with the float32
 	// activations themselves. By default MatMul quantizes the activations
 	// to 8 bits per 32-element block first, as llama.cpp does: integer dot
 	// products, 1.1 to 2 times faster, at a relative error of about 5e-3
@@ -169,10 +169,10 @@ func (b *Backend) Name() string {
 func (b *Backend) Threads() int { return b.threads }
 
 // SupportsWeights reports whether MatMul and Embed accept weights of type
-// dt: F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K.
+// dt: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K.
 func (b *Backend) SupportsWeights(dt backend.DType) bool {
 	switch dt {
-	case backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_0, backend.Q4_K, backend.Q6_K:
+	case backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_0, backend.Q4_K, backend.Q5_K, backend.Q6_K:
 		return true
 	}
 	return false

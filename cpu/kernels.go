@@ -20,6 +20,7 @@ type kernels struct {
 	dotQ4_0   func(w []byte, x []float32) float32
 	dotQ4_K   func(w []byte, x []float32) float32
 	dotQ6_K   func(w []byte, x []float32) float32
+	dotQ5_K   func(w []byte, x []float32) float32
 	axpy      func(a float32, x, y []float32)
 	widenF16  func(dst []float32, src []byte)
 	widenBF16 func(dst []float32, src []byte)
@@ -27,6 +28,7 @@ type kernels struct {
 	widenQ4_0 func(dst []float32, src []byte)
 	widenQ4_K func(dst []float32, src []byte)
 	widenQ6_K func(dst []float32, src []byte)
+	widenQ5_K func(dst []float32, src []byte)
 
 	dotTile    func(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int)
 	axpyRows   func(acc, v []float32, stride int, p []float32)
@@ -41,6 +43,7 @@ type kernels struct {
 	dotQ4_0Q8  func(w []byte, q []int8, d []float32) float32
 	dotQ4_KQ8  func(w []byte, q []int8, d []float32) float32
 	dotQ6_KQ8  func(w []byte, q []int8, d []float32) float32
+	dotQ5_KQ8  func(w []byte, q []int8, d []float32) float32
 
 	dotTileQ8_0Q8 func(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int)
 	dotTileQ4_0Q8 func(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int)
@@ -58,6 +61,7 @@ func selectKernels(generic bool) kernels {
 			quantizeQ8: vec.QuantizeQ8Generic, dotQ8_0Q8: vec.DotQ8_0Q8Generic, dotQ4_0Q8: vec.DotQ4_0Q8Generic,
 			dotQ4_K: vec.DotQ4_K, widenQ4_K: vec.WidenQ4_K, dotQ4_KQ8: vec.DotQ4_KQ8Generic,
 			dotQ6_K: vec.DotQ6_K, widenQ6_K: vec.WidenQ6_K, dotQ6_KQ8: vec.DotQ6_KQ8Generic,
+			dotQ5_K: vec.DotQ5_K, widenQ5_K: vec.WidenQ5_K, dotQ5_KQ8: vec.DotQ5_KQ8Generic,
 			dotTileQ8_0Q8: vec.DotTileQ8_0Q8Generic, dotTileQ4_0Q8: vec.DotTileQ4_0Q8Generic, dotRowsF16: vec.DotRowsF16Generic, dotRowsBF16: vec.DotRowsBF16Generic,
 			dotTile: vec.DotTileGeneric, axpyRows: vec.AxpyRowsGeneric, expSum: vec.ExpSumGeneric,
 			swiglu: vec.SwiGLUGeneric, gelu: vec.GELUGeneric, attnBlocks: vec.AttnBlocksGeneric, argMax: vec.ArgMaxGeneric,
@@ -71,6 +75,7 @@ func selectKernels(generic bool) kernels {
 		quantizeQ8: vec.QuantizeQ8, dotQ8_0Q8: vec.DotQ8_0Q8, dotQ4_0Q8: vec.DotQ4_0Q8,
 		dotQ4_K: vec.DotQ4_K, widenQ4_K: vec.WidenQ4_K, dotQ4_KQ8: vec.DotQ4_KQ8,
 		dotQ6_K: vec.DotQ6_K, widenQ6_K: vec.WidenQ6_K, dotQ6_KQ8: vec.DotQ6_KQ8,
+		dotQ5_K: vec.DotQ5_K, widenQ5_K: vec.WidenQ5_K, dotQ5_KQ8: vec.DotQ5_KQ8,
 		dotTileQ8_0Q8: vec.DotTileQ8_0Q8, dotTileQ4_0Q8: vec.DotTileQ4_0Q8, dotRowsF16: vec.DotRowsF16, dotRowsBF16: vec.DotRowsBF16,
 		dotTile: vec.DotTile, axpyRows: vec.AxpyRows, expSum: vec.ExpSum,
 		swiglu: vec.SwiGLU, gelu: vec.GELU, attnBlocks: vec.AttnBlocks, argMax: vec.ArgMax,
@@ -94,6 +99,8 @@ func (k *kernels) dotW(dt backend.DType, w []byte, x []float32) float32 {
 		return k.dotQ4_K(w, x)
 	case backend.Q6_K:
 		return k.dotQ6_K(w, x)
+	case backend.Q5_K:
+		return k.dotQ5_K(w, x)
 	}
 	return float32(math.NaN()) // unreachable: types are checked before
 }
@@ -124,6 +131,8 @@ func (k *kernels) widen(dt backend.DType, dst []float32, src []byte) {
 		k.widenQ4_K(dst, src)
 	case backend.Q6_K:
 		k.widenQ6_K(dst, src)
+	case backend.Q5_K:
+		k.widenQ5_K(dst, src)
 	}
 }
 

@@ -43,8 +43,8 @@ func overlaps(a, b backend.Tensor) bool {
 }
 
 // MatMul sets dst = x · wᵀ (see backend.Backend). For one row it is a
-// matrix-vector product split by weight rows across the pool. With Q8_0,
-// Q4_0, Q4_K or Q6_K weights the activations are first quantized to 8 bits, as
+// matrix-vector product split by weight rows across the pool. With
+// quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) the activations are first quantized to 8 bits, as
 // llama.cpp does, and every product is an integer dot product (unless
 // Options.ExactQuant is set): faster than widening the weights at every
 // row count measured (1 to 128). For several
@@ -83,7 +83,7 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 	}
 	j := &b.mm
 	*j = matmulJob{b: b, dst: dm, x: xm, w: wb, dt: w.DType(), rowBytes: w.RowBytes(), in: in}
-	if (j.dt == backend.Q8_0 || j.dt == backend.Q4_0 || j.dt == backend.Q4_K || j.dt == backend.Q6_K) && !b.exactQuant {
+	if j.dt.Quantized() && !b.exactQuant {
 		// Quantize the activations once; every weight row then takes an
 		// integer dot product with them (see Options.ExactQuant).
 		nb := in / 32
@@ -172,6 +172,8 @@ func (j *matmulJob) run(wk, lo, hi int) {
 						j.dst.d[r*j.dst.stride+o] = k.dotQ4_0Q8(wr, q, d)
 					case backend.Q4_K:
 						j.dst.d[r*j.dst.stride+o] = k.dotQ4_KQ8(wr, q, d)
+					case backend.Q5_K:
+						j.dst.d[r*j.dst.stride+o] = k.dotQ5_KQ8(wr, q, d)
 					default:
 						j.dst.d[r*j.dst.stride+o] = k.dotQ6_KQ8(wr, q, d)
 					}

@@ -23,7 +23,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", stderr)
 	path := fs.String("model", "", "model file (GGUF) or Hugging Face directory")
 	preset := fs.String("preset", "", "synthetic model shape instead of a file: "+strings.Join(synth.Presets(), ", "))
-	dtype := fs.String("dtype", "bf16", "weight type of the synthetic model: f32, f16, bf16, q8_0 or q4_k")
+	dtype := fs.String("dtype", "bf16", "weight type of the synthetic model: f32, f16, bf16, q8_0, q4_k or q5_k")
 	device := fs.String("device", defaultDevice(), "auto, cpu, cuda or cuda:N (default $LOOM_DEVICE, else auto)")
 	threads := fs.Int("threads", 0, "CPU threads (0: all)")
 	promptLen := fs.Int("prompt-len", 512, "prompt tokens of the prefill measurement (0 skips it)")

@@ -39,7 +39,7 @@ func runGen(args []string, stdout, stderr io.Writer) error {
 	theta := fs.Float64("rope-theta", 0, "RoPE base (default 10000)")
 	eps := fs.Float64("norm-eps", 0, "normalisation epsilon (default 1e-5)")
 	tied := fs.Bool("tied", false, "share the output projection with the token embedding")
-	dtypeName := fs.String("dtype", "f32", "weight type: f32, f16, bf16, q8_0 or q4_k (q4_k matrices whose rows are not whole 256-element blocks are q8_0; vectors stay f32)")
+	dtypeName := fs.String("dtype", "f32", "weight type: f32, f16, bf16, q8_0, q4_k or q5_k (k-quant matrices whose rows are not whole 256-element blocks are q8_0; vectors stay f32)")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed gives the same weights")
 	tokFrom := fs.String("tokenizer-from", "", "copy the tokenizer of this GGUF `file` (sets the vocabulary size)")
 	format := fs.String("format", "gguf", "output format: gguf, hf (config.json + model.safetensors) or llama2c (run.c's checkpoint + tokenizer.bin)")

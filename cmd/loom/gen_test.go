@@ -95,10 +95,10 @@ func TestGenFormats(t *testing.T) {
 func TestGenUsage(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "x")
 	for _, args := range [][]string{
-		{"--preset", "tiny"},                               // no -o
-		{"--preset", "llama9", "-o", out},                  // unknown preset
-		{"--dim", "64", "-o", out},                         // missing hyperparameters
-		{"--preset", "tiny", "--dtype", "q5_k", "-o", out}, // unknown type
+		{"--preset", "tiny"},                                 // no -o
+		{"--preset", "llama9", "-o", out},                    // unknown preset
+		{"--dim", "64", "-o", out},                           // missing hyperparameters
+		{"--preset", "tiny", "--dtype", "iq2_xs", "-o", out}, // unknown type
 		{"--preset", "tiny", "--format", "onnx", "-o", out},
 		{"--preset", "tiny", "--format", "hf", "--dtype", "q8_0", "-o", out},
 		{"--preset", "tiny", "--format", "llama2c", "--dtype", "bf16", "-o", out},

@@ -72,14 +72,14 @@ func TestInfoHFAndUnsupported(t *testing.T) {
 
 	// A tensor type loom cannot run is still described.
 	kvs := []gguf.KV{{Key: "general.architecture", Value: "llama"}}
-	infos := []gguf.TensorInfo{{Name: "token_embd.weight", Type: 13, Dims: []uint64{256, 4}}}
-	f, err := os.Create(filepath.Join(t.TempDir(), "q5.gguf"))
+	infos := []gguf.TensorInfo{{Name: "token_embd.weight", Type: 16, Dims: []uint64{256, 4}}}
+	f, err := os.Create(filepath.Join(t.TempDir(), "iq2.gguf"))
 	require.NoError(t, err)
-	require.NoError(t, gguf.Write(f, kvs, infos, [][]byte{make([]byte, 4*176)}))
+	require.NoError(t, gguf.Write(f, kvs, infos, [][]byte{make([]byte, 4*66)}))
 	require.NoError(t, f.Close())
 	code, out, errOut = runLoom("info", f.Name())
 	require.Zero(t, code, errOut)
-	require.Contains(t, out, "q5_k ×1")
+	require.Contains(t, out, "iq2_xxs ×1")
 	require.Contains(t, out, "loadable      no: ")
 
 	// Malformed input and bad usage fail with the file named.

@@ -4,7 +4,8 @@
 // (DotRows) for matrix-vector products and a register-blocked tile
 // (DotTile) for matrix-matrix ones, both adding in one canonical order
 // (see kern.go); an integer path for the quantized types (QuantizeQ8,
-// DotQ8_0Q8, DotQ4_0Q8); exact conversions of a weight row to float32
+// DotQ8_0Q8, DotQ4_0Q8, and the K-quants DotQ4_KQ8, DotQ5_KQ8, DotQ6_KQ8);
+// exact conversions of a weight row to float32
 // (WidenF16, WidenBF16, WidenQ8_0, WidenQ4_0) for tiles that meet many
 // activation rows; attention's fused block kernel (AttnBlocks) and value
 // sum (AxpyRows); a vectorised exponential behind ExpSum, SwiGLU and
@@ -15,7 +16,7 @@
 // The routine without a suffix (Dot, DotF16, ...) is the fast path: on
 // amd64 with AVX2, FMA and F16C (checked at run time with x/sys/cpu) it runs
 // hand-written Go assembly (DotTile also AVX-512 blocks where the CPU has
-// AVX512F and AVX512DQ, DotTileQ8_0Q8 and DotQ4_KQ8 AVX512-VNNI ones), elsewhere (other architectures, or the purego
+// AVX512F and AVX512DQ, DotTileQ8_0Q8, DotQ4_KQ8 and DotQ5_KQ8 AVX512-VNNI ones), elsewhere (other architectures, or the purego
 // build tag) the plain Go twin. The twin with the Generic suffix
 // (DotGeneric, DotF16Generic, ...) is always plain Go and always available,
 // so callers can force it and the tests compare the two. Features reports
@@ -108,6 +109,8 @@
 //     unpacking: DotTileQ8_0Q8 and DotTileQ4_0Q8 (4×3 blocks, activations
 //     offset to uint8 and 128·Σw subtracted, so the int32 lanes are
 //     exactly the one-row kernel's: 134 against 60 GFLOP/s pair by pair
-//     for Q8_0) and DotQ4_KQ8 (57 against 46). The one-row Q8_0/Q4_0 dots stream from memory and keep
+//     for Q8_0), DotQ4_KQ8 (57 against 46) and DotQ5_KQ8 (47 against 37,
+//     its fifth bits merged by VPTESTMB and a byte-masked VPADDB). The
+//     one-row Q8_0/Q4_0 dots stream from memory and keep
 //     VPMADDUBSW.
 package vec

@@ -293,3 +293,21 @@ func dotTileQ4_0Q8AVX512(dst *float32, ldd int, w *byte, ldw int, q *int8, ldq i
 func dotTileQ4_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
 	quantTile(dst, ldd, w, ldw, cols, q, d, ldq, rows, Q4_0BlockBytes, dotTileQ4_0Q8AVX512, dotQ4_0Q8)
 }
+
+//go:noescape
+func dotQ5_KQ8AVX2(w *byte, q *int8, d *float32, nb int) float32
+
+//go:noescape
+func dotQ5_KQ8AVX512(w *byte, q *int8, d *float32, nb int) float32
+
+func dotQ5_KQ8(w []byte, q []int8, d []float32) float32 {
+	nb := len(d) / 8
+	if !useAVX2 || nb == 0 {
+		return DotQ5_KQ8Generic(w, q, d)
+	}
+	w, q = w[:nb*Q5_KBlockBytes], q[:nb*QKK]
+	if useVNNI {
+		return dotQ5_KQ8AVX512(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+	}
+	return dotQ5_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+}

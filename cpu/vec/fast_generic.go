@@ -34,3 +34,4 @@ func dotQ6_KQ8(w []byte, q []int8, d []float32) float32 { return DotQ6_KQ8Generi
 func dotTileQ4_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
 	DotTileQ4_0Q8Generic(dst, ldd, w, ldw, cols, q, d, ldq, rows)
 }
+func dotQ5_KQ8(w []byte, q []int8, d []float32) float32 { return DotQ5_KQ8Generic(w, q, d) }

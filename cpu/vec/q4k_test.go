@@ -12,168 +12,157 @@ import (
 	"github.com/loomllm/loom/runtime/quant"
 )
 
-// randQ4_K returns nb Q4_K blocks of random quants, scales and mins, with
-// d and dmin drawn like a real file's (small positive halves).
-func randQ4_K(r *rand.Rand, nb int) []byte {
-	w := make([]byte, nb*Q4_KBlockBytes)
+// kquant is one K-quant type's routines, for the tests and benchmarks
+// they share.
+type kquant struct {
+	name        string
+	blockBytes  int
+	rand        func(r *rand.Rand, nb int) []byte
+	dequantize  func(dst []float32, src []byte) // runtime/quant's reference
+	widen       func(dst []float32, src []byte)
+	dot         func(w []byte, x []float32) float32
+	dotQ8       func(w []byte, q []int8, d []float32) float32
+	dotQ8Plain  func(w []byte, q []int8, d []float32) float32
+	vnniVariant bool // dotQ8 has an AVX512-VNNI path besides the AVX2 one
+}
+
+var kquants = []kquant{
+	{"q4_k", Q4_KBlockBytes, randQ4_K, quant.DequantizeQ4_K, WidenQ4_K, DotQ4_K, DotQ4_KQ8, DotQ4_KQ8Generic, true},
+	{"q5_k", Q5_KBlockBytes, randQ5_K, quant.DequantizeQ5_K, WidenQ5_K, DotQ5_K, DotQ5_KQ8, DotQ5_KQ8Generic, true},
+	{"q6_k", Q6_KBlockBytes, randQ6_K, quant.DequantizeQ6_K, WidenQ6_K, DotQ6_K, DotQ6_KQ8, DotQ6_KQ8Generic, false},
+}
+
+// randKBlocks returns nb blocks of random bytes with the F16 fields at
+// the given offsets set to random small positive halves below limit.
+func randKBlocks(r *rand.Rand, nb, blockBytes int, limit float32, halves ...int) []byte {
+	w := make([]byte, nb*blockBytes)
 	for i := range w {
 		w[i] = byte(r.Uint32())
 	}
 	for b := range nb {
-		binary.LittleEndian.PutUint16(w[b*Q4_KBlockBytes:], quant.F32ToF16(r.Float32()/64))
-		binary.LittleEndian.PutUint16(w[b*Q4_KBlockBytes+2:], quant.F32ToF16(r.Float32()/64))
+		for _, off := range halves {
+			binary.LittleEndian.PutUint16(w[b*blockBytes+off:], quant.F32ToF16(r.Float32()*limit))
+		}
 	}
 	return w
 }
 
-// TestWidenQ4_K: bitwise runtime/quant's DequantizeQ4_K.
-func TestWidenQ4_K(t *testing.T) {
+// randQ4_K returns nb Q4_K blocks of random quants, scales and mins, with
+// d and dmin drawn like a real file's (small positive halves).
+func randQ4_K(r *rand.Rand, nb int) []byte { return randKBlocks(r, nb, Q4_KBlockBytes, 1.0/64, 0, 2) }
+
+// randQ5_K: as randQ4_K, with random fifth bits.
+func randQ5_K(r *rand.Rand, nb int) []byte { return randKBlocks(r, nb, Q5_KBlockBytes, 1.0/128, 0, 2) }
+
+// randQ6_K returns nb Q6_K blocks of random quants and int8 scales, with
+// d a small half.
+func randQ6_K(r *rand.Rand, nb int) []byte { return randKBlocks(r, nb, Q6_KBlockBytes, 1.0/2048, 208) }
+
+// TestWidenK: each type's widening is bitwise runtime/quant's reference
+// (itself bitwise ggml's, see TestGGMLVectors there).
+func TestWidenK(t *testing.T) {
 	r := newRand(t)
-	for _, nb := range []int{1, 2, 5} {
-		w := randQ4_K(r, nb)
-		want, got := make([]float32, nb*QKK), make([]float32, nb*QKK)
-		quant.DequantizeQ4_K(want, w)
-		WidenQ4_K(got, w)
-		for i := range want {
-			require.Equal(t, math.Float32bits(want[i]), math.Float32bits(got[i]), "nb %d element %d", nb, i)
+	for _, k := range kquants {
+		for _, nb := range []int{1, 2, 5} {
+			w := k.rand(r, nb)
+			want, got := make([]float32, nb*QKK), make([]float32, nb*QKK)
+			k.dequantize(want, w)
+			k.widen(got, w)
+			for i := range want {
+				require.Equal(t, math.Float32bits(want[i]), math.Float32bits(got[i]), "%s nb %d element %d", k.name, nb, i)
+			}
 		}
 	}
 }
 
-// TestDotQ4_K: the integer dot (fast and generic) against a float64 sum
-// of the dequantized weights times the dequantized activations, and the
-// float dot against the dequantized weights times x.
-func TestDotQ4_K(t *testing.T) {
+// TestDotK: each type's integer dot (fast, without VNNI where it has a
+// VNNI path, and generic) against a float64 sum of the dequantized weights
+// times the dequantized activations, and its float dot against the
+// dequantized weights times x; then extreme quants, and a non-finite
+// activation.
+func TestDotK(t *testing.T) {
 	r := newRand(t)
-	impls := []struct {
-		name string
-		f    func(w []byte, q []int8, d []float32) float32
-	}{{"fast", DotQ4_KQ8}, {"generic", DotQ4_KQ8Generic}}
-	if useVNNI {
-		impls = append(impls, struct {
+	if !useVNNI {
+		t.Log("no AVX512-VNNI here: the VNNI K-quant dots are not tested")
+	}
+	for _, k := range kquants {
+		impls := []struct {
 			name string
 			f    func(w []byte, q []int8, d []float32) float32
-		}{"fast without vnni", func(w []byte, q []int8, d []float32) float32 {
-			useVNNI = false
-			defer func() { useVNNI = true }()
-			return DotQ4_KQ8(w, q, d)
-		}})
-	} else {
-		t.Log("no AVX512-VNNI here: its Q4_K dot is not tested")
-	}
-	for _, nb := range []int{1, 2, 3, 8, 16} {
-		for range 20 {
-			n := nb * QKK
-			w := randQ4_K(r, nb)
-			x := randF32(r, n)
+		}{{"fast", k.dotQ8}, {"generic", k.dotQ8Plain}}
+		if useVNNI && k.vnniVariant {
+			impls = append(impls, struct {
+				name string
+				f    func(w []byte, q []int8, d []float32) float32
+			}{"fast without vnni", func(w []byte, q []int8, d []float32) float32 {
+				useVNNI = false
+				defer func() { useVNNI = true }()
+				return k.dotQ8(w, q, d)
+			}})
+		}
+		check := func(what string, w []byte, x []float32) {
+			n := len(x)
 			q, d := make([]int8, n), make([]float32, n/QK)
 			QuantizeQ8(q, d, x)
 			wf := make([]float32, n)
-			quant.DequantizeQ4_K(wf, w)
+			k.dequantize(wf, w)
 			xq := make([]float32, n)
 			for i := range xq {
 				xq[i] = float32(q[i]) * d[i/QK]
 			}
 			want, abs := ref64(wf, xq)
 			for _, im := range impls {
-				requireClose(t, fmt.Sprintf("%s nb=%d", im.name, nb), n, im.f(w, q, d), want, abs)
+				requireClose(t, fmt.Sprintf("%s %s %s", k.name, im.name, what), n, im.f(w, q, d), want, abs)
 			}
 			want, abs = ref64(wf, x)
-			requireClose(t, fmt.Sprintf("float nb=%d", nb), n, DotQ4_K(w, x), want, abs)
+			requireClose(t, fmt.Sprintf("%s float %s", k.name, what), n, k.dot(w, x), want, abs)
 		}
+		for _, nb := range []int{1, 2, 3, 8, 16} {
+			for range 20 {
+				check(fmt.Sprintf("nb=%d", nb), k.rand(r, nb), randF32(r, nb*QKK))
+			}
+		}
+		// Every quant bit set, alternating ±1 activations (±127 quantized).
+		w := k.rand(r, 1)
+		for i := range w {
+			if i >= 4 && (k.name != "q6_k" || i < 128) { // keep d, dmin and Q6_K's scales
+				w[i] = 0xFF
+			}
+		}
+		x := make([]float32, QKK)
+		for i := range x {
+			x[i] = float32(1 - 2*(i%2))
+		}
+		check("extreme", w, x)
+		// A non-finite activation block makes the product NaN.
+		w, x = k.rand(r, 2), randF32(r, 2*QKK)
+		x[300] = float32(math.Inf(1))
+		q, d := make([]int8, len(x)), make([]float32, len(x)/QK)
+		QuantizeQ8(q, d, x)
+		for _, im := range impls {
+			require.True(t, math.IsNaN(float64(im.f(w, q, d))), "%s %s", k.name, im.name)
+		}
+		require.Zero(t, k.dotQ8(nil, nil, nil))
 	}
-	// A non-finite activation block makes the product NaN.
-	w := randQ4_K(r, 2)
-	x := randF32(r, 2*QKK)
-	x[300] = float32(math.Inf(1))
-	q, d := make([]int8, len(x)), make([]float32, len(x)/QK)
-	QuantizeQ8(q, d, x)
-	for _, im := range impls {
-		require.True(t, math.IsNaN(float64(im.f(w, q, d))), im.name)
-	}
-	require.Zero(t, DotQ4_KQ8(nil, nil, nil))
 }
 
-func BenchmarkDotQ4_KQ8(b *testing.B) {
+func BenchmarkDotKQ8(b *testing.B) {
 	r := newRand(b)
 	const n = 4096
-	w, x := randQ4_K(r, n/QKK), randF32(r, n)
-	q, d := make([]int8, n), make([]float32, n/QK)
-	QuantizeQ8(q, d, x)
-	for _, im := range []struct {
-		name string
-		f    func(w []byte, q []int8, d []float32) float32
-	}{{"fast", DotQ4_KQ8}, {"generic", DotQ4_KQ8Generic}} {
-		b.Run(im.name, func(b *testing.B) {
-			for b.Loop() {
-				sink = im.f(w, q, d)
-			}
-			reportFlops(b, 2*n)
-		})
-	}
-}
-
-// randQ6_K returns nb Q6_K blocks of random quants and int8 scales, with
-// d a small half.
-func randQ6_K(r *rand.Rand, nb int) []byte {
-	w := make([]byte, nb*Q6_KBlockBytes)
-	for i := range w {
-		w[i] = byte(r.Uint32())
-	}
-	for b := range nb {
-		binary.LittleEndian.PutUint16(w[b*Q6_KBlockBytes+208:], quant.F32ToF16(r.Float32()/2048))
-	}
-	return w
-}
-
-// TestWidenQ6_K: bitwise runtime/quant's DequantizeQ6_K.
-func TestWidenQ6_K(t *testing.T) {
-	r := newRand(t)
-	for _, nb := range []int{1, 3} {
-		w := randQ6_K(r, nb)
-		want, got := make([]float32, nb*QKK), make([]float32, nb*QKK)
-		quant.DequantizeQ6_K(want, w)
-		WidenQ6_K(got, w)
-		for i := range want {
-			require.Equal(t, math.Float32bits(want[i]), math.Float32bits(got[i]), "nb %d element %d", nb, i)
+	for _, k := range kquants {
+		w, x := k.rand(r, n/QKK), randF32(r, n)
+		q, d := make([]int8, n), make([]float32, n/QK)
+		QuantizeQ8(q, d, x)
+		for _, im := range []struct {
+			name string
+			f    func(w []byte, q []int8, d []float32) float32
+		}{{"fast", k.dotQ8}, {"generic", k.dotQ8Plain}} {
+			b.Run(k.name+"/"+im.name, func(b *testing.B) {
+				for b.Loop() {
+					sink = im.f(w, q, d)
+				}
+				reportFlops(b, 2*n)
+			})
 		}
 	}
-}
-
-// TestDotQ6_K: as TestDotQ4_K, for Q6_K.
-func TestDotQ6_K(t *testing.T) {
-	r := newRand(t)
-	for _, nb := range []int{1, 2, 3, 8, 16} {
-		for range 20 {
-			n := nb * QKK
-			w := randQ6_K(r, nb)
-			x := randF32(r, n)
-			q, d := make([]int8, n), make([]float32, n/QK)
-			QuantizeQ8(q, d, x)
-			wf := make([]float32, n)
-			quant.DequantizeQ6_K(wf, w)
-			xq := make([]float32, n)
-			for i := range xq {
-				xq[i] = float32(q[i]) * d[i/QK]
-			}
-			want, abs := ref64(wf, xq)
-			requireClose(t, fmt.Sprintf("fast nb=%d", nb), n, DotQ6_KQ8(w, q, d), want, abs)
-			requireClose(t, fmt.Sprintf("generic nb=%d", nb), n, DotQ6_KQ8Generic(w, q, d), want, abs)
-			want, abs = ref64(wf, x)
-			requireClose(t, fmt.Sprintf("float nb=%d", nb), n, DotQ6_K(w, x), want, abs)
-		}
-	}
-	require.Zero(t, DotQ6_KQ8(nil, nil, nil))
-}
-
-func BenchmarkDotQ6_KQ8(b *testing.B) {
-	r := newRand(b)
-	const n = 4096
-	w, x := randQ6_K(r, n/QKK), randF32(r, n)
-	q, d := make([]int8, n), make([]float32, n/QK)
-	QuantizeQ8(q, d, x)
-	for b.Loop() {
-		sink = DotQ6_KQ8(w, q, d)
-	}
-	reportFlops(b, 2*n)
 }

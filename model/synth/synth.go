@@ -28,7 +28,8 @@
 // as in GGUF files. F16 and BF16 weights are the F32 weights rounded, so
 // one seed gives the same model in each float type; Q8_0 weights are drawn
 // directly as quants (uniform in [-127, 127]) with a per-block scale, Q4_K
-// weights as quants uniform in 0..15 with one scale and min (matrices whose
+// and Q5_K weights as quants uniform in 0..15 or 0..31 with one scale and
+// min (matrices whose
 // rows are not whole 256-element blocks are Q8_0 instead, or F32 when not
 // whole 32-element ones either). Q/K rows are in
 // GGUF's interleaved RoPE layout (RopeNeoX false).
@@ -92,10 +93,10 @@ func Preset(name string) (model.Config, error) {
 }
 
 // DTypes are the weight types synth can generate.
-var DTypes = []backend.DType{backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_K}
+var DTypes = []backend.DType{backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_K, backend.Q5_K}
 
 // Describe returns the description of a synthetic model: every tensor its
-// architecture needs, matrices of type dt (Q4_K where rows allow, see the
+// architecture needs, matrices of type dt (K-quants where rows allow, see the
 // package documentation) and vectors F32, with nil Data,
 // and the tokenizer tok (which may be the zero TokenizerSpec). When tok has
 // tokens, the vocabulary size is taken from it.
@@ -123,7 +124,7 @@ func Describe(cfg model.Config, dt backend.DType, tok model.TokenizerSpec) (*mod
 		if s.Rows == 1 {
 			t.DType = backend.F32
 		}
-		if _, err := t.DType.RowBytes(t.Cols); err != nil && dt == backend.Q4_K {
+		if _, err := t.DType.RowBytes(t.Cols); err != nil && dt.BlockElems() == 256 {
 			// Rows that are not whole 256-element blocks: Q8_0 where they
 			// are whole 32-element ones, as llama.cpp's quantizer falls
 			// back to a type the row fits.
@@ -290,6 +291,8 @@ func Fill(m *model.Model, seed uint64) error {
 					randomQ8_0(dst, k.seed, k.scale)
 				case backend.Q4_K:
 					randomQ4_K(dst, k.seed, k.scale)
+				case backend.Q5_K:
+					randomQ5_K(dst, k.seed, k.scale)
 				default: // F16, BF16: the F32 values, rounded
 					h := unsafe.Slice((*uint16)(unsafe.Pointer(&dst[0])), n)
 					if k.t.DType == backend.BF16 {
@@ -351,6 +354,31 @@ func randomQ4_K(dst []byte, seed uint64, half float32) {
 		}
 		clear(blk[12:16])
 		for i := 16; i < 144; i += 8 {
+			s += 0x9e3779b97f4a7c15
+			x := mix(s)
+			for j := range 8 {
+				blk[i+j] = byte(x >> (8 * j))
+			}
+		}
+	}
+}
+
+// randomQ5_K fills Q5_K blocks as randomQ4_K fills Q4_K ones, with
+// 5-bit quants: scales and mins 32, d = half/496, dmin = 15.5·d, the
+// quants (nibbles and fifth bits) uniform in 0..31, so values are
+// d·32·(q − 15.5), 32 levels over about [-half, half].
+func randomQ5_K(dst []byte, seed uint64, half float32) {
+	d := quant.F32ToF16(half / 496)
+	dmin := quant.F32ToF16(15.5 * quant.F16ToF32(d))
+	s := seed
+	for b := 0; b+176 <= len(dst); b += 176 {
+		blk := dst[b : b+176]
+		blk[0], blk[1], blk[2], blk[3] = byte(d), byte(d>>8), byte(dmin), byte(dmin>>8)
+		for i := 4; i < 12; i++ {
+			blk[i] = 0xA0 // scales and mins of 32, as randomQ4_K
+		}
+		clear(blk[12:16])
+		for i := 16; i < 176; i += 8 {
 			s += 0x9e3779b97f4a7c15
 			x := mix(s)
 			for j := range 8 {

@@ -358,32 +358,42 @@ func BenchmarkFill(b *testing.B) {
 	}
 }
 
-// TestQ4_K: synthetic Q4_K matrices dequantize to sixteen levels evenly
-// spread over about [-half, half] (mean near 0), like the F32 weights of
-// the same tensor; rows that are not whole blocks fall back to Q8_0.
-func TestQ4_K(t *testing.T) {
+// TestKQuants: synthetic Q4_K and Q5_K matrices dequantize to 16 or 32
+// levels evenly spread over about [-half, half] (mean near 0), like the
+// F32 weights of the same tensor; rows that are not whole blocks fall back
+// to Q8_0.
+func TestKQuants(t *testing.T) {
 	cfg, _ := Preset("stories110m") // dim 768, hidden 2048: whole blocks
-	m, err := New(cfg, backend.Q4_K, model.TokenizerSpec{}, 9)
-	require.NoError(t, err)
 	ref, err := New(cfg, backend.F32, model.TokenizerSpec{}, 9)
 	require.NoError(t, err)
-	for _, name := range []string{"blk.0.attn_q.weight", "blk.3.ffn_down.weight", "token_embd.weight"} {
-		w := m.Tensors[name]
-		require.Equal(t, backend.Q4_K, w.DType, name)
-		v := make([]float32, w.Rows*w.Cols)
-		require.NoError(t, quant.Dequantize(w.DType, v, w.Data))
-		f := quant.BytesF32(ref.Tensors[name].Data)
-		var mean, fmax, vmax float64
-		for i, x := range v {
-			mean += float64(x)
-			vmax = max(vmax, math.Abs(float64(x)))
-			fmax = max(fmax, math.Abs(float64(f[i])))
+	for _, dt := range []backend.DType{backend.Q4_K, backend.Q5_K} {
+		m, err := New(cfg, dt, model.TokenizerSpec{}, 9)
+		require.NoError(t, err)
+		for _, name := range []string{"blk.0.attn_q.weight", "blk.3.ffn_down.weight", "token_embd.weight"} {
+			w := m.Tensors[name]
+			require.Equal(t, dt, w.DType, name)
+			v := make([]float32, w.Rows*w.Cols)
+			require.NoError(t, quant.Dequantize(w.DType, v, w.Data))
+			f := quant.BytesF32(ref.Tensors[name].Data)
+			var mean, fmax, vmax float64
+			levels := map[float32]bool{}
+			for i, x := range v {
+				mean += float64(x)
+				vmax = max(vmax, math.Abs(float64(x)))
+				fmax = max(fmax, math.Abs(float64(f[i])))
+				levels[x] = true
+			}
+			mean /= float64(len(v))
+			require.InDelta(t, 0, mean, fmax/100, "%v %s", dt, name)
+			require.InEpsilon(t, fmax, vmax, 0.1, "%v %s: range like the F32 weights'", dt, name)
+			want := 16
+			if dt == backend.Q5_K {
+				want = 32
+			}
+			require.Len(t, levels, want, "%v %s", dt, name)
 		}
-		mean /= float64(len(v))
-		require.InDelta(t, 0, mean, fmax/100, name)
-		require.InEpsilon(t, fmax, vmax, 0.1, "%s: range like the F32 weights'", name)
+		tiny, err := Describe(presets["tiny"], dt, model.TokenizerSpec{})
+		require.NoError(t, err)
+		require.Equal(t, backend.Q8_0, tiny.Tensors["blk.0.attn_q.weight"].DType, "64 columns: not whole %v blocks", dt)
 	}
-	tiny, err := Describe(presets["tiny"], backend.Q4_K, model.TokenizerSpec{})
-	require.NoError(t, err)
-	require.Equal(t, backend.Q8_0, tiny.Tensors["blk.0.attn_q.weight"].DType, "64 columns: not whole Q4_K blocks")
 }

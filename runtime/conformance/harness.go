@@ -146,15 +146,18 @@ func (s *suite) weights(dt backend.DType, rows, cols int) *operand {
 			}
 			binary.LittleEndian.PutUint16(o.raw[b:], quant.F32ToF16(d))
 		}
-	case backend.Q4_K:
-		// Random quants, scales and mins; d and dmin sized so that
-		// |d·sc·q − dmin·m| stays around 1 (sc, m ≤ 63, q ≤ 15).
-		bb := dt.BlockBytes()
+	case backend.Q4_K, backend.Q5_K:
+		// Random quants, fifth bits, scales and mins; d and dmin sized so
+		// that |d·sc·q − dmin·m| stays around 1 (sc, m ≤ 63, q ≤ 15 or 31).
+		bb, qmax := dt.BlockBytes(), float32(15)
+		if dt == backend.Q5_K {
+			qmax = 31
+		}
 		for b := 0; b+bb <= len(o.raw); b += bb {
 			for i := b + 4; i < b+bb; i++ {
 				o.raw[i] = byte(s.rng.Uint32())
 			}
-			binary.LittleEndian.PutUint16(o.raw[b:], quant.F32ToF16((0.5+s.rng.Float32())/600))
+			binary.LittleEndian.PutUint16(o.raw[b:], quant.F32ToF16((0.5+s.rng.Float32())/(40*qmax)))
 			binary.LittleEndian.PutUint16(o.raw[b+2:], quant.F32ToF16((0.5+s.rng.Float32())/120))
 		}
 	case backend.Q6_K:
