@@ -111,6 +111,7 @@ type Backend struct {
 	// MatMul's activations quantized to 8 bits, and their scales.
 	xq []int8
 	xd []float32
+	xs []float32
 	// Attention's partial results when it splits positions (see attnJob).
 	part []float32
 	// ArgMax's per-chunk results when it splits long rows.

@@ -3,6 +3,7 @@ package cpu
 import (
 	"fmt"
 
+	"github.com/loomllm/loom/cpu/vec"
 	"github.com/loomllm/loom/runtime/backend"
 )
 
@@ -88,12 +89,17 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 		// integer dot product with them (see Options.ExactQuant).
 		nb := in / 32
 		if len(b.xq) < n*in {
-			b.xq, b.xd = make([]int8, n*in), make([]float32, n*nb)
+			b.xq, b.xd, b.xs = make([]int8, n*in), make([]float32, n*nb), make([]float32, n*nb)
 		}
 		for r := 0; r < n; r++ {
 			b.k.quantizeQ8(b.xq[r*in:(r+1)*in], b.xd[r*nb:(r+1)*nb], xm.row(r))
 		}
 		j.xq, j.xd = b.xq[:n*in], b.xd[:n*nb]
+		if j.dt == backend.Q4_K || j.dt == backend.Q5_K {
+			// Their dots take each block's quant sum (the mins' term).
+			vec.SumsQ8(b.xs[:n*nb], j.xq)
+			j.xs = b.xs[:n*nb]
+		}
 	}
 	var grain int // weight rows per chunk
 	switch {
@@ -136,6 +142,7 @@ type matmulJob struct {
 	in       int
 	xq       []int8    // x quantized to 8 bits, for Q8_0, Q4_0 and the K-quant weights
 	xd       []float32 // the scales of xq, one per 32 elements
+	xs       []float32 // the sums of xq's blocks, for Q4_K and Q5_K
 }
 
 // smallOp is the work, in multiply-adds per goroutine, below which MatMul
@@ -165,15 +172,19 @@ func (j *matmulJob) run(wk, lo, hi int) {
 				wr := j.w[o*j.rowBytes : (o+1)*j.rowBytes]
 				for r := r0; r < r1; r++ {
 					q, d := j.xq[r*j.in:(r+1)*j.in], j.xd[r*nb:(r+1)*nb]
+					var sums []float32
+					if j.xs != nil {
+						sums = j.xs[r*nb : (r+1)*nb]
+					}
 					switch j.dt {
 					case backend.Q8_0:
 						j.dst.d[r*j.dst.stride+o] = k.dotQ8_0Q8(wr, q, d)
 					case backend.Q4_0:
 						j.dst.d[r*j.dst.stride+o] = k.dotQ4_0Q8(wr, q, d)
 					case backend.Q4_K:
-						j.dst.d[r*j.dst.stride+o] = k.dotQ4_KQ8(wr, q, d)
+						j.dst.d[r*j.dst.stride+o] = k.dotQ4_KQ8(wr, q, d, sums)
 					case backend.Q5_K:
-						j.dst.d[r*j.dst.stride+o] = k.dotQ5_KQ8(wr, q, d)
+						j.dst.d[r*j.dst.stride+o] = k.dotQ5_KQ8(wr, q, d, sums)
 					default:
 						j.dst.d[r*j.dst.stride+o] = k.dotQ6_KQ8(wr, q, d)
 					}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 
@@ -36,6 +38,7 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	peakFlops := fs.Float64("peak-tflops", 0, "matrix-multiply ceiling in TFLOP/s measured elsewhere (e.g. cuBLAS through torch); 0 uses loom's own probe")
 	peakBW := fs.Float64("peak-gbs", 0, "memory-bandwidth ceiling in GB/s measured elsewhere; 0 measures it")
 	asJSON := fs.Bool("json", false, "print one JSON object per measurement")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measurements (not the setup) to `FILE`, for go tool pprof")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: loom bench (--model FILE | --preset NAME [--dtype D]) [flags]")
 		fmt.Fprintln(stderr, "\nMeasures time to first token, prefill and decode speed with random token ids, each")
@@ -114,6 +117,17 @@ func runBench(args []string, stdout, stderr io.Writer) error {
 	r := &bench.Runner{Engine: eng, Shape: shape, Ceilings: ceil,
 		Config: bench.Config{PromptLen: *promptLen, DecodePrompt: *decodePrompt, Gen: *gen, Batches: bs, Reps: *reps, Seed: *seed,
 			Temperatures: ts}}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	enc := json.NewEncoder(stdout)
 	return r.Run(func(res bench.Result) {
 		if *asJSON {

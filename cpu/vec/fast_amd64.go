@@ -224,21 +224,21 @@ func widenQ4_0(dst []float32, src []byte) {
 }
 
 //go:noescape
-func dotQ4_KQ8AVX2(w *byte, q *int8, d *float32, nb int) float32
+func dotQ4_KQ8AVX2(w *byte, q *int8, d *float32, s *float32, nb int) float32
 
 //go:noescape
-func dotQ4_KQ8AVX512(w *byte, q *int8, d *float32, nb int) float32
+func dotQ4_KQ8AVX512(w *byte, q *int8, d *float32, s *float32, nb int) float32
 
-func dotQ4_KQ8(w []byte, q []int8, d []float32) float32 {
+func dotQ4_KQ8(w []byte, q []int8, d, s []float32) float32 {
 	nb := len(d) / 8
 	if !useAVX2 || nb == 0 {
-		return DotQ4_KQ8Generic(w, q, d)
+		return DotQ4_KQ8Generic(w, q, d, s)
 	}
-	w, q = w[:nb*Q4_KBlockBytes], q[:nb*QKK]
+	w, q, s = w[:nb*Q4_KBlockBytes], q[:nb*QKK], s[:nb*8]
 	if useVNNI {
-		return dotQ4_KQ8AVX512(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+		return dotQ4_KQ8AVX512(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), unsafe.SliceData(s), nb)
 	}
-	return dotQ4_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+	return dotQ4_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), unsafe.SliceData(s), nb)
 }
 
 //go:noescape
@@ -295,19 +295,19 @@ func dotTileQ4_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d 
 }
 
 //go:noescape
-func dotQ5_KQ8AVX2(w *byte, q *int8, d *float32, nb int) float32
+func dotQ5_KQ8AVX2(w *byte, q *int8, d *float32, s *float32, nb int) float32
 
 //go:noescape
-func dotQ5_KQ8AVX512(w *byte, q *int8, d *float32, nb int) float32
+func dotQ5_KQ8AVX512(w *byte, q *int8, d *float32, s *float32, nb int) float32
 
-func dotQ5_KQ8(w []byte, q []int8, d []float32) float32 {
+func dotQ5_KQ8(w []byte, q []int8, d, s []float32) float32 {
 	nb := len(d) / 8
 	if !useAVX2 || nb == 0 {
-		return DotQ5_KQ8Generic(w, q, d)
+		return DotQ5_KQ8Generic(w, q, d, s)
 	}
-	w, q = w[:nb*Q5_KBlockBytes], q[:nb*QKK]
+	w, q, s = w[:nb*Q5_KBlockBytes], q[:nb*QKK], s[:nb*8]
 	if useVNNI {
-		return dotQ5_KQ8AVX512(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+		return dotQ5_KQ8AVX512(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), unsafe.SliceData(s), nb)
 	}
-	return dotQ5_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+	return dotQ5_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), unsafe.SliceData(s), nb)
 }

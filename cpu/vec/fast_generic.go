@@ -23,7 +23,7 @@ func widenBF16(dst []float32, src []byte)               { WidenBF16Generic(dst, 
 func widenQ8_0(dst []float32, src []byte)               { WidenQ8_0Generic(dst, src) }
 func widenQ4_0(dst []float32, src []byte)               { WidenQ4_0Generic(dst, src) }
 
-func dotQ4_KQ8(w []byte, q []int8, d []float32) float32 { return DotQ4_KQ8Generic(w, q, d) }
+func dotQ4_KQ8(w []byte, q []int8, d, s []float32) float32 { return DotQ4_KQ8Generic(w, q, d, s) }
 
 func dotTileQ8_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
 	DotTileQ8_0Q8Generic(dst, ldd, w, ldw, cols, q, d, ldq, rows)
@@ -34,4 +34,4 @@ func dotQ6_KQ8(w []byte, q []int8, d []float32) float32 { return DotQ6_KQ8Generi
 func dotTileQ4_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
 	DotTileQ4_0Q8Generic(dst, ldd, w, ldw, cols, q, d, ldq, rows)
 }
-func dotQ5_KQ8(w []byte, q []int8, d []float32) float32 { return DotQ5_KQ8Generic(w, q, d) }
+func dotQ5_KQ8(w []byte, q []int8, d, s []float32) float32 { return DotQ5_KQ8Generic(w, q, d, s) }

@@ -79,19 +79,22 @@
 
 // KSUB: one 32-element sub-block of the AVX2 dots: QV holds its 32 weight
 // quants as uint8 (0..15 or 0..31), XOFF(DI) its activations as int8.
-// ACC += s1·Σ q_w·q and ACCM += s2·Σ q, with the two sums exact in int32
-// lanes (VPMADDUBSW pairs, then VPMADDWD with Y14 = int16 ones; Y13 =
-// uint8 ones) and s1, s2 broadcast from the stack. Clobbers Y4, Y5, Y11,
-// Y12.
-#define KSUB(QV, XOFF, S1OFF, S2OFF, ACC, ACCM) \
+// ACC += s1·Σ q_w·q, the sum exact in int32 lanes (VPMADDUBSW pairs, then
+// VPMADDWD with Y14 = int16 ones) and s1 broadcast from the stack.
+// Clobbers Y4, Y11, Y12.
+#define KSUB(QV, XOFF, S1OFF, ACC) \
 	VMOVDQU      XOFF(DI), Y11 \
 	VPMADDUBSW   Y11, QV, Y12 \
 	VPMADDWD     Y14, Y12, Y12 \
 	VCVTDQ2PS    Y12, Y12 \
 	VBROADCASTSS S1OFF(SP), Y4 \
-	VFMADD231PS  Y4, Y12, ACC \
-	VPMADDUBSW   Y11, Y13, Y12 \
-	VPMADDWD     Y14, Y12, Y12 \
-	VCVTDQ2PS    Y12, Y12 \
-	VBROADCASTSS S2OFF(SP), Y5 \
-	VFMADD231PS  Y5, Y12, ACCM
+	VFMADD231PS  Y4, Y12, ACC
+
+// KMINS: the mins' part of a block, Σ_j dmin·m[j]·dx[j]·Σq[j], into Y2 in
+// one multiply-add, with R13 at the block's eight activation sums
+// (SumsQ8) and Y7 from KSCALES; then R13 moves to the next block's. A
+// VEX-encoded operation, so it also clears Z2's upper half, which the
+// VNNI dots leave zero.
+#define KMINS \
+	VFMADD231PS (R13), Y7, Y2 \
+	ADDQ $32, R13

@@ -28,19 +28,22 @@ func q4kScaleMin(j int, s []byte) (sc, m uint8) {
 
 // DotQ4_KQ8 returns the dot product of a row of Q4_K blocks with
 // activations quantized by QuantizeQ8 (q, and d with one scale per 32
-// elements, so len(d)/8 blocks are read):
+// elements, so len(d)/8 blocks are read) and the sums of their quants (s,
+// from SumsQ8):
 //
-//	sum over sub-blocks j of d[j]·(d·sc[j]·Σ q_w·q  −  dmin·m[j]·Σ q)
+//	sum over sub-blocks j of d[j]·(d·sc[j]·Σ q_w·q  −  dmin·m[j]·s[j])
 //
-// where both inner sums are exact integers. The terms are added in an
-// unspecified (fixed) order. It panics if w or q is too short.
-func DotQ4_KQ8(w []byte, q []int8, d []float32) float32 { return dotQ4_KQ8(w, q, d) }
+// where Σ q_w·q is an exact integer. The activation sums are the same for
+// every weight row, so a matrix product computes them once per activation
+// row. The terms are added in an unspecified (fixed) order. It panics if
+// w, q or s is too short.
+func DotQ4_KQ8(w []byte, q []int8, d, s []float32) float32 { return dotQ4_KQ8(w, q, d, s) }
 
 // DotQ4_KQ8Generic is DotQ4_KQ8's plain-Go twin.
-func DotQ4_KQ8Generic(w []byte, q []int8, d []float32) float32 {
+func DotQ4_KQ8Generic(w []byte, q []int8, d, s []float32) float32 {
 	nb := len(d) / 8
-	w, q = w[:nb*Q4_KBlockBytes], q[:nb*QKK]
-	var s float32
+	w, q, s = w[:nb*Q4_KBlockBytes], q[:nb*QKK], s[:nb*8]
+	var sum float32
 	for b := range nb {
 		blk := w[b*Q4_KBlockBytes : (b+1)*Q4_KBlockBytes]
 		dd := f16ToF32(binary.LittleEndian.Uint16(blk))
@@ -49,19 +52,32 @@ func DotQ4_KQ8Generic(w []byte, q []int8, d []float32) float32 {
 			sc, m := q4kScaleMin(j, blk[4:16])
 			qs := blk[16+32*(j/2) : 16+32*(j/2)+32]
 			xb := q[b*QKK+32*j : b*QKK+32*j+32]
-			var t, xs int32
+			var t int32
 			for l, v := range qs {
 				if j%2 == 1 {
 					v >>= 4
 				}
 				t += int32(v&15) * int32(xb[l])
-				xs += int32(xb[l])
 			}
 			dx := d[b*8+j]
-			s += dx*(dd*float32(sc))*float32(t) - dx*(dmin*float32(m))*float32(xs)
+			sum += dx*(dd*float32(sc))*float32(t) - dx*(dmin*float32(m))*s[b*8+j]
 		}
 	}
-	return s
+	return sum
+}
+
+// SumsQ8 sets s[b] to the sum of the 32 quants q[32b:32b+32] for b <
+// len(s), as float32 (exact: |sum| ≤ 32·127): the activation sums the
+// K-quant dots take.
+func SumsQ8(s []float32, q []int8) {
+	q = q[:32*len(s)]
+	for b := range s {
+		var t int32
+		for _, v := range q[32*b : 32*b+32] {
+			t += int32(v)
+		}
+		s[b] = float32(t)
+	}
 }
 
 // WidenQ4_K converts len(dst) elements (a multiple of 256) of Q4_K blocks

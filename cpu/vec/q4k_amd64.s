@@ -3,22 +3,23 @@
 #include "textflag.h"
 #include "kquant_amd64.h"
 
-// func dotQ4_KQ8AVX2(w *byte, q *int8, d *float32, nb int) float32
+// func dotQ4_KQ8AVX2(w *byte, q *int8, d *float32, s *float32, nb int) float32
 //
 // DotQ4_KQ8 for nb ≥ 1 blocks. Per block: d and dmin through ·f16Table;
 // the eight 6-bit scales and mins unpacked four at a time in general
-// registers; s1[j] = d·sc[j]·dx[j] and s2[j] = dmin·m[j]·dx[j] as two
-// vectors parked on the stack. Per 32-element sub-block: the nibbles and
-// the activations' int8 through VPMADDUBSW and VPMADDWD (8 int32 lanes of
-// Σ q_w·q, exact: |sum of two products| ≤ 2·15·127), and the same with
-// ones for Σ q; then acc += s1[j]·Σq_w·q and acc' += s2[j]·Σq, even and
-// odd sub-blocks in separate accumulators. The result is
-// hsum(acc) − hsum(acc').
-TEXT ·dotQ4_KQ8AVX2(SB), NOSPLIT, $64-36
+// registers; s1[j] = d·sc[j]·dx[j] (parked on the stack) and s2[j] =
+// dmin·m[j]·dx[j] (KSCALES). The mins' part, Σ_j s2[j]·Σq[j], is one
+// multiply-add with the activations' block sums (KMINS). Per 32-element
+// sub-block: the nibbles and the activations' int8 through VPMADDUBSW and
+// VPMADDWD (8 int32 lanes of Σ q_w·q, exact: |sum of two products| ≤
+// 2·15·127), then acc += s1[j]·Σq_w·q, even and odd sub-blocks in separate
+// accumulators. The result is hsum(acc) − hsum(mins).
+TEXT ·dotQ4_KQ8AVX2(SB), NOSPLIT, $32-44
 	MOVQ w+0(FP), SI
 	MOVQ q+8(FP), DI
 	MOVQ d+16(FP), DX
-	MOVQ nb+24(FP), CX
+	MOVQ s+24(FP), R13
+	MOVQ nb+32(FP), CX
 	LEAQ ·f16Table(SB), R8
 	MOVL $0x0f0f0f0f, AX
 	VMOVD AX, X15
@@ -26,9 +27,6 @@ TEXT ·dotQ4_KQ8AVX2(SB), NOSPLIT, $64-36
 	MOVL $0x00010001, AX
 	VMOVD AX, X14
 	VPBROADCASTD X14, Y14 // int16 ones
-	MOVL $0x01010101, AX
-	VMOVD AX, X13
-	VPBROADCASTD X13, Y13 // uint8 ones
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -39,22 +37,22 @@ q4k_block:
 	PREFETCHT0 4160(SI)
 	// Y6 = s1[j] = d·sc[j]·dx[j], Y7 = s2[j] = dmin·m[j]·dx[j] (kquant_amd64.h).
 	KSCALES
-	VMOVUPS Y6, s1-64(SP)
-	VMOVUPS Y7, s2-32(SP)
+	VMOVUPS Y6, s1-32(SP)
+	KMINS
 
 
-#define CHUNK(C, QOFF, XOFF0, XOFF1, S1A, S2A, S1B, S2B) \
+#define CHUNK(QOFF, XOFF0, XOFF1, S1A, S1B) \
 	VMOVDQU QOFF(SI), Y9 \
 	VPAND   Y15, Y9, Y10 \
 	VPSRLW  $4, Y9, Y9 \
 	VPAND   Y15, Y9, Y9 \
-	KSUB(Y10, XOFF0, S1A, S2A, Y0, Y2) \
-	KSUB(Y9, XOFF1, S1B, S2B, Y1, Y3)
+	KSUB(Y10, XOFF0, S1A, Y0) \
+	KSUB(Y9, XOFF1, S1B, Y1)
 
-	CHUNK(0, 16, 0, 32, s1-64, s2-32, s1-60, s2-28)
-	CHUNK(1, 48, 64, 96, s1-56, s2-24, s1-52, s2-20)
-	CHUNK(2, 80, 128, 160, s1-48, s2-16, s1-44, s2-12)
-	CHUNK(3, 112, 192, 224, s1-40, s2-8, s1-36, s2-4)
+	CHUNK(16, 0, 32, s1-32, s1-28)
+	CHUNK(48, 64, 96, s1-24, s1-20)
+	CHUNK(80, 128, 160, s1-16, s1-12)
+	CHUNK(112, 192, 224, s1-8, s1-4)
 
 	ADDQ $144, SI
 	ADDQ $256, DI
@@ -64,7 +62,7 @@ q4k_block:
 
 	KRESULT_Y
 	VZEROUPPER
-	MOVSS X0, ret+32(FP)
+	MOVSS X0, ret+40(FP)
 	RET
 
 // Permutation indices for dotQ4_KQ8AVX512: chunk c takes the scales of
@@ -103,24 +101,23 @@ DATA ·q4kperm+240(SB)/8, $0x0000000700000007
 DATA ·q4kperm+248(SB)/8, $0x0000000700000007
 GLOBL ·q4kperm(SB), RODATA|NOPTR, $256
 
-// func dotQ4_KQ8AVX512(w *byte, q *int8, d *float32, nb int) float32
+// func dotQ4_KQ8AVX512(w *byte, q *int8, d *float32, s *float32, nb int) float32
 //
 // dotQ4_KQ8AVX2 with AVX512-VNNI: a chunk's two sub-blocks (64 quants,
 // low nibbles then high) in one ZMM register, and VPDPBUSD (uint8 quants
 // times int8 activations, four products per int32 lane, exact) for Σ
-// q_w·q and, against ones, for Σ q; each sub-block's scale broadcast to
-// its half by VPERMPS.
-TEXT ·dotQ4_KQ8AVX512(SB), NOSPLIT, $0-36
+// q_w·q; each sub-block's scale broadcast to its half by VPERMPS. The mins
+// as in dotQ4_KQ8AVX2.
+TEXT ·dotQ4_KQ8AVX512(SB), NOSPLIT, $0-44
 	MOVQ w+0(FP), SI
 	MOVQ q+8(FP), DI
 	MOVQ d+16(FP), DX
-	MOVQ nb+24(FP), CX
+	MOVQ s+24(FP), R13
+	MOVQ nb+32(FP), CX
 	LEAQ ·f16Table(SB), R8
 	MOVL $0x0f0f0f0f, AX
 	VMOVD AX, X15
 	VPBROADCASTD X15, Y15 // low-nibble mask
-	MOVL $0x01010101, AX
-	VPBROADCASTD AX, Z14  // uint8 ones
 	VMOVDQU32 ·q4kperm+0(SB), Z26
 	VMOVDQU32 ·q4kperm+64(SB), Z27
 	VMOVDQU32 ·q4kperm+128(SB), Z28
@@ -134,28 +131,24 @@ q4kz_block:
 	PREFETCHT0 4096(SI)
 	PREFETCHT0 4160(SI)
 	KSCALES
+	KMINS
 
-#define ZCHUNK(QOFF, XOFF, IDX, ACC, ACCM) \
+#define ZCHUNK(QOFF, XOFF, IDX, ACC) \
 	VMOVDQU      QOFF(SI), Y9 \
 	VPAND        Y15, Y9, Y10 \
 	VPSRLW       $4, Y9, Y9 \
 	VPAND        Y15, Y9, Y9 \
 	VINSERTI64X4 $1, Y9, Z10, Z10 \
 	VPXORD       Z12, Z12, Z12 \
-	VPXORD       Z13, Z13, Z13 \
 	VPDPBUSD     XOFF(DI), Z10, Z12 \
-	VPDPBUSD     XOFF(DI), Z14, Z13 \
 	VCVTDQ2PS    Z12, Z12 \
-	VCVTDQ2PS    Z13, Z13 \
 	VPERMPS      Z6, IDX, Z16 \
-	VPERMPS      Z7, IDX, Z17 \
-	VFMADD231PS  Z16, Z12, ACC \
-	VFMADD231PS  Z17, Z13, ACCM
+	VFMADD231PS  Z16, Z12, ACC
 
-	ZCHUNK(16, 0, Z26, Z0, Z2)
-	ZCHUNK(48, 64, Z27, Z1, Z3)
-	ZCHUNK(80, 128, Z28, Z0, Z2)
-	ZCHUNK(112, 192, Z29, Z1, Z3)
+	ZCHUNK(16, 0, Z26, Z0)
+	ZCHUNK(48, 64, Z27, Z1)
+	ZCHUNK(80, 128, Z28, Z0)
+	ZCHUNK(112, 192, Z29, Z1)
 
 	ADDQ $144, SI
 	ADDQ $256, DI
@@ -165,5 +158,5 @@ q4kz_block:
 
 	KRESULT_Z
 	VZEROUPPER
-	MOVSS X0, ret+32(FP)
+	MOVSS X0, ret+40(FP)
 	RET

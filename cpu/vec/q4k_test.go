@@ -21,15 +21,17 @@ type kquant struct {
 	dequantize  func(dst []float32, src []byte) // runtime/quant's reference
 	widen       func(dst []float32, src []byte)
 	dot         func(w []byte, x []float32) float32
-	dotQ8       func(w []byte, q []int8, d []float32) float32
-	dotQ8Plain  func(w []byte, q []int8, d []float32) float32
+	dotQ8       func(w []byte, q []int8, d, s []float32) float32
+	dotQ8Plain  func(w []byte, q []int8, d, s []float32) float32
 	vnniVariant bool // dotQ8 has an AVX512-VNNI path besides the AVX2 one
 }
 
 var kquants = []kquant{
 	{"q4_k", Q4_KBlockBytes, randQ4_K, quant.DequantizeQ4_K, WidenQ4_K, DotQ4_K, DotQ4_KQ8, DotQ4_KQ8Generic, true},
 	{"q5_k", Q5_KBlockBytes, randQ5_K, quant.DequantizeQ5_K, WidenQ5_K, DotQ5_K, DotQ5_KQ8, DotQ5_KQ8Generic, true},
-	{"q6_k", Q6_KBlockBytes, randQ6_K, quant.DequantizeQ6_K, WidenQ6_K, DotQ6_K, DotQ6_KQ8, DotQ6_KQ8Generic, false},
+	{"q6_k", Q6_KBlockBytes, randQ6_K, quant.DequantizeQ6_K, WidenQ6_K, DotQ6_K,
+		func(w []byte, q []int8, d, _ []float32) float32 { return DotQ6_KQ8(w, q, d) },
+		func(w []byte, q []int8, d, _ []float32) float32 { return DotQ6_KQ8Generic(w, q, d) }, false},
 }
 
 // randKBlocks returns nb blocks of random bytes with the F16 fields at
@@ -75,6 +77,26 @@ func TestWidenK(t *testing.T) {
 	}
 }
 
+// TestSumsQ8: the activation sums are exact, and a partial block at the
+// end of q is not read.
+func TestSumsQ8(t *testing.T) {
+	q := make([]int8, 3*32+5)
+	for i := range q {
+		q[i] = int8(127 - 2*(i%128))
+	}
+	q[40] = -128
+	s := make([]float32, 3)
+	SumsQ8(s, q)
+	for b := range s {
+		var want int
+		for _, v := range q[32*b : 32*b+32] {
+			want += int(v)
+		}
+		require.Equal(t, float32(want), s[b], "block %d", b)
+	}
+	require.Panics(t, func() { SumsQ8(make([]float32, 4), q) })
+}
+
 // TestDotK: each type's integer dot (fast, without VNNI where it has a
 // VNNI path, and generic) against a float64 sum of the dequantized weights
 // times the dequantized activations, and its float dot against the
@@ -88,22 +110,23 @@ func TestDotK(t *testing.T) {
 	for _, k := range kquants {
 		impls := []struct {
 			name string
-			f    func(w []byte, q []int8, d []float32) float32
+			f    func(w []byte, q []int8, d, s []float32) float32
 		}{{"fast", k.dotQ8}, {"generic", k.dotQ8Plain}}
 		if useVNNI && k.vnniVariant {
 			impls = append(impls, struct {
 				name string
-				f    func(w []byte, q []int8, d []float32) float32
-			}{"fast without vnni", func(w []byte, q []int8, d []float32) float32 {
+				f    func(w []byte, q []int8, d, s []float32) float32
+			}{"fast without vnni", func(w []byte, q []int8, d, s []float32) float32 {
 				useVNNI = false
 				defer func() { useVNNI = true }()
-				return k.dotQ8(w, q, d)
+				return k.dotQ8(w, q, d, s)
 			}})
 		}
 		check := func(what string, w []byte, x []float32) {
 			n := len(x)
-			q, d := make([]int8, n), make([]float32, n/QK)
+			q, d, sums := make([]int8, n), make([]float32, n/QK), make([]float32, n/QK)
 			QuantizeQ8(q, d, x)
+			SumsQ8(sums, q)
 			wf := make([]float32, n)
 			k.dequantize(wf, w)
 			xq := make([]float32, n)
@@ -112,7 +135,7 @@ func TestDotK(t *testing.T) {
 			}
 			want, abs := ref64(wf, xq)
 			for _, im := range impls {
-				requireClose(t, fmt.Sprintf("%s %s %s", k.name, im.name, what), n, im.f(w, q, d), want, abs)
+				requireClose(t, fmt.Sprintf("%s %s %s", k.name, im.name, what), n, im.f(w, q, d, sums), want, abs)
 			}
 			want, abs = ref64(wf, x)
 			requireClose(t, fmt.Sprintf("%s float %s", k.name, what), n, k.dot(w, x), want, abs)
@@ -137,12 +160,13 @@ func TestDotK(t *testing.T) {
 		// A non-finite activation block makes the product NaN.
 		w, x = k.rand(r, 2), randF32(r, 2*QKK)
 		x[300] = float32(math.Inf(1))
-		q, d := make([]int8, len(x)), make([]float32, len(x)/QK)
+		q, d, sums := make([]int8, len(x)), make([]float32, len(x)/QK), make([]float32, len(x)/QK)
 		QuantizeQ8(q, d, x)
+		SumsQ8(sums, q)
 		for _, im := range impls {
-			require.True(t, math.IsNaN(float64(im.f(w, q, d))), "%s %s", k.name, im.name)
+			require.True(t, math.IsNaN(float64(im.f(w, q, d, sums))), "%s %s", k.name, im.name)
 		}
-		require.Zero(t, k.dotQ8(nil, nil, nil))
+		require.Zero(t, k.dotQ8(nil, nil, nil, nil))
 	}
 }
 
@@ -151,15 +175,16 @@ func BenchmarkDotKQ8(b *testing.B) {
 	const n = 4096
 	for _, k := range kquants {
 		w, x := k.rand(r, n/QKK), randF32(r, n)
-		q, d := make([]int8, n), make([]float32, n/QK)
+		q, d, sums := make([]int8, n), make([]float32, n/QK), make([]float32, n/QK)
 		QuantizeQ8(q, d, x)
+		SumsQ8(sums, q)
 		for _, im := range []struct {
 			name string
-			f    func(w []byte, q []int8, d []float32) float32
+			f    func(w []byte, q []int8, d, s []float32) float32
 		}{{"fast", k.dotQ8}, {"generic", k.dotQ8Plain}} {
 			b.Run(k.name+"/"+im.name, func(b *testing.B) {
 				for b.Loop() {
-					sink = im.f(w, q, d)
+					sink = im.f(w, q, d, sums)
 				}
 				reportFlops(b, 2*n)
 			})

@@ -21,19 +21,20 @@ func q5k(blk []byte, j, l int) uint8 {
 
 // DotQ5_KQ8 returns the dot product of a row of Q5_K blocks with
 // activations quantized by QuantizeQ8 (q, and d with one scale per 32
-// elements, so len(d)/8 blocks are read), as DotQ4_KQ8 does for Q4_K:
+// elements, so len(d)/8 blocks are read) and their quant sums (s, from
+// SumsQ8), as DotQ4_KQ8 does for Q4_K:
 //
-//	sum over sub-blocks j of d[j]·(d·sc[j]·Σ q_w·q  −  dmin·m[j]·Σ q)
+//	sum over sub-blocks j of d[j]·(d·sc[j]·Σ q_w·q  −  dmin·m[j]·s[j])
 //
-// with both inner sums exact integers, added in an unspecified (fixed)
-// order. It panics if w or q is too short.
-func DotQ5_KQ8(w []byte, q []int8, d []float32) float32 { return dotQ5_KQ8(w, q, d) }
+// with Σ q_w·q an exact integer, added in an unspecified (fixed) order.
+// It panics if w, q or s is too short.
+func DotQ5_KQ8(w []byte, q []int8, d, s []float32) float32 { return dotQ5_KQ8(w, q, d, s) }
 
 // DotQ5_KQ8Generic is DotQ5_KQ8's plain-Go twin.
-func DotQ5_KQ8Generic(w []byte, q []int8, d []float32) float32 {
+func DotQ5_KQ8Generic(w []byte, q []int8, d, s []float32) float32 {
 	nb := len(d) / 8
-	w, q = w[:nb*Q5_KBlockBytes], q[:nb*QKK]
-	var s float32
+	w, q, s = w[:nb*Q5_KBlockBytes], q[:nb*QKK], s[:nb*8]
+	var sum float32
 	for b := range nb {
 		blk := w[b*Q5_KBlockBytes : (b+1)*Q5_KBlockBytes]
 		dd := f16ToF32(binary.LittleEndian.Uint16(blk))
@@ -41,16 +42,15 @@ func DotQ5_KQ8Generic(w []byte, q []int8, d []float32) float32 {
 		for j := range 8 {
 			sc, m := q4kScaleMin(j, blk[4:16])
 			xb := q[b*QKK+32*j : b*QKK+32*j+32]
-			var t, xs int32
+			var t int32
 			for l, x := range xb {
 				t += int32(q5k(blk, j, l)) * int32(x)
-				xs += int32(x)
 			}
 			dx := d[b*8+j]
-			s += dx*(dd*float32(sc))*float32(t) - dx*(dmin*float32(m))*float32(xs)
+			sum += dx*(dd*float32(sc))*float32(t) - dx*(dmin*float32(m))*s[b*8+j]
 		}
 	}
-	return s
+	return sum
 }
 
 // WidenQ5_K converts len(dst) elements (a multiple of 256) of Q5_K blocks

@@ -10,7 +10,7 @@ DATA q5kbit4<>+16(SB)/8, $0x1010101010101010
 DATA q5kbit4<>+24(SB)/8, $0x1010101010101010
 GLOBL q5kbit4<>(SB), RODATA|NOPTR, $32
 
-// func dotQ5_KQ8AVX2(w *byte, q *int8, d *float32, nb int) float32
+// func dotQ5_KQ8AVX2(w *byte, q *int8, d *float32, s *float32, nb int) float32
 //
 // DotQ5_KQ8 for nb ≥ 1 blocks: dotQ4_KQ8AVX2 (q4k_amd64.s) with the
 // weights' fifth bits merged in before the products. Sub-block j's fifth
@@ -18,11 +18,12 @@ GLOBL q5kbit4<>(SB), RODATA|NOPTR, $32
 // shift by 4−j (left or right) brings them to bit 4 of each byte, where a
 // mask keeps them, and an OR puts them over the nibbles. The quants are
 // then 0..31, so VPMADDUBSW's pair sums stay exact (2·31·127 < 2^15).
-TEXT ·dotQ5_KQ8AVX2(SB), NOSPLIT, $64-36
+TEXT ·dotQ5_KQ8AVX2(SB), NOSPLIT, $32-44
 	MOVQ w+0(FP), SI
 	MOVQ q+8(FP), DI
 	MOVQ d+16(FP), DX
-	MOVQ nb+24(FP), CX
+	MOVQ s+24(FP), R13
+	MOVQ nb+32(FP), CX
 	LEAQ ·f16Table(SB), R8
 	MOVL $0x0f0f0f0f, AX
 	VMOVD AX, X15
@@ -30,9 +31,6 @@ TEXT ·dotQ5_KQ8AVX2(SB), NOSPLIT, $64-36
 	MOVL $0x00010001, AX
 	VMOVD AX, X14
 	VPBROADCASTD X14, Y14 // int16 ones
-	MOVL $0x01010101, AX
-	VMOVD AX, X13
-	VPBROADCASTD X13, Y13 // uint8 ones
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -44,8 +42,8 @@ q5k_block:
 	PREFETCHT0 4224(SI)
 	// Y6 = s1[j], Y7 = s2[j] (kquant_amd64.h), as dotQ4_KQ8AVX2.
 	KSCALES
-	VMOVUPS Y6, s1-64(SP)
-	VMOVUPS Y7, s2-32(SP)
+	VMOVUPS Y6, s1-32(SP)
+	KMINS
 	VMOVDQU 16(SI), Y6    // qh
 	VMOVDQU q5kbit4<>(SB), Y7
 
@@ -70,23 +68,23 @@ q5k_block:
 	NIBBLES(48)
 	HIGHL(4, Y10)
 	HIGHL(3, Y9)
-	KSUB(Y10, 0, s1-64, s2-32, Y0, Y2)
-	KSUB(Y9, 32, s1-60, s2-28, Y1, Y3)
+	KSUB(Y10, 0, s1-32, Y0)
+	KSUB(Y9, 32, s1-28, Y1)
 	NIBBLES(80)
 	HIGHL(2, Y10)
 	HIGHL(1, Y9)
-	KSUB(Y10, 64, s1-56, s2-24, Y0, Y2)
-	KSUB(Y9, 96, s1-52, s2-20, Y1, Y3)
+	KSUB(Y10, 64, s1-24, Y0)
+	KSUB(Y9, 96, s1-20, Y1)
 	NIBBLES(112)
 	HIGHR(0, Y10)
 	HIGHR(1, Y9)
-	KSUB(Y10, 128, s1-48, s2-16, Y0, Y2)
-	KSUB(Y9, 160, s1-44, s2-12, Y1, Y3)
+	KSUB(Y10, 128, s1-16, Y0)
+	KSUB(Y9, 160, s1-12, Y1)
 	NIBBLES(144)
 	HIGHR(2, Y10)
 	HIGHR(3, Y9)
-	KSUB(Y10, 192, s1-40, s2-8, Y0, Y2)
-	KSUB(Y9, 224, s1-36, s2-4, Y1, Y3)
+	KSUB(Y10, 192, s1-8, Y0)
+	KSUB(Y9, 224, s1-4, Y1)
 
 	ADDQ $176, SI
 	ADDQ $256, DI
@@ -96,7 +94,7 @@ q5k_block:
 
 	KRESULT_Y
 	VZEROUPPER
-	MOVSS X0, ret+32(FP)
+	MOVSS X0, ret+40(FP)
 	RET
 
 // Per chunk c of dotQ5_KQ8AVX512, 64 bytes: 32 of 1<<2c (the fifth-bit
@@ -135,24 +133,23 @@ DATA q5kbits<>+240(SB)/8, $0x8080808080808080
 DATA q5kbits<>+248(SB)/8, $0x8080808080808080
 GLOBL q5kbits<>(SB), RODATA|NOPTR, $256
 
-// func dotQ5_KQ8AVX512(w *byte, q *int8, d *float32, nb int) float32
+// func dotQ5_KQ8AVX512(w *byte, q *int8, d *float32, s *float32, nb int) float32
 //
 // dotQ4_KQ8AVX512 (q4k_amd64.s) for Q5_K. The block's 32 bytes of fifth
 // bits sit in both halves of Z23; per chunk, VPTESTMB against the chunk's
 // selectors (q5kbits) gives a byte mask of the quants whose fifth bit is
 // set, and a masked VPADDB adds 16 to those (the nibbles' bit 4 is clear,
 // so adding is OR-ing). One VPDPBUSD then covers both sub-blocks.
-TEXT ·dotQ5_KQ8AVX512(SB), NOSPLIT, $0-36
+TEXT ·dotQ5_KQ8AVX512(SB), NOSPLIT, $0-44
 	MOVQ w+0(FP), SI
 	MOVQ q+8(FP), DI
 	MOVQ d+16(FP), DX
-	MOVQ nb+24(FP), CX
+	MOVQ s+24(FP), R13
+	MOVQ nb+32(FP), CX
 	LEAQ ·f16Table(SB), R8
 	MOVL $0x0f0f0f0f, AX
 	VMOVD AX, X15
 	VPBROADCASTD X15, Y15 // low-nibble mask
-	MOVL $0x01010101, AX
-	VPBROADCASTD AX, Z14  // uint8 ones
 	MOVL $0x10101010, AX
 	VPBROADCASTD AX, Z22  // 16 in every byte
 	VMOVDQU32 ·q4kperm+0(SB), Z26
@@ -173,10 +170,11 @@ q5kz_block:
 	PREFETCHT0 4160(SI)
 	PREFETCHT0 4224(SI)
 	KSCALES
+	KMINS
 	VMOVDQU8 16(SI), Y23
 	VINSERTI64X4 $1, Y23, Z23, Z23 // qh, twice
 
-#define ZCHUNK5(QOFF, XOFF, BITS, IDX, ACC, ACCM) \
+#define ZCHUNK5(QOFF, XOFF, BITS, IDX, ACC) \
 	VMOVDQU      QOFF(SI), Y9 \
 	VPAND        Y15, Y9, Y10 \
 	VPSRLW       $4, Y9, Y9 \
@@ -185,20 +183,15 @@ q5kz_block:
 	VPTESTMB     BITS, Z23, K1 \
 	VPADDB       Z22, Z10, K1, Z10 \
 	VPXORD       Z12, Z12, Z12 \
-	VPXORD       Z13, Z13, Z13 \
 	VPDPBUSD     XOFF(DI), Z10, Z12 \
-	VPDPBUSD     XOFF(DI), Z14, Z13 \
 	VCVTDQ2PS    Z12, Z12 \
-	VCVTDQ2PS    Z13, Z13 \
 	VPERMPS      Z6, IDX, Z16 \
-	VPERMPS      Z7, IDX, Z17 \
-	VFMADD231PS  Z16, Z12, ACC \
-	VFMADD231PS  Z17, Z13, ACCM
+	VFMADD231PS  Z16, Z12, ACC
 
-	ZCHUNK5(48, 0, Z18, Z26, Z0, Z2)
-	ZCHUNK5(80, 64, Z19, Z27, Z1, Z3)
-	ZCHUNK5(112, 128, Z20, Z28, Z0, Z2)
-	ZCHUNK5(144, 192, Z21, Z29, Z1, Z3)
+	ZCHUNK5(48, 0, Z18, Z26, Z0)
+	ZCHUNK5(80, 64, Z19, Z27, Z1)
+	ZCHUNK5(112, 128, Z20, Z28, Z0)
+	ZCHUNK5(144, 192, Z21, Z29, Z1)
 
 	ADDQ $176, SI
 	ADDQ $256, DI
@@ -208,5 +201,5 @@ q5kz_block:
 
 	KRESULT_Z
 	VZEROUPPER
-	MOVSS X0, ret+32(FP)
+	MOVSS X0, ret+40(FP)
 	RET
