@@ -29,7 +29,7 @@ var (
 
 // Architecture names.
 const (
-	ArchLlama = "llama" // Llama 1/2/3, Mistral, TinyLlama, Qwen2, SmolLM
+	ArchLlama = "llama" // Llama 1/2/3, Mistral, TinyLlama, Qwen2, Qwen3, SmolLM
 	ArchGPT2  = "gpt2"
 )
 
@@ -67,6 +67,10 @@ type Config struct {
 	RopeNeoX bool
 	// TiedEmbeddings: the output projection reuses token_embd.weight.
 	TiedEmbeddings bool
+	// QKNorm: each head of the queries and keys is RMS-normalised (with
+	// NormEps) before RoPE, by blk.N.attn_q_norm.weight and
+	// attn_k_norm.weight (HeadDim wide, shared by the heads): Qwen3.
+	QKNorm bool
 }
 
 // Tensor is one weight tensor: rows × cols elements (GGUF's ne[1] × ne[0];

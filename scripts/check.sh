@@ -9,7 +9,8 @@
 # under a timeout and all within CHECK_BUDGET seconds (default 400), and
 # prints a summary table last. Logs go to $OUT (default ./out beside this
 # script): check.log, tests.log, e2e.log, bench.log, bench.jsonl,
-# hf.jsonl, cpu.log, sanitizer.log, summary.txt.
+# hf.jsonl, cpu.log, sanitizer.log, summary.txt, and fixtures/ when the
+# bundle carries fixture models.
 # On a machine without a usable GPU it stops at once with a line starting
 # "check.sh: no CUDA device:" and exit status 1.
 set -uo pipefail
@@ -155,6 +156,21 @@ if [ -f "$SHARED_DIR/models/stories260K.gguf" ]; then
   else
     row "chat (cuda vs cpu)" "FAIL" "$SECS" "exit $RC (see e2e.log)"
   fi
+fi
+
+# --- 3b. transformers fixtures for new architectures ------------------------
+# Fixture models the bundle carries (those without a committed fixture,
+# e.g. qwen3) through make_fixtures.py on this host's CPU in float32; the
+# results in $OUT/fixtures/ are committed to model/testdata/fixtures/.
+if [ -d "$HERE/fixmodels" ] && [ -f "$HERE/make_fixtures.py" ]; then
+  mkdir -p "$OUT/fixtures"
+  run "transformers fixtures" 120 "$LOG" python3 "$HERE/make_fixtures.py" --out "$OUT/fixtures" "$HERE"/fixmodels/*
+  made=$(cd "$OUT/fixtures" 2>/dev/null && ls *.json 2>/dev/null | tr '\n' ' ')
+  case $RC in
+  0) row "fixtures" "ok" "$SECS" "made: ${made:-none}" ;;
+  125) row "fixtures" "SKIP" 0 "no time left" ;;
+  *) row "fixtures" "FAIL" "$SECS" "exit $RC${made:+; made: $made} (see check.log)" ;;
+  esac
 fi
 
 # --- 4. loom bench: Llama-3-8B shape, BF16 (synthetic weights) ---------------

@@ -11,6 +11,9 @@
 #                                for the serving ratio and sampling on many cores
 #   shared/                      the shared files the checks read
 #   hf_baseline.py               the transformers baseline (bench/)
+#   fixmodels/, make_fixtures.py the fixture models without a committed
+#                                transformers fixture, and the script that
+#                                makes one (model/testdata/)
 #
 # Run by make device-bundle after make cuda (the fatbin must be in gpu/).
 set -euo pipefail
@@ -47,6 +50,21 @@ mkdir -p "$OUT/cpu"
 $GO test -c -trimpath -ldflags "$LDFLAGS" -o "$OUT/cpu/server.test" ./server
 $GO test -c -trimpath -ldflags "$LDFLAGS" -o "$OUT/cpu/sched.test" ./runtime/sched
 gzip -9 "$OUT"/cpu/*.test
+
+# Fixture models whose transformers outputs are not committed yet
+# (model/testdata/README.md): their Hugging Face directories, for
+# make_fixtures.py on the GPU host, which has transformers.
+rm -rf build/fixmodels
+LOOM_SHARED="$SHARED" LOOM_WRITE_FIXTURE_MODELS="$PWD/build/fixmodels" $GO test -count=1 -run '^TestWriteFixtureModels$' ./model/arch >/dev/null
+for d in build/fixmodels/*/; do
+  name=$(basename "$d")
+  if [ ! -f "model/testdata/fixtures/$name.json" ]; then
+    echo "device-bundle: fixture model $name (no committed fixture yet)"
+    mkdir -p "$OUT/fixmodels"
+    cp -r "$d" "$OUT/fixmodels/$name"
+  fi
+done
+cp model/testdata/make_fixtures.py "$OUT/make_fixtures.py"
 
 echo "device-bundle: shared data from $SHARED"
 for f in models/stories260K.gguf golden/stories260K_greedy_n200.txt golden/stories260K_greedy_n200_ids.txt; do

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,7 @@ func runChat(args []string, stdout, stderr io.Writer) error {
 	f.register(fs)
 	system := fs.String("system", "", "a system message opening the conversation")
 	template := fs.String("chat-template", "", "Jinja chat template `file` to use instead of the model's")
+	kwargs := fs.String("chat-template-kwargs", "", "further template variables as a JSON object, e.g. '{\"enable_thinking\": false}' (Qwen3)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: loom chat [--model FILE|DIR] [--system TEXT] [flags]")
 		fmt.Fprintln(stderr, "\nA conversation on standard input, one line a user turn: each reply streams to standard")
@@ -51,6 +53,12 @@ func runChat(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := f.check(); err != nil {
 		return err
+	}
+	var vars map[string]any
+	if *kwargs != "" {
+		if err := json.Unmarshal([]byte(*kwargs), &vars); err != nil || vars == nil {
+			return fmt.Errorf("%w: --chat-template-kwargs %q: want a JSON object", errUsage, *kwargs)
+		}
 	}
 	m, err := openModel(f.model, loom.Options{Device: f.device, Threads: f.threads, Context: f.ctx, Sequences: 1,
 		WeightType: f.weights}, stderr)
@@ -98,7 +106,7 @@ func runChat(args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		msgs = append(msgs, chat.Message{Role: "user", Content: line})
-		ids, err := chat.Encode(tmpl, tok, msgs, chat.Options{AddGenerationPrompt: true})
+		ids, err := chat.Encode(tmpl, tok, msgs, chat.Options{AddGenerationPrompt: true, Vars: vars})
 		room := m.Info().Context - len(ids)
 		switch {
 		case err != nil:

@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -44,6 +46,23 @@ func TestChat(t *testing.T) {
 
 	code, _, errOut := runLoom("chat", "--model", model, "extra")
 	require.Equal(t, 2, code, errOut)
+
+	// --chat-template-kwargs reaches the template.
+	tmpl := filepath.Join(t.TempDir(), "t.jinja")
+	require.NoError(t, os.WriteFile(tmpl, []byte("{% if not flag %}{{ raise_exception('no flag') }}{% endif %}{{ messages[-1].content }}"), 0o644))
+	chatInput = strings.NewReader("Once upon a time\n")
+	code, out, errOut = runLoom("chat", "--model", model, "--chat-template", tmpl, "--temperature", "0", "--max-tokens", "12")
+	require.Zero(t, code, errOut)
+	require.Contains(t, errOut, "no flag")
+	require.Empty(t, strings.TrimSpace(out))
+	chatInput = strings.NewReader("Once upon a time\n")
+	code, out, errOut = runLoom("chat", "--model", model, "--chat-template", tmpl, "--temperature", "0", "--max-tokens", "12",
+		"--chat-template-kwargs", `{"flag": true}`)
+	require.Zero(t, code, errOut)
+	require.NotEmpty(t, strings.TrimSpace(out))
+	code, _, errOut = runLoom("chat", "--model", model, "--chat-template-kwargs", "[1]")
+	require.Equal(t, 2, code, errOut)
+	require.Contains(t, errOut, "want a JSON object")
 }
 
 // TestJSONFlag: loom run --json and loom chat --json print a JSON object

@@ -218,7 +218,11 @@ func (r *infoReport) print(w io.Writer) {
 			shape = fmt.Sprintf("vocabulary %d, %s", c.VocabSize, shape)
 		}
 		row("shape", "%s", shape)
-		row("attention", "%d heads, %d key/value heads, head size %d", c.Heads, c.KVHeads, c.HeadDim)
+		qk := ""
+		if c.QKNorm {
+			qk = ", per-head Q/K norm"
+		}
+		row("attention", "%d heads, %d key/value heads, head size %d%s", c.Heads, c.KVHeads, c.HeadDim, qk)
 		if c.Arch == model.ArchLlama {
 			layout := "interleaved"
 			if c.RopeNeoX {

@@ -109,6 +109,8 @@ var shapes = []struct {
 		Context: 64, NormEps: 1e-6, RopeTheta: 500000, RopeNeoX: true}, false, true},
 	{"qwen2-bias-partial-rope", model.Config{Arch: model.ArchLlama, VocabSize: 40, Dim: 32, Hidden: 24, Layers: 2, Heads: 4, KVHeads: 1,
 		HeadDim: 16, RopeDims: 8, Context: 64, NormEps: 1e-6, RopeTheta: 1e6, RopeNeoX: true}, true, true},
+	{"qwen3-qknorm-headdim", model.Config{Arch: model.ArchLlama, VocabSize: 45, Dim: 32, Hidden: 40, Layers: 2, Heads: 4, KVHeads: 2,
+		HeadDim: 16, Context: 64, NormEps: 1e-6, RopeTheta: 1e6, RopeNeoX: true, QKNorm: true}, false, false},
 	{"gpt2", model.Config{Arch: model.ArchGPT2, VocabSize: 70, Dim: 32, Hidden: 128, Layers: 2, Heads: 4, KVHeads: 4,
 		Context: 40, NormEps: 1e-5}, true, false},
 }

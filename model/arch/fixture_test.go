@@ -51,7 +51,8 @@ type fixture struct {
 // fixtureModels are the synthetic models the fixtures cover: GPT-2 with
 // GPT-2's vocabulary, a Llama-3-shaped model (grouped-query attention,
 // theta 500000, Llama 3.1 frequency scaling, untied output) with Llama's
-// SentencePiece vocabulary, and a Qwen2-shaped one (Q/K/V biases).
+// SentencePiece vocabulary, a Qwen2-shaped one (Q/K/V biases) and a
+// Qwen3-shaped one (per-head Q/K norm, heads of 32 over a width of 64).
 var fixtureModels = []struct {
 	name, vocab, prompt string
 	cfg                 model.Config
@@ -67,6 +68,9 @@ var fixtureModels = []struct {
 	{"qwen2", "tokenizers/ggml-vocab-llama-spm.gguf", "The quick brown fox jumps over the lazy dog",
 		model.Config{Arch: model.ArchLlama, Dim: 64, Hidden: 96, Layers: 2, Heads: 4, KVHeads: 1, HeadDim: 16, RopeDims: 16,
 			Context: 256, NormEps: 1e-6, RopeTheta: 1e6, TiedEmbeddings: true}, true},
+	{"qwen3", "tokenizers/ggml-vocab-llama-spm.gguf", "The quick brown fox jumps over the lazy dog",
+		model.Config{Arch: model.ArchLlama, Dim: 64, Hidden: 96, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 32, RopeDims: 32,
+			Context: 256, NormEps: 1e-6, RopeTheta: 1e6, TiedEmbeddings: true, RopeNeoX: true, QKNorm: true}, false},
 }
 
 // fixtureModel makes a fixture model's weights (F16 matrices, F32

@@ -14,6 +14,7 @@ import (
 //	x = embed[tokens]
 //	for each layer:
 //		h = rmsnorm(x) · [Wq; Wk; Wv] (+ bias)     one matmul, q/k/v are column views
+//		(q, k = rmsnorm of each head of q and k)   Qwen3 (QKNorm), on contiguous copies
 //		q, k = rope(q), rope(k)                    one call: adjacent columns
 //		x += attention(q, k, v; cache) · Wo
 //		h = rmsnorm(x) · [Wgate; Wup]               one matmul
@@ -31,9 +32,11 @@ type llama struct {
 	output linear         // output, or token_embd when tied: V × dim
 	freqs  backend.Tensor // RoPE inverse frequencies: 1 × RopeDims/2
 
-	// Activations for MaxRows rows (x, h, qkv, att, ffn) and MaxOut rows
-	// (xo, logits).
+	// Activations for MaxRows rows (x, h, qkv, att, ffn; qn and kn, the
+	// normalised queries and keys, only with QKNorm) and MaxOut rows (xo,
+	// logits).
 	x, h, qkv, att, ffn backend.Tensor
+	qn, kn              backend.Tensor
 	xo, logits          backend.Tensor
 }
 
@@ -41,6 +44,8 @@ type llamaLayer struct {
 	attnNorm backend.Tensor // 1 × dim
 	qkv      linear         // (q + 2·kv) × dim
 	qkvBias  backend.Tensor // 1 × (q + 2·kv), zero when the model has none
+	qNorm    backend.Tensor // 1 × HeadDim (QKNorm), else zero
+	kNorm    backend.Tensor // 1 × HeadDim (QKNorm), else zero
 	wo       linear         // dim × q
 	ffnNorm  backend.Tensor // 1 × dim
 	gateUp   linear         // 2·hidden × dim
@@ -59,6 +64,17 @@ func newLlama(be backend.Backend, m *model.Model, c model.Config, opt Options) (
 		ly.qkv = w.matrix(c.Dim, part{name("attn_q.weight"), qd}, part{name("attn_k.weight"), kvd}, part{name("attn_v.weight"), kvd})
 		if w.has(name("attn_q.bias")) { // Qwen2
 			ly.qkvBias = w.vector(part{name("attn_q.bias"), qd}, part{name("attn_k.bias"), kvd}, part{name("attn_v.bias"), kvd})
+		}
+		switch {
+		case c.QKNorm:
+			ly.qNorm = w.vector(part{name("attn_q_norm.weight"), c.HeadDim})
+			ly.kNorm = w.vector(part{name("attn_k_norm.weight"), c.HeadDim})
+		case w.has(name("attn_q_norm.weight")) || w.has(name("attn_k_norm.weight")):
+			w.fail(fmt.Errorf("%s: %s: a per-head Q/K norm in a model not marked as having one (a Qwen3 file needs general.architecture qwen3): %w",
+				m.Path, name("attn_q_norm.weight"), model.ErrFormat))
+		}
+		if w.has(name("attn_output.bias")) {
+			w.fail(fmt.Errorf("%s: %s: an output projection bias (Llama with attention_bias): %w", m.Path, name("attn_output.bias"), model.ErrUnsupported))
 		}
 		ly.wo = w.matrix(qd, part{name("attn_output.weight"), c.Dim})
 		ly.ffnNorm = w.vector(part{name("ffn_norm.weight"), c.Dim})
@@ -87,6 +103,10 @@ func newLlama(be backend.Backend, m *model.Model, c model.Config, opt Options) (
 	l.qkv = w.alloc(backend.F32, r, qd+2*kvd)
 	l.att = w.alloc(backend.F32, r, qd)
 	l.ffn = w.alloc(backend.F32, r, 2*c.Hidden)
+	if c.QKNorm {
+		l.qn = w.alloc(backend.F32, r, qd)
+		l.kn = w.alloc(backend.F32, r, kvd)
+	}
 	l.xo = w.alloc(backend.F32, k, c.Dim)
 	l.logits = w.alloc(backend.F32, k, c.VocabSize)
 	if w.err != nil {
@@ -186,8 +206,22 @@ func (ly *llamaLayer) forward(l *llama, b Batch, layer int, x backend.Tensor) {
 	if !ly.qkvBias.IsZero() {
 		be.Add(qkv, qkv, ly.qkvBias)
 	}
-	qk := qkv.ColSlice(0, qd+kvd) // q's heads then k's: one rotation for both
-	be.RoPE(qk, qk, b.Pos, l.freqs, c.HeadDim, c.RopeNeoX)
+	if !ly.qNorm.IsZero() {
+		// Qwen3: each head of q and k RMS-normalised before the rotation,
+		// on contiguous copies so that a head is a row.
+		qn, kn := l.qn.Slice(0, n), l.kn.Slice(0, n)
+		be.Copy(qn, q)
+		be.Copy(kn, k)
+		qh, kh := qn.Reshape(n*c.Heads, c.HeadDim), kn.Reshape(n*c.KVHeads, c.HeadDim)
+		be.RMSNorm(qh, qh, ly.qNorm, c.NormEps)
+		be.RMSNorm(kh, kh, ly.kNorm, c.NormEps)
+		be.RoPE(qn, qn, b.Pos, l.freqs, c.HeadDim, c.RopeNeoX)
+		be.RoPE(kn, kn, b.Pos, l.freqs, c.HeadDim, c.RopeNeoX)
+		q, k = qn, kn
+	} else {
+		qk := qkv.ColSlice(0, qd+kvd) // q's heads then k's: one rotation for both
+		be.RoPE(qk, qk, b.Pos, l.freqs, c.HeadDim, c.RopeNeoX)
+	}
 	be.Attention(att, q, k, v, b.Cache, backend.Attn{Layer: layer, Pos: b.Pos, Seq: b.Seq, Blocks: b.Blocks,
 		Scale: float32(1 / math.Sqrt(float64(c.HeadDim)))})
 	ly.wo.forward(be, h, att)

@@ -83,6 +83,10 @@ func buildModel(c model.Config, bias, untied bool, dt backend.DType, fill func(n
 			add(p+"attn_k.bias", 1, kvd, 0.3, 0)
 			add(p+"attn_v.bias", 1, kvd, 0.3, 0)
 		}
+		if c.QKNorm {
+			add(p+"attn_q_norm.weight", 1, c.HeadDim, 0.3, 1)
+			add(p+"attn_k_norm.weight", 1, c.HeadDim, 0.3, 1)
+		}
 	}
 	return m
 }
@@ -156,6 +160,13 @@ func layernorm(x, w, b []float64, eps float64) []float64 {
 		out[i] = (x[i]-mean)*s*w[i] + b[i]
 	}
 	return out
+}
+
+// headNorm RMS-normalises each head (hd elements) of x in place by w.
+func headNorm(x, w []float64, hd int, eps float64) {
+	for h := 0; h < len(x); h += hd {
+		copy(x[h:h+hd], rmsnorm(x[h:h+hd], w, eps))
+	}
 }
 
 // rope rotates the heads of x in place by position pos.
@@ -234,6 +245,10 @@ func (r *ref) forward(tokens []int32, freqs []float64) [][]float64 {
 					addTo(q, b)
 					addTo(k, w("attn_k.bias"))
 					addTo(v, w("attn_v.bias"))
+				}
+				if c.QKNorm {
+					headNorm(q, w("attn_q_norm.weight"), c.HeadDim, eps)
+					headNorm(k, w("attn_k_norm.weight"), c.HeadDim, eps)
 				}
 				r.rope(q, p, freqs)
 				r.rope(k, p, freqs)

@@ -28,6 +28,13 @@ var (
 			"properties": map[string]any{"city": map[string]any{"type": "string"}}},
 	}}
 	july26 = func() time.Time { return time.Date(2024, 7, 26, 12, 0, 0, 0, time.UTC) }
+	// qwenTools is the tools section of the Qwen2.5 and Qwen3 templates'
+	// system turn for the weather tool, up to the end of that turn.
+	qwenTools = "# Tools\n\nYou may call one or more functions to assist with the user query.\n\n" +
+		"You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n" +
+		`{"function": {"description": "Get the weather", "name": "get_weather", "parameters": {"properties": {"city": {"type": "string"}}, "required": ["city"], "type": "object"}}, "type": "function"}` +
+		"\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n" +
+		"<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n"
 )
 
 func load(t testing.TB, name string) *Template {
@@ -85,13 +92,31 @@ func TestRealTemplates(t *testing.T) {
 			"<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n"},
 		{"qwen2.5 tools", "qwen2.5.jinja", []Message{{Role: "user", Content: "Weather?"}},
 			Options{AddGenerationPrompt: true, Vars: map[string]any{"tools": []any{weather}}},
-			"<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n# Tools\n\n" +
-				"You may call one or more functions to assist with the user query.\n\n" +
-				"You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n" +
-				`{"function": {"description": "Get the weather", "name": "get_weather", "parameters": {"properties": {"city": {"type": "string"}}, "required": ["city"], "type": "object"}}, "type": "function"}` +
-				"\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n" +
-				"<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" +
+			"<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.\n\n" + qwenTools +
 				"<|im_start|>user\nWeather?<|im_end|>\n<|im_start|>assistant\n"},
+		{"qwen3", "qwen3.jinja", withSystem, Options{AddGenerationPrompt: true},
+			"<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n" +
+				"<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n"},
+		{"qwen3 no thinking", "qwen3.jinja", []Message{{Role: "user", Content: "Hello"}},
+			Options{AddGenerationPrompt: true, Vars: map[string]any{"enable_thinking": false}},
+			"<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"},
+		{"qwen3 thinking on", "qwen3.jinja", []Message{{Role: "user", Content: "Hello"}},
+			Options{AddGenerationPrompt: true, Vars: map[string]any{"enable_thinking": true}},
+			"<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"},
+		// An earlier turn's reasoning is dropped from the history; the
+		// reasoning of the turn after the last user message is kept.
+		{"qwen3 history", "qwen3.jinja", []Message{{Role: "user", Content: "2+2?"},
+			{Role: "assistant", Content: "<think>\nadd them\n</think>\n\n4"}, {Role: "user", Content: "And 3+3?"},
+			{Role: "assistant", Content: "<think>\nagain\n</think>\n\n6"}}, Options{},
+			"<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n4<|im_end|>\n<|im_start|>user\nAnd 3+3?<|im_end|>\n" +
+				"<|im_start|>assistant\n<think>\nagain\n</think>\n\n6<|im_end|>\n"},
+		{"qwen3 tools", "qwen3.jinja", []Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Weather?"}},
+			Options{AddGenerationPrompt: true, Vars: map[string]any{"tools": []any{weather}}},
+			"<|im_start|>system\nBe brief.\n\n" + qwenTools +
+				"<|im_start|>user\nWeather?<|im_end|>\n<|im_start|>assistant\n"},
+		{"qwen3 tool response", "qwen3.jinja", []Message{{Role: "user", Content: "Weather?"}, {Role: "tool", Content: "sunny"}},
+			Options{AddGenerationPrompt: true},
+			"<|im_start|>user\nWeather?<|im_end|>\n<|im_start|>user\n<tool_response>\nsunny\n</tool_response><|im_end|>\n<|im_start|>assistant\n"},
 		{"chatml", "", withSystem, Options{AddGenerationPrompt: true},
 			"<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n" +
 				"<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n"},

@@ -138,7 +138,7 @@ func TestConcurrentRender(t *testing.T) {
 
 // FuzzRender: no template or message makes Parse or Render panic.
 func FuzzRender(f *testing.F) {
-	for _, name := range []string{"llama2.jinja", "llama3.2.jinja", "qwen2.5.jinja", "mistral-nemo.jinja"} {
+	for _, name := range []string{"llama2.jinja", "llama3.2.jinja", "qwen2.5.jinja", "qwen3.jinja", "mistral-nemo.jinja"} {
 		src, err := os.ReadFile(filepath.Join("testdata", name))
 		require.NoError(f, err)
 		f.Add(string(src), "Hello")

@@ -45,6 +45,10 @@ func Tensors(cfg *model.Config) ([]TensorSpec, error) {
 			add(p+"attn_k.bias", 1, kv, true)
 			add(p+"attn_v.weight", kv, d, false)
 			add(p+"attn_v.bias", 1, kv, true)
+			if cfg.QKNorm {
+				add(p+"attn_q_norm.weight", 1, cfg.HeadDim, false)
+				add(p+"attn_k_norm.weight", 1, cfg.HeadDim, false)
+			}
 			add(p+"attn_output.weight", d, q, false)
 			add(p+"ffn_norm.weight", 1, d, false)
 			add(p+"ffn_gate.weight", f, d, false)

@@ -12,9 +12,10 @@
 // offset, never a panic or an allocation beyond a small multiple of the
 // file's size.
 //
-// Load (and File.Model) map a file onto model.Model: llama, mistral and
-// qwen2 files become model.ArchLlama (qwen2 with RopeNeoX set, as llama.cpp
-// runs it; llama files hold Q/K rows permuted for the interleaved layout),
+// Load (and File.Model) map a file onto model.Model: llama, mistral, qwen2
+// and qwen3 files become model.ArchLlama (qwen2 and qwen3 with RopeNeoX set,
+// as llama.cpp runs them, and qwen3 with QKNorm; llama files hold Q/K rows
+// permuted for the interleaved layout),
 // gpt2 files model.ArchGPT2. Tensor names are kept; a tensor with ne =
 // [ne0, ne1, ...] becomes Rows = ne1·ne2·ne3, Cols = ne0. Llama 3.1 files
 // keep their RoPE frequency scaling as the rope_freqs.weight tensor, which

@@ -132,6 +132,9 @@ func (f *File) config() (model.Config, error) {
 		// llama.cpp runs qwen2 with the NeoX RoPE layout: its converter
 		// leaves Q/K rows as Hugging Face stores them.
 		c.Arch, c.RopeNeoX = model.ArchLlama, true
+	case "qwen3":
+		// Qwen2's layout plus a per-head RMSNorm of Q and K.
+		c.Arch, c.RopeNeoX, c.QKNorm = model.ArchLlama, true, true
 	case "gpt2":
 	default:
 		if need {

@@ -309,7 +309,8 @@ func Write(w io.Writer, kvs []KV, tensors []TensorInfo, data [][]byte) error {
 //   - for a llama model whose Q/K rows are in the NeoX layout (RopeNeoX,
 //     as Hugging Face stores them) the rows are permuted to the interleaved
 //     layout, as llama.cpp's converter does, unless m.Meta names the file's
-//     architecture "qwen2" (which llama.cpp runs with NeoX RoPE);
+//     architecture "qwen2" (which llama.cpp runs with NeoX RoPE); a model
+//     with QKNorm is written as "qwen3", NeoX layout kept;
 //   - Llama 3 RoPE scaling becomes the rope_freqs.weight tensor.
 func ModelLayout(m *model.Model) ([]KV, []TensorInfo, [][]byte, error) {
 	c := m.Config
@@ -317,6 +318,9 @@ func ModelLayout(m *model.Model) ([]KV, []TensorInfo, [][]byte, error) {
 	if c.Arch == model.ArchLlama && c.RopeNeoX {
 		if a, _ := m.Meta["general.architecture"].(string); a == "qwen2" {
 			arch = "qwen2"
+		}
+		if c.QKNorm {
+			arch = "qwen3"
 		}
 	}
 	permute := c.Arch == model.ArchLlama && c.RopeNeoX && arch == "llama"
@@ -422,7 +426,7 @@ func f32bytes(v []float32) []byte {
 // ModelLayout derives from Config (an architecture-prefixed key), so a
 // stale copy in Meta is not written twice under another architecture.
 func isConfigKey(k string) bool {
-	for _, a := range []string{"llama.", "qwen2.", "mistral.", "gpt2."} {
+	for _, a := range []string{"llama.", "qwen2.", "qwen3.", "mistral.", "gpt2."} {
 		if len(k) > len(a) && k[:len(a)] == a {
 			return true
 		}

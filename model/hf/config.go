@@ -14,7 +14,7 @@ type config struct {
 	Architectures []string `json:"architectures,omitempty"`
 	ModelType     string   `json:"model_type"`
 
-	// Llama family (llama, mistral, qwen2).
+	// Llama family (llama, mistral, qwen2, qwen3).
 	HiddenSize            *int         `json:"hidden_size,omitempty"`
 	IntermediateSize      *int         `json:"intermediate_size,omitempty"`
 	NumHiddenLayers       *int         `json:"num_hidden_layers,omitempty"`
@@ -89,8 +89,11 @@ func (c *config) toConfig(path, name string) (model.Config, error) {
 		return nil
 	}
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2":
-		m.Arch, m.RopeNeoX = model.ArchLlama, true
+	case "llama", "mistral", "qwen2", "qwen3":
+		m.Arch, m.RopeNeoX, m.QKNorm = model.ArchLlama, true, c.ModelType == "qwen3"
+		if get(c.AttentionBias, false) && c.ModelType != "qwen2" {
+			return m, fmt.Errorf("%s: config.json: attention_bias with model_type %q: %w", path, c.ModelType, model.ErrUnsupported)
+		}
 		if err := fields([]*int{&m.Dim, &m.Hidden, &m.Layers, &m.Heads, &m.Context, &m.VocabSize},
 			[]string{"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings", "vocab_size"},
 			[]*int{c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers, c.NumAttentionHeads, c.MaxPositionEmbeddings, c.VocabSize}); err != nil {
@@ -184,6 +187,9 @@ func fromConfig(m *model.Config, dtype string, qkvBias bool) (*config, error) {
 		c.ModelType, c.Architectures = "llama", []string{"LlamaForCausalLM"}
 		if qkvBias {
 			c.ModelType, c.Architectures = "qwen2", []string{"Qwen2ForCausalLM"}
+		}
+		if m.QKNorm {
+			c.ModelType, c.Architectures = "qwen3", []string{"Qwen3ForCausalLM"}
 		}
 		eps := float64(m.NormEps)
 		theta := m.RopeTheta

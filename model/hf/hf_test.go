@@ -86,6 +86,37 @@ func TestLlamaBothWays(t *testing.T) {
 	}
 }
 
+// TestQwen3BothWays: a Qwen3 model (per-head Q/K norm, head size not
+// dim/heads) written as GGUF (general.architecture qwen3, Q/K rows as
+// stored) and as a Hugging Face directory (model_type qwen3) comes back
+// with the same hyperparameters and bitwise the same tensors both ways.
+func TestQwen3BothWays(t *testing.T) {
+	m := tiny(t, "tiny-qwen3", backend.BF16, 3)
+	require.NotNil(t, m.Tensors["blk.1.attn_k_norm.weight"])
+	fromGGUF := writeGGUF(t, m)
+	dir, fromHF := writeHF(t, m)
+	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	require.NoError(t, err)
+	require.Contains(t, string(raw), `"model_type": "qwen3"`)
+	require.Contains(t, string(raw), `"Qwen3ForCausalLM"`)
+	want := m.Config
+	require.Equal(t, want, fromGGUF.Config)
+	want.Name = "model"
+	require.Equal(t, want, fromHF.Config)
+	for _, got := range []*model.Model{fromGGUF, fromHF, writeGGUF(t, fromHF)} {
+		require.Equal(t, len(m.Tensors), len(got.Tensors))
+		for name, w := range m.Tensors {
+			require.True(t, bytes.Equal(w.Data, got.Tensors[name].Data), name)
+		}
+	}
+	f, err := gguf.Open(fromGGUF.Path)
+	require.NoError(t, err)
+	defer f.Close()
+	arch, err := f.String("general.architecture")
+	require.NoError(t, err)
+	require.Equal(t, "qwen3", arch)
+}
+
 // TestRopeLayoutsAgree checks the claim behind RopeNeoX: attention scores
 // computed from the GGUF description with interleaved RoPE equal those
 // from the HF description with NeoX RoPE, for every head and position pair.

@@ -32,7 +32,8 @@
 // min (matrices whose
 // rows are not whole 256-element blocks are Q8_0 instead, or F32 when not
 // whole 32-element ones either). Q/K rows are in
-// GGUF's interleaved RoPE layout (RopeNeoX false).
+// GGUF's interleaved RoPE layout (RopeNeoX false), except in the Qwen3
+// presets, which use NeoX RoPE as Qwen3 files do.
 package synth
 
 import (
@@ -56,6 +57,13 @@ func llama(v, d, f, l, h, kv, ctx int, eps float32, theta float64, tied bool) mo
 		HeadDim: d / h, Context: ctx, NormEps: eps, RopeTheta: theta, RopeDims: d / h, TiedEmbeddings: tied}
 }
 
+// qwen3 returns a Qwen3 config: head size given (not dim/heads), a
+// per-head Q/K norm, NeoX RoPE with theta 1e6, epsilon 1e-6.
+func qwen3(v, d, f, l, h, kv, hd, ctx int, tied bool) model.Config {
+	return model.Config{Arch: model.ArchLlama, VocabSize: v, Dim: d, Hidden: f, Layers: l, Heads: h, KVHeads: kv,
+		HeadDim: hd, Context: ctx, NormEps: 1e-6, RopeTheta: 1e6, RopeDims: hd, TiedEmbeddings: tied, RopeNeoX: true, QKNorm: true}
+}
+
 // presets are the shapes of well-known models (their published configs).
 var presets = map[string]model.Config{
 	"llama3-8b":      llama(128256, 4096, 14336, 32, 32, 8, 8192, 1e-5, 500000, false),
@@ -65,6 +73,9 @@ var presets = map[string]model.Config{
 	"stories15m":     llama(32000, 288, 768, 6, 6, 6, 256, 1e-5, 10000, true),
 	"stories110m":    llama(32000, 768, 2048, 12, 12, 12, 1024, 1e-5, 10000, true),
 	"tiny":           llama(512, 64, 192, 2, 4, 2, 128, 1e-5, 10000, false),
+	"qwen3-0.6b":     qwen3(151936, 1024, 3072, 28, 16, 8, 128, 40960, true),
+	"qwen3-8b":       qwen3(151936, 4096, 12288, 36, 32, 8, 128, 40960, false),
+	"tiny-qwen3":     qwen3(512, 64, 128, 2, 4, 2, 32, 128, true),
 	"gpt2-124m": {Arch: model.ArchGPT2, VocabSize: 50257, Dim: 768, Hidden: 3072, Layers: 12, Heads: 12,
 		KVHeads: 12, HeadDim: 64, Context: 1024, NormEps: 1e-5, TiedEmbeddings: true},
 	"tiny-gpt2": {Arch: model.ArchGPT2, VocabSize: 512, Dim: 64, Hidden: 256, Layers: 2, Heads: 4,
