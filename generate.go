@@ -61,6 +61,10 @@ type Stats struct {
 	// Finish is why it ended: "end" (the model's end token), "stop" (a
 	// stop string), "length" (MaxTokens) or "context" (the context is full).
 	Finish string
+	// Drafted and Accepted count the draft tokens verified and those the
+	// model agreed with (Options.PromptLookup): each accepted draft is a
+	// token made without a step of its own.
+	Drafted, Accepted int
 }
 
 // PrefillRate is prompt tokens per second.
@@ -119,13 +123,14 @@ func (m *Model) Stream(ctx context.Context, ids []int32, opt GenerateOptions, em
 		LengthPenalty: opt.LengthPenalty,
 		EarlyStopping: opt.EarlyStopping,
 		PrefixCache:   m.prefixCache,
+		PromptLookup:  m.promptLookup,
 	}
 	if opt.JSON {
 		gopt.NewConstraint = m.jsonConstraint
 	}
 	st, err := generate.Generate(ctx, m.eng, ids, gopt, emit)
 	return Stats{PromptTokens: st.PromptTokens, CachedTokens: st.CachedTokens, Tokens: st.Tokens, Prefill: st.Prefill,
-		Decode: st.Decode, Finish: string(st.Finish)}, err
+		Decode: st.Decode, Finish: string(st.Finish), Drafted: st.Drafted, Accepted: st.Accepted}, err
 }
 
 // Generate returns an iterator over the tokens generated from prompt.

@@ -80,6 +80,12 @@ type Options struct {
 	// least recently used first, when the cache needs room. Stats report
 	// the reused tokens.
 	PrefixCache bool
+	// PromptLookup, when above 0, lets greedy generations verify up to
+	// that many draft tokens per step, looked up in the text so far
+	// (prompt lookup decoding, see generate.Options.PromptLookup): the
+	// same output, in fewer steps when the text repeats itself. Stats
+	// report the drafts accepted. Generations that sample ignore it.
+	PromptLookup int
 	// Progress, if set, is called as weights reach the device with the
 	// bytes done and the total.
 	Progress func(done, total int64)
@@ -95,7 +101,8 @@ type Model struct {
 	tok  *tokenizer.Tokenizer
 	demo bool
 
-	prefixCache bool // Options.PrefixCache
+	prefixCache  bool // Options.PrefixCache
+	promptLookup int  // Options.PromptLookup
 
 	jsonOnce  sync.Once // GenerateOptions.JSON's vocabulary, built on first use
 	jsonVocab *constrain.Vocab
@@ -135,6 +142,9 @@ func newModel(desc *model.Model, opt Options) (*Model, error) {
 		return nil, fmt.Errorf("loom: %w: threads %d, context %d, sequences %d, batch rows %d, kv blocks %d, kv memory %d",
 			ErrOptions, opt.Threads, opt.Context, opt.Sequences, opt.BatchRows, opt.KVBlocks, opt.KVMemory)
 	}
+	if opt.PromptLookup < 0 || opt.PromptLookup > maxPromptLookup {
+		return nil, fmt.Errorf("loom: %w: prompt lookup %d (want 0 to %d draft tokens)", ErrOptions, opt.PromptLookup, maxPromptLookup)
+	}
 	conv := backend.F32
 	if opt.WeightType != "" {
 		dt, err := backend.ParseDType(strings.ToLower(opt.WeightType))
@@ -157,7 +167,9 @@ func newModel(desc *model.Model, opt Options) (*Model, error) {
 		return nil, err
 	}
 	seqs := max(opt.Sequences, 1)
-	net, err := arch.New(be, desc, arch.Options{MaxRows: opt.BatchRows, MaxOut: max(seqs, 1), Convert: conv, Progress: opt.Progress})
+	// Every sequence of a step may verify PromptLookup drafts: a result
+	// row for each.
+	net, err := arch.New(be, desc, arch.Options{MaxRows: opt.BatchRows, MaxOut: seqs * (1 + opt.PromptLookup), Convert: conv, Progress: opt.Progress})
 	if err != nil {
 		be.Close()
 		return nil, err
@@ -187,8 +199,12 @@ func newModel(desc *model.Model, opt Options) (*Model, error) {
 		be.Close()
 		return nil, err
 	}
-	return &Model{desc: desc, be: be, net: net, eng: eng, tok: tok, prefixCache: opt.PrefixCache}, nil
+	return &Model{desc: desc, be: be, net: net, eng: eng, tok: tok, prefixCache: opt.PrefixCache, promptLookup: opt.PromptLookup}, nil
 }
+
+// maxPromptLookup bounds Options.PromptLookup: a step verifies at most
+// that many drafts per sequence.
+const maxPromptLookup = 32
 
 // openDevice returns the backend the options name and the key/value cache
 // type for it.

@@ -38,6 +38,7 @@ func (s *stringsFlag) Set(v string) error {
 type runFlags struct {
 	model, prompt, promptFile, device, weights string
 	maxTokens, topK, beams, ctx, threads       int
+	lookup                                     int
 	temperature, topP, minP, repeat            float64
 	seed                                       int64
 	stop                                       stringsFlag
@@ -51,6 +52,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.prompt, "prompt", "", "the prompt `text` (empty: start from BOS alone)")
 	fs.StringVar(&f.promptFile, "prompt-file", "", "read the prompt from `file` (one trailing newline is dropped)")
 	fs.IntVar(&f.beams, "beams", 1, "beam search with `B` beams (1: sampling or greedy)")
+	fs.IntVar(&f.lookup, "lookup", 0, "greedy only: verify up to `N` draft tokens a step, found by looking the last tokens up in the text so far (same output, fewer steps when the text repeats)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: loom run [--model FILE|DIR] [--prompt TEXT | --prompt-file F] [flags]")
 		fmt.Fprintln(stderr, "\nGenerates text: the prompt and its continuation go to standard output as they are")
@@ -76,8 +78,11 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		f.prompt = strings.TrimSuffix(string(b), "\n")
 	}
 
+	if f.lookup < 0 || f.lookup > 32 {
+		return fmt.Errorf("%w: --lookup %d is out of range (0 to 32)", errUsage, f.lookup)
+	}
 	m, err := openModel(f.model, loom.Options{Device: f.device, Threads: f.threads, Context: f.ctx,
-		Sequences: f.beams, WeightType: f.weights}, stderr)
+		Sequences: f.beams, WeightType: f.weights, PromptLookup: f.lookup}, stderr)
 	if err != nil {
 		return err
 	}
@@ -129,6 +134,9 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s; finish: %s; seed %d\n",
 		st.PromptTokens, st.PrefillRate(), st.Tokens, st.DecodeRate(), finish, f.seed)
+	if st.Drafted > 0 {
+		fmt.Fprintf(stderr, "lookup: %d of %d drafts accepted (%d tokens made without a step of their own)\n", st.Accepted, st.Drafted, st.Accepted)
+	}
 	return nil
 }
 

@@ -79,12 +79,29 @@ type Job struct {
 	Tokens []int32
 	// Want selects the result.
 	Want Want
+	// Outs is how many of the last tokens return a result (0 means 1):
+	// a step that verifies draft tokens asks for the argmax after each of
+	// them. More than one only with WantArgMax.
+	Outs int
 
 	// Logits is set by Step for WantLogits: the last token's logits, in
 	// the engine's memory, valid until the next Step.
 	Logits []float32
-	// ID is set by Step for WantArgMax: the largest logit's id.
+	// ID is set by Step for WantArgMax: the largest logit's id after the
+	// last token.
 	ID int32
+	// IDs is set by Step for WantArgMax: the largest logit's id after
+	// each of the last Outs tokens (ID is the last), in the engine's
+	// memory, valid until the next Step.
+	IDs []int32
+}
+
+// outs is the number of result rows j asks for.
+func (j *Job) outs() int {
+	if j.Want == WantNone {
+		return 0
+	}
+	return max(j.Outs, 1)
 }
 
 // EngineOptions configures NewEngine.
@@ -227,6 +244,10 @@ func (e *Engine) Context() int { return e.ctx }
 // MaxRows is the most tokens one step may take, over all jobs.
 func (e *Engine) MaxRows() int { return e.m.MaxRows() }
 
+// MaxOut is the most result rows one step may return (a job asks for
+// one, or Outs when it verifies draft tokens).
+func (e *Engine) MaxOut() int { return e.m.MaxOut() }
+
 // MaxJobs is the most jobs one step may take.
 func (e *Engine) MaxJobs() int { return min(e.m.MaxRows(), e.m.MaxOut()) }
 
@@ -240,15 +261,16 @@ func (e *Engine) Step(jobs []Job) error {
 		if len(j.Tokens) == 0 || j.Seq == nil || j.Want > WantArgMax {
 			return fmt.Errorf("generate: job %d: %w: no tokens or sequence", i, ErrBatch)
 		}
+		if j.Outs < 0 || j.Outs > len(j.Tokens) || (j.Outs > 1 && j.Want != WantArgMax) {
+			return fmt.Errorf("generate: job %d: %w: %d results for %d tokens (want %v)", i, ErrBatch, j.Outs, len(j.Tokens), j.Want)
+		}
 		for k := range i {
 			if jobs[k].Seq == j.Seq {
 				return fmt.Errorf("generate: jobs %d and %d: %w: same sequence", k, i, ErrBatch)
 			}
 		}
 		rows += len(j.Tokens)
-		if j.Want != WantNone {
-			outs++
-		}
+		outs += j.outs()
 	}
 	if len(jobs) == 0 || rows > e.m.MaxRows() || outs > e.m.MaxOut() || len(jobs) > e.MaxJobs() {
 		return fmt.Errorf("generate: %d jobs, %d tokens, %d outputs (engine takes %d, %d, %d): %w",
@@ -277,8 +299,8 @@ func (e *Engine) Step(jobs []Job) error {
 			e.tokens[r], e.pos[r], e.seq[r] = t, int32(start+k), int32(i)
 			r++
 		}
-		if j.Want != WantNone {
-			e.out[o] = int32(r - 1)
+		for k := j.outs(); k > 0; k-- {
+			e.out[o] = int32(r - k)
 			o++
 		}
 		j.Seq.FillRow(e.blocks[i*width : (i+1)*width])
@@ -353,19 +375,22 @@ func (e *Engine) results(jobs []Job, outs int) error {
 	o := 0
 	for i := range jobs {
 		j := &jobs[i]
+		n := j.outs()
 		switch j.Want {
 		case WantNone:
 			continue
 		case WantLogits:
 			j.Logits = e.logits[o*e.vocab : (o+1)*e.vocab]
 		case WantArgMax:
-			if greedy {
-				j.ID = e.idsHost[o]
-			} else {
-				j.ID = sample.ArgMax(e.logits[o*e.vocab : (o+1)*e.vocab])
+			if !greedy {
+				for k := o; k < o+n; k++ {
+					e.idsHost[k] = sample.ArgMax(e.logits[k*e.vocab : (k+1)*e.vocab])
+				}
 			}
+			j.IDs = e.idsHost[o : o+n]
+			j.ID = j.IDs[n-1]
 		}
-		o++
+		o += n
 	}
 	return nil
 }

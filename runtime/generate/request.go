@@ -51,6 +51,19 @@ type Options struct {
 	// sequence stops when it is done (finish "stop"). Beam search ignores
 	// it.
 	NewConstraint func() Constraint
+	// PromptLookup, when above 0, is the most draft tokens a greedy decode
+	// step verifies (prompt lookup decoding): the last tokens of the text
+	// so far (3, else 2) are looked up in the earlier text, prompt
+	// included, and the tokens that followed their latest occurrence are
+	// appended to the step as drafts. The step returns the argmax after
+	// each, so every draft the model agrees with is a token gained, and
+	// the first disagreement is the model's own next token: the output is
+	// exactly greedy decoding's (on a batch-invariant backend), in fewer
+	// steps when the text repeats itself (code edits, summaries, quotes).
+	// Only for greedy requests without penalties, logit bias or a
+	// constraint (the others ignore it); a job then has up to
+	// 1+PromptLookup tokens, so the engine needs that many result rows.
+	PromptLookup int
 	// PrefixCache makes Generate start from the longest prefix of the
 	// prompt that earlier generations on the engine recorded in its prefix
 	// cache (Request.UsePrefix), and record this one's prompt and output
@@ -98,6 +111,9 @@ type Stats struct {
 	PromptTokens int
 	CachedTokens int           // prompt tokens whose keys and values came from the prefix cache
 	Tokens       int           // generated tokens (end tokens not counted)
+	Drafted      int           // draft tokens verified (Options.PromptLookup)
+	Accepted     int           // drafts the model agreed with: tokens gained without a step of their own
+	Steps        int           // decode steps (after the first token)
 	Prefill      time.Duration // until the first token was chosen
 	Decode       time.Duration // after that
 	Finish       Finish
@@ -125,6 +141,14 @@ type Request struct {
 	constraint Constraint // Options.NewConstraint's, or nil
 	allow      []bool     // the constraint's mask
 	masked     []float32  // logits with the disallowed ones at -Inf
+
+	// Prompt lookup (Options.PromptLookup): the text so far as ids
+	// (prompt, then generated), the last job's tokens (the token to feed,
+	// then the drafts), and the verified tokens Advance has not yet
+	// handed out (see More).
+	hist    []int32
+	spec    []int32
+	pending []int32
 }
 
 // NewRequest checks the prompt against the context and prepares its
@@ -165,6 +189,10 @@ func NewRequest(e *Engine, prompt []int32, opt Options) (*Request, error) {
 	}
 	r.text = newStopper(opt, prompt)
 	r.stats.PromptTokens = len(prompt)
+	if opt.PromptLookup > 0 && r.want == WantArgMax {
+		r.hist = append(make([]int32, 0, len(prompt)+64), prompt...)
+		r.spec = make([]int32, 1+opt.PromptLookup)
+	}
 	return r, nil
 }
 
@@ -211,8 +239,9 @@ func (r *Request) Stats() Stats { return r.stats }
 func (r *Request) Tokens() []int32 { return r.ids }
 
 // Job returns the work for the next step: up to maxRows prompt tokens
-// while prefilling, then the last sampled token. Call it only while not
-// Done.
+// while prefilling, then the last sampled token, followed, with
+// Options.PromptLookup, by up to maxRows-1 draft tokens (Job.Outs
+// results). Call it only while not Done.
 func (r *Request) Job(maxRows int) Job {
 	if r.fed < len(r.prompt) {
 		n := min(max(maxRows, 1), len(r.prompt)-r.fed)
@@ -222,7 +251,47 @@ func (r *Request) Job(maxRows int) Job {
 		}
 		return j
 	}
+	if r.spec != nil && maxRows > 1 {
+		// Drafts may not take the sequence past the context, nor the
+		// step's tokens past MaxTokens.
+		k := min(len(r.spec)-1, maxRows-1, r.e.MaxOut()-1, r.e.ctx-r.seq.Len()-1)
+		if r.opt.MaxTokens > 0 {
+			k = min(k, r.opt.MaxTokens-r.stats.Tokens-1)
+		}
+		if n := r.lookup(r.spec[1:1+max(k, 0)]); n > 0 {
+			r.spec[0] = r.next[0]
+			return Job{Seq: r.seq, Tokens: r.spec[:1+n], Want: WantArgMax, Outs: 1 + n}
+		}
+	}
 	return Job{Seq: r.seq, Tokens: r.next[:], Want: r.want}
+}
+
+// lookup fills draft with the tokens that followed the latest earlier
+// occurrence of the text's last 3 tokens (else its last 2) and returns
+// how many it found.
+func (r *Request) lookup(draft []int32) int {
+	t := r.hist
+	if len(draft) == 0 {
+		return 0
+	}
+	for n := min(3, len(t)-1); n >= 2; n-- {
+		tail := t[len(t)-n:]
+		for i := len(t) - n - 1; i >= 0; i-- {
+			if t[i] == tail[0] && slicesEqual(t[i:i+n], tail) {
+				return copy(draft, t[i+n:])
+			}
+		}
+	}
+	return 0
+}
+
+func slicesEqual(a, b []int32) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Sample draws the token of a finished step now, if the step returned
@@ -259,13 +328,20 @@ func (r *Request) Sample(j *Job) {
 
 // Advance consumes the result of the step that ran Job and returns the
 // output of that step: a token (or -1 and no text after a prefill chunk,
-// or at an end token with nothing held back).
+// or at an end token with nothing held back). A step that verified draft
+// tokens (Options.PromptLookup) may have made several: Advance returns the
+// first, More the others.
 func (r *Request) Advance(j *Job) Token {
+	if len(r.pending) > 0 {
+		panic("generate: Request.Advance before More returned every token of the last step")
+	}
 	if r.fed < len(r.prompt) {
 		r.fed += len(j.Tokens)
 		if j.Want == WantNone {
 			return Token{ID: -1}
 		}
+	} else {
+		r.stats.Steps++
 	}
 	now := time.Now()
 	if r.first.IsZero() {
@@ -275,7 +351,50 @@ func (r *Request) Advance(j *Job) Token {
 	r.stats.Decode = now.Sub(r.first)
 
 	r.Sample(j)
-	id := j.ID
+	if j.Outs > 1 {
+		return r.verify(j)
+	}
+	return r.accept(j.ID)
+}
+
+// verify takes the result of a step with drafts: the model's token after
+// the fed token and after each draft. Drafts are accepted while each
+// equals the model's token before it; the keys and values of the rest are
+// dropped. The tokens made are the model's own, up to and including its
+// first disagreement (or its token after the last draft).
+func (r *Request) verify(j *Job) Token {
+	drafts, out := j.Tokens[1:], j.IDs
+	a := 0
+	for a < len(drafts) && out[a] == drafts[a] {
+		a++
+	}
+	r.stats.Drafted += len(drafts)
+	r.stats.Accepted += a
+	_ = r.seq.Truncate(r.seq.Len() - (len(drafts) - a)) // shrinking cannot fail
+	r.pending = append(r.pending[:0], out[1:a+1]...)
+	return r.accept(out[0])
+}
+
+// More returns the next token made by the last step, after Advance
+// returned its first (a step that verified drafts the model agreed with
+// makes several), and false when there is none left or the generation
+// has ended. Call it until it reports false before the next Job.
+func (r *Request) More() (Token, bool) {
+	if len(r.pending) == 0 {
+		return Token{}, false
+	}
+	if r.Done() {
+		r.pending = r.pending[:0]
+		return Token{}, false
+	}
+	id := r.pending[0]
+	r.pending = r.pending[1:]
+	return r.accept(id), true
+}
+
+// accept records the token id chosen for the next position (or -1: a
+// constraint that allows nothing more) and returns the step's output.
+func (r *Request) accept(id int32) Token {
 	if id < 0 { // a constraint that allows nothing more
 		r.stats.Finish = FinishStop
 		return Token{ID: -1, Text: r.text.flush()}
@@ -286,6 +405,9 @@ func (r *Request) Advance(j *Job) Token {
 		return Token{ID: -1, Text: r.text.flush()}
 	}
 	r.ids = append(r.ids, id)
+	if r.hist != nil {
+		r.hist = append(r.hist, id)
+	}
 	r.stats.Tokens++
 	r.next[0] = id
 	text, stopped := r.text.push(id)
@@ -334,12 +456,19 @@ func Generate(ctx context.Context, e *Engine, prompt []int32, opt Options, emit 
 		if err := e.Step(jobs); err != nil {
 			return r.Stats(), err
 		}
-		t := r.Advance(&jobs[0])
+		t, more := r.Advance(&jobs[0]), true
 		if opt.PrefixCache && !published && r.fed == len(r.prompt) {
 			r.PublishPrefix()
 			published = true
 		}
-		if (t.ID >= 0 || t.Text != "") && !emit(t) {
+		stopped := false
+		for ; more; t, more = r.More() {
+			if (t.ID >= 0 || t.Text != "") && !emit(t) {
+				stopped = true
+				break
+			}
+		}
+		if stopped {
 			break
 		}
 	}
