@@ -258,7 +258,7 @@ func (r *Request) Job(maxRows int) Job {
 		if r.opt.MaxTokens > 0 {
 			k = min(k, r.opt.MaxTokens-r.stats.Tokens-1)
 		}
-		if n := r.lookup(r.spec[1:1+max(k, 0)]); n > 0 {
+		if n := r.lookup(r.spec[1 : 1+max(k, 0)]); n > 0 {
 			r.spec[0] = r.next[0]
 			return Job{Seq: r.seq, Tokens: r.spec[:1+n], Want: WantArgMax, Outs: 1 + n}
 		}
