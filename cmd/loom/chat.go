@@ -61,7 +61,7 @@ func runChat(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	m, err := openModel(f.model, loom.Options{Device: f.device, Threads: f.threads, Context: f.ctx, Sequences: 1,
-		WeightType: f.weights}, stderr)
+		WeightType: f.weights, PromptLookup: f.lookup}, stderr)
 	if err != nil {
 		return err
 	}
@@ -70,7 +70,7 @@ func runChat(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	sc, err := sched.New(m.Engine(), sched.Config{MaxBatch: 1, PrefixCache: true})
+	sc, err := sched.New(m.Engine(), sched.Config{MaxBatch: 1, PrefixCache: true, PromptLookup: f.lookup})
 	if err != nil {
 		return err
 	}
@@ -169,8 +169,12 @@ func runChat(args []string, stdout, stderr io.Writer) error {
 		if st.Decode > 0 {
 			rate = float64(st.Tokens-1) / st.Decode.Seconds()
 		}
-		fmt.Fprintf(stderr, "[prompt %d tokens, %d from the prefix cache; reply %d tokens, %.1f tokens/s; %s]\n",
-			st.PromptTokens, st.CachedTokens, st.Tokens, rate, finishName(st.Finish))
+		lookup := ""
+		if st.Drafted > 0 {
+			lookup = fmt.Sprintf("; %d of %d drafts accepted", st.Accepted, st.Drafted)
+		}
+		fmt.Fprintf(stderr, "[prompt %d tokens, %d from the prefix cache; reply %d tokens, %.1f tokens/s%s; %s]\n",
+			st.PromptTokens, st.CachedTokens, st.Tokens, rate, lookup, finishName(st.Finish))
 		msgs = append(msgs, chat.Message{Role: "assistant", Content: reply.String()})
 	}
 	return in.Err()

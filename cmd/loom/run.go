@@ -52,7 +52,6 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&f.prompt, "prompt", "", "the prompt `text` (empty: start from BOS alone)")
 	fs.StringVar(&f.promptFile, "prompt-file", "", "read the prompt from `file` (one trailing newline is dropped)")
 	fs.IntVar(&f.beams, "beams", 1, "beam search with `B` beams (1: sampling or greedy)")
-	fs.IntVar(&f.lookup, "lookup", 0, "greedy only: verify up to `N` draft tokens a step, found by looking the last tokens up in the text so far (same output, fewer steps when the text repeats)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: loom run [--model FILE|DIR] [--prompt TEXT | --prompt-file F] [flags]")
 		fmt.Fprintln(stderr, "\nGenerates text: the prompt and its continuation go to standard output as they are")
@@ -78,9 +77,6 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		f.prompt = strings.TrimSuffix(string(b), "\n")
 	}
 
-	if f.lookup < 0 || f.lookup > 32 {
-		return fmt.Errorf("%w: --lookup %d is out of range (0 to 32)", errUsage, f.lookup)
-	}
 	m, err := openModel(f.model, loom.Options{Device: f.device, Threads: f.threads, Context: f.ctx,
 		Sequences: f.beams, WeightType: f.weights, PromptLookup: f.lookup}, stderr)
 	if err != nil {
@@ -157,6 +153,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0: all cores)")
 	fs.StringVar(&f.weights, "weight-type", "", "convert float weights while loading: q8_0, f16 or bf16")
 	fs.BoolVar(&f.json, "json", false, "constrain the output to a JSON object (ends when it closes)")
+	fs.IntVar(&f.lookup, "lookup", 0, "greedy only: verify up to `N` draft tokens a step, found by looking the last tokens up in the text so far (same output, fewer steps when the text repeats)")
 }
 
 // check rejects flag values out of range.
@@ -183,6 +180,8 @@ func (f *runFlags) check() error {
 		return bad("ctx", f.ctx)
 	case f.threads < 0:
 		return bad("threads", f.threads)
+	case f.lookup < 0 || f.lookup > 32:
+		return bad("lookup", f.lookup)
 	}
 	return nil
 }

@@ -30,6 +30,14 @@ func TestRunGolden(t *testing.T) {
 	require.Equal(t, string(want), out)
 	require.Contains(t, errOut, "generated: 200 tokens")
 	require.Contains(t, errOut, "finish: length")
+
+	// Prompt lookup: the same bytes, with drafts accepted on the way.
+	code, out, errOut = runLoom("run", "--model", model, "--temperature", "0", "--max-tokens", "200", "--lookup", "4")
+	require.Zero(t, code, errOut)
+	require.Equal(t, string(want), out)
+	require.Regexp(t, `lookup: [1-9][0-9]* of [0-9]+ drafts accepted`, errOut)
+	code, _, errOut = runLoom("run", "--model", model, "--lookup", "33")
+	require.Equal(t, 2, code, errOut)
 }
 
 func TestRunPromptAndStop(t *testing.T) {

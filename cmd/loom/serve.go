@@ -32,7 +32,7 @@ func init() {
 // serveFlags are the flags of loom serve.
 type serveFlags struct {
 	model, host, device, apiKey, name, template, weights, kvMemory, logLevel string
-	port, threads, maxBatch, ctx, kvBlocks, maxQueue, prefill                int
+	port, threads, maxBatch, ctx, kvBlocks, maxQueue, prefill, lookup        int
 	maxBody                                                                  int64
 	grace                                                                    time.Duration
 	prefixCache                                                              bool
@@ -54,6 +54,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0: all cores)")
 	fs.StringVar(&f.weights, "weight-type", "", "convert float weights while loading: q8_0, f16 or bf16")
 	fs.IntVar(&f.maxBatch, "max-batch", 32, "most sequences decoding at once")
+	fs.IntVar(&f.lookup, "lookup", 0, "greedy requests without logprobs verify up to `N` draft tokens a step, looked up in their text so far, in rows the step has spare (same output, fewer steps when the text repeats)")
 	fs.IntVar(&f.ctx, "ctx", 0, "context size in tokens per sequence (0: the model's, capped by memory)")
 	fs.IntVar(&f.kvBlocks, "kv-blocks", 0, "KV cache blocks of 16 positions shared by all sequences (0: max-batch full contexts)")
 	fs.StringVar(&f.kvMemory, "kv-memory", "", "KV cache size in `bytes` instead of --kv-blocks (suffixes KiB, MiB, GiB)")
@@ -91,6 +92,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("%w: give --kv-blocks or --kv-memory, not both", errUsage)
 	case f.port < 0 || f.port > 65535:
 		return fmt.Errorf("%w: --port %d", errUsage, f.port)
+	case f.lookup < 0 || f.lookup > 32:
+		return fmt.Errorf("%w: --lookup %d is out of range (0 to 32)", errUsage, f.lookup)
 	case f.maxBatch < 1 || f.maxQueue < 1 || f.kvBlocks < 0 || f.ctx < 0 || f.prefill < 0 || f.maxBody <= 0 || f.grace < 0:
 		return fmt.Errorf("%w: --max-batch and --max-queue must be at least 1, other counts, sizes and --grace not negative", errUsage)
 	}
@@ -102,7 +105,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 	rows := max(512, 2*f.maxBatch)
 	m, err := openModel(f.model, loom.Options{Device: f.device, Threads: f.threads, Context: f.ctx, Sequences: f.maxBatch,
-		BatchRows: rows, KVBlocks: f.kvBlocks, KVMemory: kvMemory, WeightType: f.weights}, stderr)
+		BatchRows: rows, KVBlocks: f.kvBlocks, KVMemory: kvMemory, WeightType: f.weights, PromptLookup: f.lookup}, stderr)
 	if err != nil {
 		return err
 	}
@@ -120,7 +123,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 	metrics := server.NewMetrics()
 	sc, err := sched.New(m.Engine(), sched.Config{MaxBatch: f.maxBatch, MaxQueue: f.maxQueue, PrefillChunk: f.prefill,
-		OnStep: metrics.ObserveStep, PrefixCache: f.prefixCache})
+		OnStep: metrics.ObserveStep, PrefixCache: f.prefixCache, PromptLookup: f.lookup})
 	if err != nil {
 		return err
 	}

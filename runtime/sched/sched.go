@@ -114,6 +114,14 @@ type Config struct {
 	// blocks. With a batch-invariant backend (the CPU) the tokens are the
 	// same as without it; elsewhere they may differ by rounding.
 	PrefixCache bool
+	// PromptLookup is the most draft tokens a greedy sequence verifies in
+	// a step (prompt lookup decoding, generate.Options.PromptLookup), for
+	// sequences whose options leave it 0 and that want no log
+	// probabilities. Drafts only take the step's spare rows: what the
+	// decode rows and prompt chunks leave of the engine's result rows
+	// (Engine.MaxOut) and token rows, so they never delay another
+	// sequence. 0 turns it off.
+	PromptLookup int
 }
 
 // ParallelSampleMin is the number of logits (rows × vocabulary) from
@@ -293,6 +301,8 @@ func New(e *generate.Engine, cfg Config) (*Scheduler, error) {
 		return nil, fmt.Errorf("sched: %w: max queue %d", ErrConfig, cfg.MaxQueue)
 	case cfg.SampleWorkers < 0:
 		return nil, fmt.Errorf("sched: %w: sample workers %d", ErrConfig, cfg.SampleWorkers)
+	case cfg.PromptLookup < 0:
+		return nil, fmt.Errorf("sched: %w: prompt lookup %d", ErrConfig, cfg.PromptLookup)
 	case cfg.PrefillChunk < 1 || cfg.PrefillChunk > room:
 		return nil, fmt.Errorf("sched: %w: prefill chunk %d (the engine has room for 1 to %d prompt tokens beside %d decode rows)",
 			ErrConfig, cfg.PrefillChunk, room, cfg.MaxBatch)
@@ -340,6 +350,9 @@ func (s *Scheduler) Submit(ctx context.Context, seqs []Seq) ([]*Stream, error) {
 	for i, q := range seqs {
 		if q.Logprobs > MaxTopLogprobs {
 			return nil, fmt.Errorf("sched: %w: %d top log probabilities (at most %d)", ErrConfig, q.Logprobs, MaxTopLogprobs)
+		}
+		if q.Options.PromptLookup == 0 && q.Logprobs < 0 {
+			q.Options.PromptLookup = s.cfg.PromptLookup
 		}
 		// NewRequest checks the prompt and options without touching the
 		// engine's state (it makes an empty sequence), so it is safe here.
@@ -576,6 +589,7 @@ func (s *Scheduler) loop() {
 				tokens += len(j.Tokens)
 			}
 		}
+		tokens += s.drafts(jobs, owners, tokens)
 		start := time.Now()
 		if err := s.e.Step(jobs); err != nil {
 			// Reservations make a full cache impossible, so any error is
@@ -615,6 +629,13 @@ func (s *Scheduler) loop() {
 					ev.Logprob, ev.Top = rows[i].logprob, rows[i].top
 				}
 				q.st.push(ev)
+			}
+			// A step that verified drafts made more tokens (never with
+			// log probabilities: such sequences get no drafts).
+			for tok, more := q.req.More(); more; tok, more = q.req.More() {
+				if tok.ID >= 0 || tok.Text != "" {
+					q.st.push(Event{Token: tok})
+				}
 			}
 			if q.req.Done() {
 				finish(q, Event{})
@@ -677,6 +698,37 @@ var (
 	parallelSampleMin = ParallelSampleMin
 	parallelDraws     atomic.Int64
 )
+
+// drafts gives the decode jobs of sequences with prompt lookup their
+// drafts, in the step's spare result and token rows (jobs already holds
+// every decode row and prompt chunk, rows of them), and returns the token
+// rows they add.
+func (s *Scheduler) drafts(jobs []generate.Job, owners []*seqState, rows int) int {
+	outs := 0
+	for i := range jobs {
+		if jobs[i].Want != generate.WantNone {
+			outs++
+		}
+	}
+	spare := min(s.e.MaxOut()-outs, s.e.MaxRows()-rows)
+	added := 0
+	for i := range jobs {
+		q := owners[i]
+		if spare <= 0 {
+			break
+		}
+		if q.fed < len(q.spec.Prompt) || q.spec.Logprobs >= 0 || q.spec.Options.PromptLookup == 0 {
+			continue
+		}
+		j := q.req.Job(1 + spare)
+		if n := len(j.Tokens) - 1; n > 0 {
+			jobs[i] = j
+			spare -= n
+			added += n
+		}
+	}
+	return added
+}
 
 // job returns q's next job, asking for logits when log probabilities are wanted.
 func (s *Scheduler) job(q *seqState, maxRows int) generate.Job {

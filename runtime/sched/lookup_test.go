@@ -1,0 +1,60 @@
+package sched
+
+import (
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestPromptLookup: with Config.PromptLookup, concurrent greedy requests
+// (half with log probabilities, which get no drafts) return exactly what
+// each returns alone without it, drafts are accepted, and every block
+// comes back.
+func TestPromptLookup(t *testing.T) {
+	s := loadStories(t, 64, 0)
+	plain := s.start(t, Config{MaxBatch: 8, PrefillChunk: 16})
+	seqs := make([]Seq, 12)
+	alone := make([]result, len(seqs))
+	for i := range seqs {
+		seqs[i] = s.seq(prompts[i%len(prompts)]+strings.Repeat(" and", i/len(prompts)), 60+i*5)
+		if i%4 == 3 {
+			seqs[i].Logprobs = 0
+		}
+		alone[i] = run(t, plain, seqs[i])
+	}
+	var steps, rows int
+	var mu sync.Mutex
+	sc := s.start(t, Config{MaxBatch: 8, PrefillChunk: 16, PromptLookup: 4, OnStep: func(seqs, tokens int, _ time.Duration) {
+		mu.Lock()
+		steps++
+		rows += tokens
+		mu.Unlock()
+	}})
+	var wg sync.WaitGroup
+	got := make([]result, len(seqs))
+	for i := range seqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i%5) * time.Millisecond)
+			got[i] = run(t, sc, seqs[i])
+		}()
+	}
+	wg.Wait()
+	accepted := 0
+	for i := range seqs {
+		require.Equal(t, alone[i].ids, got[i].ids, "request %d", i)
+		require.Equal(t, alone[i].text, got[i].text, "request %d", i)
+		st := got[i].last.Stats
+		if seqs[i].Logprobs >= 0 {
+			require.Zero(t, st.Drafted, "request %d wants log probabilities: no drafts", i)
+		}
+		accepted += st.Accepted
+	}
+	require.Positive(t, accepted)
+	t.Logf("%d drafts accepted; %d steps, %d rows", accepted, steps, rows)
+	require.Zero(t, sc.Stats().BlocksUsed)
+}
