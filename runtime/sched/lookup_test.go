@@ -33,17 +33,7 @@ func TestPromptLookup(t *testing.T) {
 		rows += tokens
 		mu.Unlock()
 	}})
-	var wg sync.WaitGroup
-	got := make([]result, len(seqs))
-	for i := range seqs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			time.Sleep(time.Duration(i%5) * time.Millisecond)
-			got[i] = run(t, sc, seqs[i])
-		}()
-	}
-	wg.Wait()
+	got := runConcurrently(t, sc, seqs)
 	accepted := 0
 	for i := range seqs {
 		require.Equal(t, alone[i].ids, got[i].ids, "request %d", i)

@@ -156,17 +156,7 @@ func TestBatchInvariance(t *testing.T) {
 		alone[i] = run(t, sc, seqs[i])
 		require.NotEmpty(t, alone[i].ids)
 	}
-	var wg sync.WaitGroup
-	got := make([]result, len(seqs))
-	for i := range seqs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			time.Sleep(time.Duration(i%5) * time.Millisecond) // stagger arrivals
-			got[i] = run(t, sc, seqs[i])
-		}()
-	}
-	wg.Wait()
+	got := runConcurrently(t, sc, seqs)
 	for i := range seqs {
 		require.Equal(t, alone[i].ids, got[i].ids, "request %d", i)
 		require.Equal(t, alone[i].text, got[i].text, "request %d", i)
@@ -175,6 +165,23 @@ func TestBatchInvariance(t *testing.T) {
 		}
 	}
 	require.Zero(t, sc.Stats().BlocksUsed)
+}
+
+// runConcurrently runs every sequence as its own request at once (their
+// arrivals staggered by up to 4 ms) and returns what each delivered.
+func runConcurrently(t *testing.T, sc *Scheduler, seqs []Seq) []result {
+	var wg sync.WaitGroup
+	got := make([]result, len(seqs))
+	for i := range seqs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			time.Sleep(time.Duration(i%5) * time.Millisecond)
+			got[i] = run(t, sc, seqs[i])
+		}()
+	}
+	wg.Wait()
+	return got
 }
 
 // TestLongContextInvariance checks batch invariance where it used to
