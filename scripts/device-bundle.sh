@@ -3,7 +3,7 @@
 # (it has no Go and cannot reach ../shared; see ../shared/GPU.md):
 #
 #   check.sh                     the one script to run there (scripts/check.sh)
-#   bin/loom, bin/loom-cuda      the CLI, CPU and CUDA builds, stripped
+#   bin/loom.gz, bin/loom-cuda   the CLI, CPU (gzipped) and CUDA builds, stripped
 #   tests/<pkg>/<pkg>.test       go test -c -tags cuda of every package with
 #                                CUDA tests (a file tagged cuda), stripped,
 #                                with the package's testdata/ beside it
@@ -30,6 +30,7 @@ mkdir -p "$OUT/bin" "$OUT/tests" "$OUT/shared"
 echo "device-bundle: loom and loom-cuda"
 $GO build -trimpath -ldflags "$LDFLAGS" -o "$OUT/bin/loom" ./cmd/loom
 $GO build -trimpath -tags cuda -ldflags "$LDFLAGS" -o "$OUT/bin/loom-cuda" ./cmd/loom
+gzip -9 "$OUT/bin/loom" # check.sh unpacks it beside loom-cuda (a third of the size)
 
 # Packages with CUDA tests: a _test.go file whose build constraint names cuda.
 pkgs=$(git ls-files --cached --others --exclude-standard '*_test.go' |
