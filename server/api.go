@@ -17,7 +17,8 @@ import (
 // null both mean "the default". Fields OpenAI defines that loom does not
 // use (user, metadata, store, ...) are accepted and ignored, as OpenAI's
 // own server ignores unknown fields; fields whose meaning loom cannot
-// honour (suffix, echo, tools, a JSON response format) are rejected.
+// honour (suffix, echo, tool_choice "required", a JSON schema response
+// format) are rejected.
 
 // StreamOptions are the options of a streamed response.
 type StreamOptions struct {
@@ -72,9 +73,11 @@ type ChatRequest struct {
 	// to 20) for that many most likely alternatives.
 	Logprobs    bool `json:"logprobs"`
 	TopLogprobs *int `json:"top_logprobs"`
-	// Tools and a response format other than text are not supported: a
-	// request that sets them is rejected.
+	// Tools are functions the model may call (rendered by the chat
+	// template; see tools.go). ToolChoice "auto" (the default) or "none";
+	// "required" and a named function are rejected.
 	Tools          json.RawMessage `json:"tools"`
+	ToolChoice     json.RawMessage `json:"tool_choice"`
 	ResponseFormat *struct {
 		Type string `json:"type"`
 	} `json:"response_format"`
@@ -86,9 +89,11 @@ type ChatRequest struct {
 // ChatMessage is one message of a conversation. Content is a string, or a
 // list of parts of which only text parts are accepted.
 type ChatMessage struct {
-	Role    string      `json:"role"`           // "system", "user", "assistant", ...
-	Content ChatContent `json:"content"`        // the text
-	Name    string      `json:"name,omitempty"` // optional participant name
+	Role       string      `json:"role"`                   // "system", "user", "assistant", "tool", ...
+	Content    ChatContent `json:"content"`                // the text
+	Name       string      `json:"name,omitempty"`         // optional participant name
+	ToolCalls  []ToolCall  `json:"tool_calls,omitempty"`   // an assistant message's calls
+	ToolCallID string      `json:"tool_call_id,omitempty"` // the call a tool message answers
 }
 
 // ChatContent is a message's text.
@@ -271,8 +276,9 @@ type ChatChoice struct {
 
 // ChatReply is the assistant's message, or a chunk of it.
 type ChatReply struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string     `json:"role,omitempty"`
+	Content   *string    `json:"content,omitempty"`
+	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
 }
 
 // ChatLogprobs are a reply's log probabilities.

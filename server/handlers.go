@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -42,7 +43,8 @@ type job struct {
 	logprobs   int // -1: none
 	stream     bool
 	withUsage  bool
-	defaultMax int // max_tokens when absent; 0: the rest of the context
+	defaultMax int        // max_tokens when absent; 0: the rest of the context
+	tools      toolFormat // the call syntax to look for in chat replies; toolsUnknown: none
 }
 
 func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
@@ -140,8 +142,6 @@ func (s *Server) parseChat(req *ChatRequest, j *job) *apiError {
 		return badRequest("messages", "messages must not be empty")
 	case len(req.Messages) > maxMessages:
 		return badRequest("messages", "at most %d messages, got %d", maxMessages, len(req.Messages))
-	case len(req.Tools) > 0 && string(req.Tools) != "null" && string(req.Tools) != "[]":
-		return badRequest("tools", "tools are not supported")
 	case req.ResponseFormat != nil && req.ResponseFormat.Type == "json_object":
 		// JSON mode: every choice is constrained to a JSON object and ends
 		// when the object closes.
@@ -160,15 +160,39 @@ func (s *Server) parseChat(req *ChatRequest, j *job) *apiError {
 	} else if req.TopLogprobs != nil && *req.TopLogprobs > 0 {
 		return badRequest("top_logprobs", "top_logprobs needs logprobs: true")
 	}
+	tools, e := parseTools(req.Tools, req.ToolChoice)
+	if e != nil {
+		return e
+	}
+	vars := req.ChatTemplateKwargs
+	if tools != nil {
+		if j.opt.NewConstraint != nil {
+			return badRequest("tools", "tools and response_format json_object do not go together")
+		}
+		if req.Logprobs {
+			return badRequest("logprobs", "logprobs and tools do not go together")
+		}
+		if j.tools = s.toolFormat(); j.tools == toolsUnknown {
+			return badRequest("tools", "this model's chat template does not describe tools in a call syntax loom reads (Hermes/Qwen <tool_call>, Mistral [TOOL_CALLS], Llama 3 JSON)")
+		}
+		vars = maps.Clone(vars)
+		if vars == nil {
+			vars = map[string]any{}
+		}
+		vars["tools"] = tools
+	}
 	msgs := make([]chat.Message, len(req.Messages))
 	for i, m := range req.Messages {
 		if m.Role == "" || len(m.Role) > 64 {
 			return badRequest(fmt.Sprintf("messages[%d].role", i), "messages[%d] needs a role", i)
 		}
-		msgs[i] = chat.Message{Role: m.Role, Content: string(m.Content), Name: m.Name}
+		msgs[i] = chat.Message{Role: m.Role, Content: string(m.Content), Name: m.Name, ToolCallID: m.ToolCallID}
+		if len(m.ToolCalls) > 0 {
+			msgs[i].ToolCalls = templateCalls(m.ToolCalls)
+		}
 	}
 	ids, err := chat.Encode(s.tmpl, s.cfg.Tokenizer, msgs, chat.Options{BOS: s.bos, EOS: s.eos, AddGenerationPrompt: true,
-		Vars: req.ChatTemplateKwargs, MaxOutput: int(4 * s.cfg.MaxBodyBytes)})
+		Vars: vars, MaxOutput: int(4 * s.cfg.MaxBodyBytes)})
 	if err != nil {
 		var ex *chat.Exception
 		switch {
@@ -481,7 +505,17 @@ func (s *Server) respond(w http.ResponseWriter, ctx context.Context, j *job, str
 			c := &choices[i]
 			text := c.text.String()
 			reason := finishReason(c.stats.Finish)
-			ch := ChatChoice{Index: i, Message: &ChatReply{Role: "assistant", Content: &text}, FinishReason: &reason}
+			reply := &ChatReply{Role: "assistant", Content: &text}
+			if j.tools != toolsUnknown {
+				if content, calls, ok := parseToolCalls(j.tools, text); ok {
+					reply.ToolCalls, reason = calls, "tool_calls"
+					reply.Content = nil
+					if content != "" {
+						reply.Content = &content
+					}
+				}
+			}
+			ch := ChatChoice{Index: i, Message: reply, FinishReason: &reason}
 			if j.logprobs >= 0 {
 				ch.Logprobs = s.chatLogprobs(c.events)
 			}
@@ -559,6 +593,13 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, stre
 		flush()
 	}
 	choices := make([]choice, len(streams))
+	var calls []toolStream // per choice, with tools: text held back from where a call may begin
+	if j.tools != toolsUnknown {
+		calls = make([]toolStream, len(streams))
+		for i := range calls {
+			calls[i].format = j.tools
+		}
+	}
 	first, ended, running := true, false, len(streams)
 	eventBatches(ctx, streams, func(batch []tagged) bool {
 		defer func() {
@@ -588,6 +629,19 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, stre
 			case ev.Done:
 				running--
 				reason := finishReason(ev.Stats.Finish)
+				if calls != nil {
+					content, tc, ok := calls[t.i].finish()
+					switch {
+					case ok:
+						for k := range tc {
+							tc[k].Index = &k
+						}
+						send(chatChunk(ChatChoice{Index: t.i, Delta: &ChatReply{ToolCalls: tc}}))
+						reason = "tool_calls"
+					case content != "":
+						out = appendDeltaEvent(out, prefix, t.i, content)
+					}
+				}
 				if j.chat {
 					send(chatChunk(ChatChoice{Index: t.i, Delta: &ChatReply{}, FinishReason: &reason}))
 				} else {
@@ -596,6 +650,12 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, stre
 			case ev.Token.Text == "" && (j.logprobs < 0 || ev.Token.ID < 0):
 				// Nothing to say yet (text held back, no log probabilities).
 			case j.chat:
+				if calls != nil { // never with log probabilities
+					if text := calls[t.i].push(ev.Token.Text); text != "" {
+						out = appendDeltaEvent(out, prefix, t.i, text)
+					}
+					break
+				}
 				if j.logprobs < 0 || ev.Token.ID < 0 {
 					out = appendDeltaEvent(out, prefix, t.i, ev.Token.Text)
 					break

@@ -16,9 +16,13 @@
 // stream_options.include_usage, stop, seed, presence_penalty,
 // frequency_penalty, logit_bias, logprobs (completions: 0 to 5 top
 // alternatives; chat: logprobs with top_logprobs 0 to 20), plus vLLM's
-// top_k, min_p, repetition_penalty and chat_template_kwargs. Responses
-// carry usage and finish_reason: "stop" (an end-of-generation token or a
-// stop string) or "length" (max_tokens or the context). Defaults are
+// top_k, min_p, repetition_penalty and chat_template_kwargs, and for chat
+// tools with tool_choice auto or none and messages carrying tool_calls and
+// tool_call_id (tools.go: the model's template describes the tools, and
+// the reply's calls, in the syntax that template teaches, come back as
+// tool_calls). Responses carry usage and finish_reason: "stop" (an
+// end-of-generation token or a stop string), "length" (max_tokens or the
+// context) or "tool_calls". Defaults are
 // OpenAI's: temperature 1, top_p 1, n 1, max_tokens 16 for completions
 // and the rest of the context for chat. Log probabilities are the model's
 // own distribution, before penalties and temperature (vLLM's default),
@@ -109,6 +113,8 @@ type Server struct {
 	cfg  Config
 	tmpl *chat.Template
 
+	toolsOnce sync.Once        // the template's tool call syntax, read on first use
+	tools     toolFormat       // (see detectToolFormat)
 	vocabOnce sync.Once        // jsonConstraint's vocabulary, built on first use
 	vocab     *constrain.Vocab // the tokens' bytes as a trie
 	jsonTexts []string         // each token's bytes (none for control tokens)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/loomllm/loom"
 	"github.com/loomllm/loom/internal/testdata"
+	"github.com/loomllm/loom/model/chat"
 	"github.com/loomllm/loom/runtime/constrain"
 	"github.com/loomllm/loom/runtime/sched"
 )
@@ -33,14 +34,15 @@ type testServer struct {
 }
 
 type serverOptions struct {
-	sched   sched.Config
-	apiKey  string
-	body    int64
-	grace   time.Duration
-	blocks  int
-	seqs    int
-	threads int    // CPU backend threads; 0 means 2
-	model   string // model file; "" means the shared stories260K
+	sched    sched.Config
+	apiKey   string
+	body     int64
+	grace    time.Duration
+	blocks   int
+	seqs     int
+	threads  int            // CPU backend threads; 0 means 2
+	model    string         // model file; "" means the shared stories260K
+	template *chat.Template // chat template; nil: the model's (ChatML for stories260K)
 }
 
 func loadModel(t testing.TB, seqs, blocks int) *loom.Model {
@@ -83,7 +85,7 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	sc, err := sched.New(m.Engine(), o.sched)
 	require.NoError(t, err)
 	srv, err := New(Config{Sched: sc, Tokenizer: m.Tokenizer(), ModelName: "stories260K", APIKey: o.apiKey,
-		MaxBodyBytes: o.body, Metrics: metrics})
+		MaxBodyBytes: o.body, Metrics: metrics, Template: o.template})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -480,7 +482,10 @@ func TestBadInput(t *testing.T) {
 		{"no role", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"content": "x"}]}`, 400, "messages[0].role", ""},
 		{"top_logprobs", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "top_logprobs": 2}`, 400, "top_logprobs", ""},
 		{"top_logprobs range", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21}`, 400, "top_logprobs", ""},
-		{"tools", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}`, 400, "tools", ""},
+		{"tools", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function"}]}`, 400, "tools[0]", ""},
+		{"tools not a list", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "tools": {"a": 1}}`, 400, "tools", ""},
+		{"tools the template ignores", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]}`, 400, "tools", ""},
+		{"tool_choice required", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"}`, 400, "tool_choice", ""},
 		{"json schema", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}`, 400, "response_format", ""},
 		{"chat too long", "/v1/chat/completions", fmt.Sprintf(`{"model": "stories260K", "messages": [{"role": "user", "content": %q}]}`, long), 400, "messages", "context_length_exceeded"},
 		{"wrong method", "/v1/models", ``, 405, "", ""},

@@ -63,18 +63,33 @@ func (e *Exception) Unwrap() error { return ErrException }
 
 // Message is one turn of a conversation.
 type Message struct {
-	Role    string // "system", "user", "assistant", ...
+	Role    string // "system", "user", "assistant", "tool", ...
 	Content string
 	Name    string // optional name of the participant
+	// ToolCalls are an assistant message's tool calls, as the templates
+	// read them (Hugging Face's convention): each a map with "id", "type"
+	// ("function") and "function", itself a map with "name" and
+	// "arguments" (a map, or a string when it is not a JSON object), as
+	// encoding/json decodes values.
+	ToolCalls []any
+	// ToolCallID is the call a "tool" message answers.
+	ToolCallID string
 }
 
-// dict is the message as templates see it: role, content and, when set, name.
+// dict is the message as templates see it: role, content and, when set,
+// name, tool_calls and tool_call_id.
 func (m Message) dict() *dict {
 	d := newDict()
 	d.set("role", m.Role)
 	d.set("content", m.Content)
 	if m.Name != "" {
 		d.set("name", m.Name)
+	}
+	if len(m.ToolCalls) > 0 {
+		d.set("tool_calls", convert(m.ToolCalls))
+	}
+	if m.ToolCallID != "" {
+		d.set("tool_call_id", m.ToolCallID)
 	}
 	return d
 }

@@ -117,6 +117,14 @@ func TestRealTemplates(t *testing.T) {
 		{"qwen3 tool response", "qwen3.jinja", []Message{{Role: "user", Content: "Weather?"}, {Role: "tool", Content: "sunny"}},
 			Options{AddGenerationPrompt: true},
 			"<|im_start|>user\nWeather?<|im_end|>\n<|im_start|>user\n<tool_response>\nsunny\n</tool_response><|im_end|>\n<|im_start|>assistant\n"},
+		{"qwen3 tool call history", "qwen3.jinja", []Message{{Role: "user", Content: "Weather?"},
+			{Role: "assistant", ToolCalls: []any{map[string]any{"id": "call_1", "type": "function",
+				"function": map[string]any{"name": "get_weather", "arguments": map[string]any{"city": "Paris"}}}}},
+			{Role: "tool", Content: "sunny", ToolCallID: "call_1"}},
+			Options{AddGenerationPrompt: true},
+			"<|im_start|>user\nWeather?<|im_end|>\n<|im_start|>assistant\n<tool_call>\n" +
+				`{"name": "get_weather", "arguments": {"city": "Paris"}}` + "\n</tool_call><|im_end|>\n" +
+				"<|im_start|>user\n<tool_response>\nsunny\n</tool_response><|im_end|>\n<|im_start|>assistant\n"},
 		{"chatml", "", withSystem, Options{AddGenerationPrompt: true},
 			"<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n" +
 				"<|im_start|>assistant\nHi there!<|im_end|>\n<|im_start|>user\nHow are you?<|im_end|>\n<|im_start|>assistant\n"},

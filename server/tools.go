@@ -1,0 +1,322 @@
+package server
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/loomllm/loom/model/chat"
+)
+
+// Tool calling (chat completions with "tools"): the tools are handed to
+// the model's chat template, which describes them to the model in the
+// model's own words, and the reply is searched for calls in the syntax
+// that template teaches. Three syntaxes are understood, told apart by
+// what the template renders for a probe tool:
+//
+//	hermes   <tool_call>{"name": ..., "arguments": {...}}</tool_call>, any
+//	         number, after optional text (Qwen2.5, Qwen3, Hermes)
+//	mistral  [TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]
+//	llama    the whole reply one {"name": ..., "parameters": {...}} object,
+//	         after an optional <|python_tag|> (Llama 3.1 to 3.3)
+//
+// A reply in which no well-formed call is found is plain content.
+
+// toolFormat is a call syntax.
+type toolFormat int
+
+const (
+	toolsUnknown toolFormat = iota
+	toolsHermes
+	toolsMistral
+	toolsLlama
+)
+
+// maxTools bounds the tools one request may declare.
+const maxTools = 128
+
+// Tool is one entry of a chat request's "tools".
+type Tool struct {
+	Type     string        `json:"type"`
+	Function *ToolFunction `json:"function"`
+}
+
+// ToolFunction declares a function the model may call.
+type ToolFunction struct {
+	Name        string          `json:"name"`
+	Description string          `json:"description,omitempty"`
+	Parameters  json.RawMessage `json:"parameters,omitempty"`
+}
+
+// ToolCall is a call the model made (a reply's tool_calls entry), or, in
+// a request, one an earlier assistant message made.
+type ToolCall struct {
+	// Index is the call's place in the reply, in streamed deltas only.
+	Index    *int             `json:"index,omitempty"`
+	ID       string           `json:"id"`
+	Type     string           `json:"type"`
+	Function ToolCallFunction `json:"function"`
+}
+
+// ToolCallFunction is the function called and its arguments, a JSON
+// object as text.
+type ToolCallFunction struct {
+	Name      string `json:"name"`
+	Arguments string `json:"arguments"`
+}
+
+// parseTools checks a request's tools and tool_choice and returns the
+// tools as the chat template takes them (nil when there are none or
+// tool_choice is "none").
+func parseTools(raw, choice json.RawMessage) ([]any, *apiError) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var tools []Tool
+	if err := json.Unmarshal(raw, &tools); err != nil {
+		return nil, badRequest("tools", "tools must be a list of {\"type\": \"function\", \"function\": {...}}")
+	}
+	if len(tools) > maxTools {
+		return nil, badRequest("tools", "at most %d tools, got %d", maxTools, len(tools))
+	}
+	for i, t := range tools {
+		if t.Type != "function" || t.Function == nil || t.Function.Name == "" || len(t.Function.Name) > 128 {
+			return nil, badRequest(fmt.Sprintf("tools[%d]", i), "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": ..., ...}}", i)
+		}
+	}
+	switch c := strings.TrimSpace(string(choice)); c {
+	case "", "null", `"auto"`:
+	case `"none"`:
+		return nil, nil
+	default:
+		return nil, badRequest("tool_choice", "tool_choice %s is not supported (auto and none are)", c)
+	}
+	if len(tools) == 0 {
+		return nil, nil
+	}
+	var generic []any // every field, as the template sees it
+	_ = json.Unmarshal(raw, &generic)
+	return generic, nil
+}
+
+// templateCalls turns a request message's tool calls into the form chat
+// templates read: arguments decoded when they are a JSON object.
+func templateCalls(calls []ToolCall) []any {
+	out := make([]any, len(calls))
+	for i, c := range calls {
+		var args any = c.Function.Arguments
+		var obj map[string]any
+		if json.Unmarshal([]byte(c.Function.Arguments), &obj) == nil && obj != nil {
+			args = obj
+		}
+		typ := c.Type
+		if typ == "" {
+			typ = "function"
+		}
+		out[i] = map[string]any{"id": c.ID, "type": typ, "function": map[string]any{"name": c.Function.Name, "arguments": args}}
+	}
+	return out
+}
+
+// detectToolFormat renders a probe conversation with one probe tool and
+// reads the call syntax the template teaches; toolsUnknown when the
+// template ignores tools or teaches another syntax.
+func detectToolFormat(t *chat.Template) toolFormat {
+	probe := []any{map[string]any{"type": "function", "function": map[string]any{
+		"name": "loom_probe", "description": "probe", "parameters": map[string]any{"type": "object", "properties": map[string]any{}}}}}
+	msgs := []chat.Message{{Role: "user", Content: "hello"}}
+	with, err := t.Render(msgs, chat.Options{AddGenerationPrompt: true, Vars: map[string]any{"tools": probe}})
+	if err != nil {
+		return toolsUnknown
+	}
+	without, _ := t.Render(msgs, chat.Options{AddGenerationPrompt: true})
+	switch {
+	case with == without || !strings.Contains(with, "loom_probe"):
+		return toolsUnknown
+	case strings.Contains(with, "<tool_call>"):
+		return toolsHermes
+	case strings.Contains(with, "[AVAILABLE_TOOLS]"):
+		return toolsMistral
+	case strings.Contains(with, `"parameters"`):
+		return toolsLlama
+	}
+	return toolsUnknown
+}
+
+// callMarker is the text that opens a call in format f ("" for llama,
+// whose call is the whole reply).
+func callMarker(f toolFormat) string {
+	switch f {
+	case toolsHermes:
+		return "<tool_call>"
+	case toolsMistral:
+		return "[TOOL_CALLS]"
+	}
+	return ""
+}
+
+// parseToolCalls splits a reply into its content and its calls; ok is
+// false when it holds no well-formed call (then it is all content).
+func parseToolCalls(f toolFormat, text string) (content string, calls []ToolCall, ok bool) {
+	type call struct {
+		Name       string          `json:"name"`
+		Arguments  json.RawMessage `json:"arguments"`
+		Parameters json.RawMessage `json:"parameters"`
+	}
+	add := func(c call) bool {
+		args := c.Arguments
+		if len(args) == 0 {
+			args = c.Parameters
+		}
+		if c.Name == "" {
+			return false
+		}
+		if len(args) == 0 {
+			args = json.RawMessage("{}")
+		}
+		var obj map[string]any
+		if json.Unmarshal(args, &obj) != nil {
+			// Some models write the arguments as a JSON string.
+			var s string
+			if json.Unmarshal(args, &s) != nil || json.Unmarshal([]byte(s), &obj) != nil {
+				return false
+			}
+			args = json.RawMessage(s)
+		}
+		var compact bytes.Buffer
+		if json.Compact(&compact, args) != nil {
+			return false
+		}
+		calls = append(calls, ToolCall{ID: callID(), Type: "function", Function: ToolCallFunction{Name: c.Name, Arguments: compact.String()}})
+		return true
+	}
+	switch f {
+	case toolsHermes:
+		i := strings.Index(text, "<tool_call>")
+		if i < 0 {
+			return text, nil, false
+		}
+		content = strings.TrimRight(text[:i], " \n")
+		rest := text[i:]
+		for {
+			rest = strings.TrimLeft(rest, " \n")
+			if rest == "" {
+				break
+			}
+			body, ok := strings.CutPrefix(rest, "<tool_call>")
+			if !ok {
+				return text, nil, false // text after the calls
+			}
+			end := strings.Index(body, "</tool_call>")
+			if end < 0 {
+				end = len(body) // the reply ended inside its last call
+			}
+			var c call
+			if json.Unmarshal([]byte(strings.TrimSpace(body[:end])), &c) != nil || !add(c) {
+				return text, nil, false
+			}
+			rest = body[min(end+len("</tool_call>"), len(body)):]
+		}
+	case toolsMistral:
+		body, found := strings.CutPrefix(strings.TrimLeft(text, " \n"), "[TOOL_CALLS]")
+		if !found {
+			return text, nil, false
+		}
+		var cs []call
+		if json.Unmarshal([]byte(strings.TrimSpace(body)), &cs) != nil || len(cs) == 0 {
+			return text, nil, false
+		}
+		for _, c := range cs {
+			if !add(c) {
+				return text, nil, false
+			}
+		}
+	case toolsLlama:
+		body := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(text), "<|python_tag|>"))
+		var c call
+		if !strings.HasPrefix(body, "{") || json.Unmarshal([]byte(body), &c) != nil || !add(c) {
+			return text, nil, false
+		}
+	default:
+		return text, nil, false
+	}
+	return content, calls, true
+}
+
+// callID returns a fresh tool call id, "call_" and 24 hex digits.
+func callID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "call_" + hex.EncodeToString(b[:])
+}
+
+// toolStream holds back a streamed reply's text from where a call may
+// begin, so that calls reach the client as tool_calls, not as content.
+type toolStream struct {
+	format toolFormat
+	held   string // text not yet sent: a possible start of a call
+	inCall bool   // a call has begun: everything from there is held
+	begun  bool   // some non-space text has been seen (llama: a call must be all)
+}
+
+// push takes the next text of the reply and returns what may be sent now.
+func (t *toolStream) push(text string) string {
+	t.held += text
+	if t.inCall {
+		return ""
+	}
+	if t.format == toolsLlama {
+		if !t.begun {
+			trimmed := strings.TrimLeft(t.held, " \n")
+			if trimmed == "" {
+				return ""
+			}
+			t.begun = true
+			if strings.HasPrefix(trimmed, "{") || strings.HasPrefix("<|python_tag|>", trimmed) || strings.HasPrefix(trimmed, "<|python_tag|>") {
+				t.inCall = true
+				return ""
+			}
+		}
+		out := t.held
+		t.held = ""
+		return out
+	}
+	m := callMarker(t.format)
+	if i := strings.Index(t.held, m); i >= 0 {
+		out := t.held[:i]
+		t.held, t.inCall = t.held[i:], true
+		return out
+	}
+	keep := 0 // the longest tail that could begin the marker
+	for k := min(len(m)-1, len(t.held)); k > 0; k-- {
+		if strings.HasSuffix(t.held, m[:k]) {
+			keep = k
+			break
+		}
+	}
+	out := t.held[:len(t.held)-keep]
+	t.held = t.held[len(t.held)-keep:]
+	return out
+}
+
+// finish returns, at the end of the reply, the calls it made (ok), or
+// the held text to send as content.
+func (t *toolStream) finish() (content string, calls []ToolCall, ok bool) {
+	if !t.inCall {
+		return t.held, nil, false
+	}
+	_, calls, ok = parseToolCalls(t.format, t.held)
+	if !ok {
+		return t.held, nil, false
+	}
+	return "", calls, true
+}
+
+// toolFormat returns the call syntax of the server's chat template.
+func (s *Server) toolFormat() toolFormat {
+	s.toolsOnce.Do(func() { s.tools = detectToolFormat(s.tmpl) })
+	return s.tools
+}

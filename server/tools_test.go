@@ -1,0 +1,219 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/loomllm/loom/model/chat"
+)
+
+func template(t *testing.T, name string) *chat.Template {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("..", "model", "chat", "testdata", name))
+	require.NoError(t, err)
+	tmpl, err := chat.Parse(string(src))
+	require.NoError(t, err)
+	return tmpl
+}
+
+// TestDetectToolFormat: each real template's call syntax, and none for
+// templates that do not render tools.
+func TestDetectToolFormat(t *testing.T) {
+	for name, want := range map[string]toolFormat{
+		"qwen3.jinja": toolsHermes, "qwen2.5.jinja": toolsHermes, "mistral-nemo.jinja": toolsMistral,
+		"llama3.2.jinja": toolsLlama, "llama2.jinja": toolsUnknown, "llama3.jinja": toolsUnknown,
+	} {
+		require.Equal(t, want, detectToolFormat(template(t, name)), name)
+	}
+	chatml, err := chat.Parse(chat.ChatML)
+	require.NoError(t, err)
+	require.Equal(t, toolsUnknown, detectToolFormat(chatml))
+}
+
+// TestParseToolCalls: the three syntaxes as the models write them, with
+// text before the calls, several calls, arguments as a JSON string, and
+// replies that are not calls.
+func TestParseToolCalls(t *testing.T) {
+	type want struct {
+		content string
+		calls   []ToolCallFunction
+	}
+	cases := []struct {
+		name string
+		f    toolFormat
+		text string
+		want *want // nil: not a call, all content
+	}{
+		{"hermes", toolsHermes, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>",
+			&want{"", []ToolCallFunction{{"get_weather", `{"city":"Paris"}`}}}},
+		{"hermes after text, two calls", toolsHermes,
+			"Let me check.\n\n<tool_call>\n{\"name\": \"a\", \"arguments\": {}}\n</tool_call>\n<tool_call>\n{\"name\": \"b\", \"arguments\": \"{\\\"x\\\": [1, 2]}\"}\n</tool_call>",
+			&want{"Let me check.", []ToolCallFunction{{"a", `{}`}, {"b", `{"x":[1,2]}`}}}},
+		{"hermes without the closing tag", toolsHermes, "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"k\": 1}}",
+			&want{"", []ToolCallFunction{{"a", `{"k":1}`}}}},
+		{"hermes malformed", toolsHermes, "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"k\": }\n</tool_call>", nil},
+		{"hermes text after the call", toolsHermes, "<tool_call>{\"name\": \"a\"}</tool_call> and more", nil},
+		{"hermes no name", toolsHermes, "<tool_call>{\"arguments\": {}}</tool_call>", nil},
+		{"hermes plain text", toolsHermes, "The weather is fine.", nil},
+		{"mistral", toolsMistral, "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}, {\"name\": \"b\", \"arguments\": {}}]",
+			&want{"", []ToolCallFunction{{"get_weather", `{"city":"Paris"}`}, {"b", `{}`}}}},
+		{"mistral plain text", toolsMistral, "Sure: [1, 2]", nil},
+		{"llama", toolsLlama, " {\"name\": \"get_weather\", \"parameters\": {\"city\": \"Paris\"}}",
+			&want{"", []ToolCallFunction{{"get_weather", `{"city":"Paris"}`}}}},
+		{"llama python tag", toolsLlama, "<|python_tag|>{\"name\": \"f\", \"parameters\": {}}",
+			&want{"", []ToolCallFunction{{"f", `{}`}}}},
+		{"llama plain json", toolsLlama, "{\"answer\": 4}", nil},
+		{"llama text", toolsLlama, "It is 4.", nil},
+	}
+	for _, c := range cases {
+		content, calls, ok := parseToolCalls(c.f, c.text)
+		if c.want == nil {
+			require.False(t, ok, c.name)
+			require.Equal(t, c.text, content, c.name)
+			continue
+		}
+		require.True(t, ok, c.name)
+		require.Equal(t, c.want.content, content, c.name)
+		require.Len(t, calls, len(c.want.calls), c.name)
+		for i, call := range calls {
+			require.Equal(t, c.want.calls[i], call.Function, c.name)
+			require.Equal(t, "function", call.Type)
+			require.Regexp(t, `^call_[0-9a-f]{24}$`, call.ID)
+		}
+	}
+}
+
+// TestToolStream: streamed text goes out until a call may begin (the
+// marker split across tokens is held back), the call comes out whole at
+// the end; a reply without a call loses nothing.
+func TestToolStream(t *testing.T) {
+	run := func(f toolFormat, pieces ...string) (string, []ToolCall, bool) {
+		ts := toolStream{format: f}
+		var sent strings.Builder
+		for _, p := range pieces {
+			sent.WriteString(ts.push(p))
+		}
+		content, calls, ok := ts.finish()
+		sent.WriteString(content)
+		return sent.String(), calls, ok
+	}
+	sent, calls, ok := run(toolsHermes, "Checking", " now.\n", "<tool", "_call>\n{\"name\": ", "\"f\", \"arguments\": {}}\n</tool_call>")
+	require.True(t, ok)
+	require.Equal(t, "Checking now.\n", sent)
+	require.Equal(t, "f", calls[0].Function.Name)
+
+	sent, _, ok = run(toolsHermes, "a <to", "y> b <", "tool")
+	require.False(t, ok)
+	require.Equal(t, "a <toy> b <tool", sent)
+
+	sent, calls, ok = run(toolsLlama, " ", "{\"name\": \"g\", ", "\"parameters\": {\"x\": 1}}")
+	require.True(t, ok)
+	require.Empty(t, strings.TrimSpace(sent))
+	require.Equal(t, `{"x":1}`, calls[0].Function.Arguments)
+
+	sent, _, ok = run(toolsLlama, "The answer", " is {4}.")
+	require.False(t, ok)
+	require.Equal(t, "The answer is {4}.", sent)
+
+	sent, calls, ok = run(toolsMistral, "[TOOL", "_CALLS][{\"name\": \"h\", \"arguments\": {}}]")
+	require.True(t, ok)
+	require.Empty(t, sent)
+	require.Equal(t, "h", calls[0].Function.Name)
+}
+
+// TestParseTools: what tools and tool_choice accept.
+func TestParseTools(t *testing.T) {
+	tools := json.RawMessage(`[{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}}]`)
+	got, e := parseTools(tools, nil)
+	require.Nil(t, e)
+	require.Equal(t, []any{map[string]any{"type": "function", "function": map[string]any{"name": "f", "description": "d",
+		"parameters": map[string]any{"type": "object"}}}}, got)
+	got, e = parseTools(tools, json.RawMessage(`"none"`))
+	require.Nil(t, e)
+	require.Nil(t, got)
+	_, e = parseTools(tools, json.RawMessage(`{"type": "function", "function": {"name": "f"}}`))
+	require.NotNil(t, e)
+	require.Equal(t, "tool_choice", e.param)
+	got, e = parseTools(json.RawMessage(`[]`), nil)
+	require.Nil(t, e)
+	require.Nil(t, got)
+	_, e = parseTools(json.RawMessage(`[{"type": "retrieval"}]`), nil)
+	require.NotNil(t, e)
+}
+
+// TestToolsThroughServer: a chat request with tools, through a server
+// whose template describes them (Qwen3's, on stories260K): the tools reach
+// the prompt, an earlier call and its answer render, and a reply with no
+// call is plain content, streamed or not, with the usual finish reason.
+// (No model in ../shared writes tool calls; the replies' parsing is
+// TestParseToolCalls and TestToolStream.)
+func TestToolsThroughServer(t *testing.T) {
+	ts := startServer(t, serverOptions{template: template(t, "qwen3.jinja")})
+	weather := map[string]any{"type": "function", "function": map[string]any{"name": "get_weather", "description": "Get the weather",
+		"parameters": map[string]any{"type": "object", "properties": map[string]any{"city": map[string]any{"type": "string"}}}}}
+	msgs := []map[string]any{{"role": "user", "content": "Once upon a time"}}
+	ask := func(extra map[string]any) ChatResponse {
+		body := map[string]any{"model": "stories260K", "messages": msgs, "max_tokens": 20, "temperature": 0}
+		for k, v := range extra {
+			body[k] = v
+		}
+		var resp ChatResponse
+		r := ts.post(t, "/v1/chat/completions", body, &resp)
+		require.Equal(t, 200, r.StatusCode)
+		return resp
+	}
+	plain := ask(nil)
+	withTools := ask(map[string]any{"tools": []any{weather}})
+	require.Greater(t, withTools.Usage.PromptTokens, plain.Usage.PromptTokens+50, "the tool descriptions are in the prompt")
+	require.Nil(t, withTools.Choices[0].Message.ToolCalls)
+	require.NotEmpty(t, *withTools.Choices[0].Message.Content)
+	require.Equal(t, "length", *withTools.Choices[0].FinishReason)
+	none := ask(map[string]any{"tools": []any{weather}, "tool_choice": "none"})
+	require.Equal(t, plain.Usage.PromptTokens, none.Usage.PromptTokens, "tool_choice none: no tools in the prompt")
+
+	// Streamed: the same text.
+	body, err := json.Marshal(map[string]any{"model": "stories260K", "messages": msgs, "max_tokens": 20, "temperature": 0,
+		"tools": []any{weather}, "stream": true})
+	require.NoError(t, err)
+	sr, err := http.Post(ts.url+"/v1/chat/completions", "application/json", bytes.NewReader(body))
+	require.NoError(t, err)
+	defer sr.Body.Close()
+	var text strings.Builder
+	var reason string
+	for _, data := range sse(t, sr.Body) {
+		if data == "[DONE]" {
+			continue
+		}
+		var chunk ChatResponse
+		require.NoError(t, json.Unmarshal([]byte(data), &chunk))
+		for _, c := range chunk.Choices {
+			if c.Delta != nil && c.Delta.Content != nil {
+				text.WriteString(*c.Delta.Content)
+			}
+			require.True(t, c.Delta == nil || c.Delta.ToolCalls == nil)
+			if c.FinishReason != nil {
+				reason = *c.FinishReason
+			}
+		}
+	}
+	require.Equal(t, *withTools.Choices[0].Message.Content, text.String())
+	require.Equal(t, "length", reason)
+
+	// An earlier call and its result render.
+	msgs = []map[string]any{{"role": "user", "content": "Weather in Paris?"},
+		{"role": "assistant", "content": nil, "tool_calls": []any{map[string]any{"id": "call_1", "type": "function",
+			"function": map[string]any{"name": "get_weather", "arguments": `{"city": "Paris"}`}}}},
+		{"role": "tool", "tool_call_id": "call_1", "content": "sunny"}}
+	// (Without the tools: with them this prompt overflows stories260K's
+	// 512 positions.)
+	again := ask(map[string]any{"max_tokens": 4})
+	require.NotEmpty(t, again.Choices)
+	require.Greater(t, again.Usage.PromptTokens, plain.Usage.PromptTokens+40, "the call and its result are in the prompt")
+}
