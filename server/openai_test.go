@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"strings"
@@ -105,4 +106,60 @@ func TestOpenAIClient(t *testing.T) {
 	_, err = openai.NewClientWithConfig(badCfg).ListModels(ctx)
 	require.True(t, errors.As(err, &apiErr))
 	require.Equal(t, 401, apiErr.HTTPStatusCode)
+}
+
+// TestOpenAIClientTools: the client library's tools, tool_calls history
+// and tool messages are accepted by a server whose template describes
+// tools (Qwen3's, on stories260K, which answers in prose).
+func TestOpenAIClientTools(t *testing.T) {
+	ts := startServer(t, serverOptions{template: template(t, "qwen3.jinja")})
+	cfg := openai.DefaultConfig("")
+	cfg.BaseURL = ts.url + "/v1"
+	client := openai.NewClientWithConfig(cfg)
+	tool := openai.Tool{Type: openai.ToolTypeFunction, Function: &openai.FunctionDefinition{Name: "get_weather"}}
+	seed := 1
+	req := openai.ChatCompletionRequest{Model: "stories260K", MaxTokens: 8, Seed: &seed, Tools: []openai.Tool{tool},
+		Messages: []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Once upon a time"}}}
+	resp, err := client.CreateChatCompletion(context.Background(), req)
+	require.NoError(t, err)
+	require.Empty(t, resp.Choices[0].Message.ToolCalls)
+	require.Equal(t, openai.FinishReasonLength, resp.Choices[0].FinishReason)
+
+	req.Tools = nil
+	req.Messages = []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "Weather?"},
+		{Role: openai.ChatMessageRoleAssistant, ToolCalls: []openai.ToolCall{{ID: "call_1", Type: openai.ToolTypeFunction,
+			Function: openai.FunctionCall{Name: "get_weather", Arguments: `{"city": "Paris"}`}}}},
+		{Role: openai.ChatMessageRoleTool, ToolCallID: "call_1", Content: "sunny"}}
+	resp, err = client.CreateChatCompletion(context.Background(), req)
+	require.NoError(t, err)
+	require.NotEmpty(t, resp.Choices)
+}
+
+// TestToolCallsJSONShape: a reply with calls, as the server writes it,
+// decodes into the client library's types, whole and as stream deltas.
+func TestToolCallsJSONShape(t *testing.T) {
+	_, calls, ok := parseToolCalls(toolsHermes, "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>")
+	require.True(t, ok)
+	reason := "tool_calls"
+	b, err := jsonMarshal(ChatResponse{ID: "x", Object: "chat.completion", Model: "m",
+		Choices: []ChatChoice{{Message: &ChatReply{Role: "assistant", ToolCalls: calls}, FinishReason: &reason}}})
+	require.NoError(t, err)
+	var resp openai.ChatCompletionResponse
+	require.NoError(t, json.Unmarshal(b, &resp))
+	require.Equal(t, openai.FinishReasonToolCalls, resp.Choices[0].FinishReason)
+	tc := resp.Choices[0].Message.ToolCalls
+	require.Len(t, tc, 1)
+	require.Equal(t, "get_weather", tc[0].Function.Name)
+	require.JSONEq(t, `{"city": "Paris"}`, tc[0].Function.Arguments)
+	require.Equal(t, calls[0].ID, tc[0].ID)
+
+	zero := 0
+	calls[0].Index = &zero
+	b, err = jsonMarshal(ChatResponse{ID: "x", Object: "chat.completion.chunk", Model: "m",
+		Choices: []ChatChoice{{Delta: &ChatReply{ToolCalls: calls}}}})
+	require.NoError(t, err)
+	var chunk openai.ChatCompletionStreamResponse
+	require.NoError(t, json.Unmarshal(b, &chunk))
+	require.Equal(t, 0, *chunk.Choices[0].Delta.ToolCalls[0].Index)
+	require.Equal(t, "get_weather", chunk.Choices[0].Delta.ToolCalls[0].Function.Name)
 }
