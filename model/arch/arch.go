@@ -89,8 +89,9 @@ type Options struct {
 	// matrices (F32, F16, BF16) are converted to while loading: F16, BF16
 	// or Q8_0. Quantized weights of a type the backend cannot multiply by
 	// (the K-quants on the GPU; Q4_1, Q5_0, Q2_K, IQ4_NL, ... on every
-	// backend) are requantized to Q8_0 (exactly for Q5_0 and IQ4_NL),
-	// other such weights converted to F32.
+	// backend) are requantized to Q8_0 (exactly for Q5_0 and IQ4_NL), Q3_K
+	// to Q6_K where the backend has it (exactly), other such weights
+	// converted to F32.
 	Convert backend.DType
 	// Progress, if set, is called as weights reach the backend with the
 	// bytes done so far and the total.

@@ -119,6 +119,9 @@ func (w *weights) target(t *model.Tensor) backend.DType {
 		dt = conv
 	}
 	if !w.be.SupportsWeights(dt) {
+		if dt == backend.Q3_K && w.be.SupportsWeights(backend.Q6_K) {
+			return backend.Q6_K // the same values at 6.6 bits (quant.ExactQ6_K)
+		}
 		// A quantized type the backend cannot multiply by (K-quants, Q5_0, ...):
 		// Q8_0 keeps its precision (255 levels per 32 elements against at
 		// most 64 per 16) at about a quarter of F32's memory.
@@ -237,8 +240,11 @@ func (w *weights) upload(dst backend.Tensor, t *model.Tensor) error {
 		// about 8 ns a weight to requantize on one).
 		par.For(n, runtime.GOMAXPROCS(0), func(r int) {
 			src, out := t.Data[(r0+r)*srb:(r0+r+1)*srb], buf[r*drb:(r+1)*drb]
-			if dst.DType() == backend.Q8_0 && quant.ExactQ8_0(t.DType, out, src) {
+			switch {
+			case dst.DType() == backend.Q8_0 && quant.ExactQ8_0(t.DType, out, src):
 				return // Q4_0, Q5_0, IQ4_NL: the same values, no rounding
+			case dst.DType() == backend.Q6_K && quant.ExactQ6_K(t.DType, out, src):
+				return // Q3_K
 			}
 			row := f[r*t.Cols : (r+1)*t.Cols]
 			errs[r] = quant.Dequantize(t.DType, row, src)

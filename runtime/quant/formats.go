@@ -222,3 +222,41 @@ func ExactQ8_0(dt backend.DType, dst, src []byte) bool {
 	}
 	return true
 }
+
+// ExactQ6_K writes Q3_K blocks from src to dst as Q6_K blocks holding the
+// same values (bitwise, as DequantizeQ6_K widens them) and reports true;
+// for other types it writes nothing and reports false. Both types have a
+// super-block scale d and a signed 6-bit-range scale per 16 elements, and
+// Q3_K's quants (-4..3) are Q6_K's (q-32, -32..31): a Q3_K_M file's
+// Q3_K tensors become Q6_K (6.6 bits a weight, multiplied natively on the
+// CPU) instead of Q8_0 (8.5 bits). len(dst) must hold the blocks of src.
+func ExactQ6_K(dt backend.DType, dst, src []byte) bool {
+	if dt != backend.Q3_K {
+		return false
+	}
+	for b := 0; b < len(src)/blockQ3_K; b++ {
+		blk, out := src[b*blockQ3_K:(b+1)*blockQ3_K], dst[b*blockQ6_K:(b+1)*blockQ6_K]
+		hmask, qs, scales := blk[:32], blk[32:96], blk[96:108]
+		clear(out[:192])
+		for e := 0; e < QK_K; e++ {
+			q := int(qs[32*(e/128)+e%32] >> (2 * (e % 128 / 32)) & 3)
+			if hmask[e%32]>>(e/32)&1 == 0 {
+				q -= 4
+			}
+			q6 := byte(q + 32)
+			h, l, quarter := e/128, e%32, e%128/32
+			lo := &out[64*h+l+32*(quarter%2)]
+			if quarter < 2 {
+				*lo |= q6 & 15
+			} else {
+				*lo |= (q6 & 15) << 4
+			}
+			out[128+32*h+l] |= (q6 >> 4) << (2 * quarter)
+		}
+		for i := 0; i < 16; i++ {
+			out[192+i] = byte(int8(q3kScale(scales, i)))
+		}
+		out[208], out[209] = blk[108], blk[109]
+	}
+	return true
+}

@@ -47,6 +47,14 @@ func TestGGMLVectors(t *testing.T) {
 				w := want[r*q.Cols()+i]
 				require.Equal(t, math.Float32bits(w), math.Float32bits(g), "%s row %d element %d: ggml %v, loom %v", name, r, i, w, g)
 			}
+			// Q3_K becomes Q6_K without loss.
+			q6 := make([]byte, q.Cols()/256*210)
+			if ExactQ6_K(dt, q6, f.Data(q)[r*rb:(r+1)*rb]) {
+				back := make([]float32, q.Cols())
+				DequantizeQ6_K(back, q6)
+				require.Equal(t, got, back, "%s row %d through Q6_K", name, r)
+				require.Equal(t, backend.Q3_K, dt)
+			}
 			// Where Q8_0 holds the type exactly, the conversion is exact.
 			q8 := make([]byte, q.Cols()/32*34)
 			if ExactQ8_0(dt, q8, f.Data(q)[r*rb:(r+1)*rb]) {
@@ -87,4 +95,24 @@ func TestExactQ8_0(t *testing.T) {
 		require.Equal(t, want, got, "%v", dt)
 	}
 	require.False(t, ExactQ8_0(backend.Q4_1, make([]byte, 34), make([]byte, 20)))
+}
+
+// TestExactQ6_K: random Q3_K blocks (every quant, high bit and scale
+// pattern) through Q6_K give bitwise the values of the Q3_K blocks.
+func TestExactQ6_K(t *testing.T) {
+	r := rand.New(rand.NewPCG(rand.Uint64(), 10))
+	const nb = 16
+	src := randomBlocks(r, nb, blockQ3_K)
+	for b := 0; b < nb; b++ {
+		binary.LittleEndian.PutUint16(src[b*blockQ3_K+108:], F32ToF16(r.Float32()-0.5))
+	}
+	want, got := make([]float32, nb*QK_K), make([]float32, nb*QK_K)
+	DequantizeQ3_K(want, src)
+	q6 := make([]byte, nb*blockQ6_K)
+	require.True(t, ExactQ6_K(backend.Q3_K, q6, src))
+	DequantizeQ6_K(got, q6)
+	for i := range want {
+		require.Equal(t, math.Float32bits(want[i]), math.Float32bits(got[i]), "element %d", i)
+	}
+	require.False(t, ExactQ6_K(backend.Q2_K, q6, src))
 }
