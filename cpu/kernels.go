@@ -42,7 +42,7 @@ type kernels struct {
 	dotQ8_0Q8  func(w []byte, q []int8, d []float32) float32
 	dotQ4_0Q8  func(w []byte, q []int8, d []float32) float32
 	dotQ4_KQ8  func(w []byte, q []int8, d, s []float32) float32
-	dotQ6_KQ8  func(w []byte, q []int8, d []float32) float32
+	dotQ6_KQ8  func(w []byte, q []int8, d, s []float32) float32
 	dotQ5_KQ8  func(w []byte, q []int8, d, s []float32) float32
 
 	dotTileQ8_0Q8 func(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int)

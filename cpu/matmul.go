@@ -89,16 +89,21 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 		// integer dot product with them (see Options.ExactQuant).
 		nb := in / 32
 		if len(b.xq) < n*in {
-			b.xq, b.xd, b.xs = make([]int8, n*in), make([]float32, n*nb), make([]float32, n*nb)
+			b.xq, b.xd, b.xs = make([]int8, n*in), make([]float32, n*nb), make([]float32, 2*n*nb)
 		}
 		for r := 0; r < n; r++ {
 			b.k.quantizeQ8(b.xq[r*in:(r+1)*in], b.xd[r*nb:(r+1)*nb], xm.row(r))
 		}
 		j.xq, j.xd = b.xq[:n*in], b.xd[:n*nb]
-		if j.dt == backend.Q4_K || j.dt == backend.Q5_K {
+		switch j.dt {
+		case backend.Q4_K, backend.Q5_K:
 			// Their dots take each block's quant sum (the mins' term).
 			vec.SumsQ8(b.xs[:n*nb], j.xq)
-			j.xs = b.xs[:n*nb]
+			j.xs, j.xsPer = b.xs[:n*nb], nb
+		case backend.Q6_K:
+			// Its dot takes the sums per 16 (the −32 offset's term).
+			vec.SumsQ8By16(b.xs[:2*n*nb], j.xq)
+			j.xs, j.xsPer = b.xs[:2*n*nb], 2*nb
 		}
 	}
 	var grain int // weight rows per chunk
@@ -142,7 +147,8 @@ type matmulJob struct {
 	in       int
 	xq       []int8    // x quantized to 8 bits, for Q8_0, Q4_0 and the K-quant weights
 	xd       []float32 // the scales of xq, one per 32 elements
-	xs       []float32 // the sums of xq's blocks, for Q4_K and Q5_K
+	xs       []float32 // the sums of xq's blocks (Q4_K, Q5_K) or halves (Q6_K)
+	xsPer    int       // entries of xs per row
 }
 
 // smallOp is the work, in multiply-adds per goroutine, below which MatMul
@@ -174,7 +180,7 @@ func (j *matmulJob) run(wk, lo, hi int) {
 					q, d := j.xq[r*j.in:(r+1)*j.in], j.xd[r*nb:(r+1)*nb]
 					var sums []float32
 					if j.xs != nil {
-						sums = j.xs[r*nb : (r+1)*nb]
+						sums = j.xs[r*j.xsPer : (r+1)*j.xsPer]
 					}
 					switch j.dt {
 					case backend.Q8_0:
@@ -186,7 +192,7 @@ func (j *matmulJob) run(wk, lo, hi int) {
 					case backend.Q5_K:
 						j.dst.d[r*j.dst.stride+o] = k.dotQ5_KQ8(wr, q, d, sums)
 					default:
-						j.dst.d[r*j.dst.stride+o] = k.dotQ6_KQ8(wr, q, d)
+						j.dst.d[r*j.dst.stride+o] = k.dotQ6_KQ8(wr, q, d, sums)
 					}
 				}
 			}

@@ -276,15 +276,15 @@ func quantTile(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []fl
 }
 
 //go:noescape
-func dotQ6_KQ8AVX2(w *byte, q *int8, d *float32, nb int) float32
+func dotQ6_KQ8AVX2(w *byte, q *int8, d *float32, s *float32, nb int) float32
 
-func dotQ6_KQ8(w []byte, q []int8, d []float32) float32 {
+func dotQ6_KQ8(w []byte, q []int8, d, s []float32) float32 {
 	nb := len(d) / 8
 	if !useAVX2 || nb == 0 {
-		return DotQ6_KQ8Generic(w, q, d)
+		return DotQ6_KQ8Generic(w, q, d, s)
 	}
-	w, q = w[:nb*Q6_KBlockBytes], q[:nb*QKK]
-	return dotQ6_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+	w, q, s = w[:nb*Q6_KBlockBytes], q[:nb*QKK], s[:nb*16]
+	return dotQ6_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), unsafe.SliceData(s), nb)
 }
 
 //go:noescape

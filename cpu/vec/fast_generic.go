@@ -29,7 +29,7 @@ func dotTileQ8_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d 
 	DotTileQ8_0Q8Generic(dst, ldd, w, ldw, cols, q, d, ldq, rows)
 }
 
-func dotQ6_KQ8(w []byte, q []int8, d []float32) float32 { return DotQ6_KQ8Generic(w, q, d) }
+func dotQ6_KQ8(w []byte, q []int8, d, s []float32) float32 { return DotQ6_KQ8Generic(w, q, d, s) }
 
 func dotTileQ4_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int) {
 	DotTileQ4_0Q8Generic(dst, ldd, w, ldw, cols, q, d, ldq, rows)

@@ -139,40 +139,54 @@ func q6k(blk []byte, h, k, l int) (q uint8, g int) {
 
 // DotQ6_KQ8 returns the dot product of a row of Q6_K blocks with
 // activations quantized by QuantizeQ8 (q, and d with one scale per 32
-// elements, so len(d)/8 blocks are read):
+// elements, so len(d)/8 blocks are read) and the sums of their quants per
+// 16 (s, from SumsQ8By16: the same for every weight row):
 //
-//	sum over 32-element sub-blocks j of d[j]·d_w·Σ_g sc[g]·Σ_{i in g} (q_w[i] − 32)·q[i]
+//	sum over 16-element groups g of d_w·sc[g]·d[g/2]·(Σ_{i in g} q_w[i]·q[i] − 32·s[g])
 //
-// with the inner sums exact integers, added in an unspecified (fixed)
-// order. It panics if w or q is too short.
-func DotQ6_KQ8(w []byte, q []int8, d []float32) float32 { return dotQ6_KQ8(w, q, d) }
+// with Σ q_w·q an exact integer, added in an unspecified (fixed) order.
+// It panics if w, q or s is too short.
+func DotQ6_KQ8(w []byte, q []int8, d, s []float32) float32 { return dotQ6_KQ8(w, q, d, s) }
 
 // DotQ6_KQ8Generic is DotQ6_KQ8's plain-Go twin.
-func DotQ6_KQ8Generic(w []byte, q []int8, d []float32) float32 {
+func DotQ6_KQ8Generic(w []byte, q []int8, d, s []float32) float32 {
 	nb := len(d) / 8
-	w, q = w[:nb*Q6_KBlockBytes], q[:nb*QKK]
-	var s float32
+	w, q, s = w[:nb*Q6_KBlockBytes], q[:nb*QKK], s[:nb*16]
+	var sum, off float32
 	for b := range nb {
 		blk := w[b*Q6_KBlockBytes : (b+1)*Q6_KBlockBytes]
 		dd := f16ToF32(binary.LittleEndian.Uint16(blk[208:]))
 		for j := range 8 {
 			h, k := j/4, j%4
 			xb := q[b*QKK+32*j : b*QKK+32*j+32]
-			var t int32
 			for half := range 2 {
 				var u int32
 				g := 0
 				for l := 16 * half; l < 16*half+16; l++ {
 					var v uint8
 					v, g = q6k(blk, h, k, l)
-					u += (int32(v) - 32) * int32(xb[l])
+					u += int32(v) * int32(xb[l])
 				}
-				t += int32(int8(blk[192+g])) * u
+				f := float32(int8(blk[192+g])) * (dd * d[b*8+j])
+				sum += f * float32(u)
+				off += f * s[b*16+g]
 			}
-			s += d[b*8+j] * dd * float32(t)
 		}
 	}
-	return s
+	return sum - 32*off
+}
+
+// SumsQ8By16 sets s[g] to the sum of the 16 quants q[16g:16g+16] for g <
+// len(s), as float32 (exact): the activation sums DotQ6_KQ8 takes.
+func SumsQ8By16(s []float32, q []int8) {
+	q = q[:16*len(s)]
+	for g := range s {
+		var t int32
+		for _, v := range q[16*g : 16*g+16] {
+			t += int32(v)
+		}
+		s[g] = float32(t)
+	}
 }
 
 // WidenQ6_K converts len(dst) elements (a multiple of 256) of Q6_K blocks

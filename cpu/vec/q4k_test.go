@@ -24,14 +24,26 @@ type kquant struct {
 	dotQ8       func(w []byte, q []int8, d, s []float32) float32
 	dotQ8Plain  func(w []byte, q []int8, d, s []float32) float32
 	vnniVariant bool // dotQ8 has an AVX512-VNNI path besides the AVX2 one
+	// per is how many quants each activation sum covers: 32 (SumsQ8) or
+	// 16 (SumsQ8By16).
+	per int
+}
+
+// sums returns the activation sums k's dots take for q.
+func (k kquant) sums(q []int8) []float32 {
+	s := make([]float32, len(q)/k.per)
+	if k.per == 16 {
+		SumsQ8By16(s, q)
+	} else {
+		SumsQ8(s, q)
+	}
+	return s
 }
 
 var kquants = []kquant{
-	{"q4_k", Q4_KBlockBytes, randQ4_K, quant.DequantizeQ4_K, WidenQ4_K, DotQ4_K, DotQ4_KQ8, DotQ4_KQ8Generic, true},
-	{"q5_k", Q5_KBlockBytes, randQ5_K, quant.DequantizeQ5_K, WidenQ5_K, DotQ5_K, DotQ5_KQ8, DotQ5_KQ8Generic, true},
-	{"q6_k", Q6_KBlockBytes, randQ6_K, quant.DequantizeQ6_K, WidenQ6_K, DotQ6_K,
-		func(w []byte, q []int8, d, _ []float32) float32 { return DotQ6_KQ8(w, q, d) },
-		func(w []byte, q []int8, d, _ []float32) float32 { return DotQ6_KQ8Generic(w, q, d) }, false},
+	{"q4_k", Q4_KBlockBytes, randQ4_K, quant.DequantizeQ4_K, WidenQ4_K, DotQ4_K, DotQ4_KQ8, DotQ4_KQ8Generic, true, 32},
+	{"q5_k", Q5_KBlockBytes, randQ5_K, quant.DequantizeQ5_K, WidenQ5_K, DotQ5_K, DotQ5_KQ8, DotQ5_KQ8Generic, true, 32},
+	{"q6_k", Q6_KBlockBytes, randQ6_K, quant.DequantizeQ6_K, WidenQ6_K, DotQ6_K, DotQ6_KQ8, DotQ6_KQ8Generic, false, 16},
 }
 
 // randKBlocks returns nb blocks of random bytes with the F16 fields at
@@ -124,9 +136,9 @@ func TestDotK(t *testing.T) {
 		}
 		check := func(what string, w []byte, x []float32) {
 			n := len(x)
-			q, d, sums := make([]int8, n), make([]float32, n/QK), make([]float32, n/QK)
+			q, d := make([]int8, n), make([]float32, n/QK)
 			QuantizeQ8(q, d, x)
-			SumsQ8(sums, q)
+			sums := k.sums(q)
 			wf := make([]float32, n)
 			k.dequantize(wf, w)
 			xq := make([]float32, n)
@@ -160,9 +172,9 @@ func TestDotK(t *testing.T) {
 		// A non-finite activation block makes the product NaN.
 		w, x = k.rand(r, 2), randF32(r, 2*QKK)
 		x[300] = float32(math.Inf(1))
-		q, d, sums := make([]int8, len(x)), make([]float32, len(x)/QK), make([]float32, len(x)/QK)
+		q, d := make([]int8, len(x)), make([]float32, len(x)/QK)
 		QuantizeQ8(q, d, x)
-		SumsQ8(sums, q)
+		sums := k.sums(q)
 		for _, im := range impls {
 			require.True(t, math.IsNaN(float64(im.f(w, q, d, sums))), "%s %s", k.name, im.name)
 		}
@@ -175,9 +187,9 @@ func BenchmarkDotKQ8(b *testing.B) {
 	const n = 4096
 	for _, k := range kquants {
 		w, x := k.rand(r, n/QKK), randF32(r, n)
-		q, d, sums := make([]int8, n), make([]float32, n/QK), make([]float32, n/QK)
+		q, d := make([]int8, n), make([]float32, n/QK)
 		QuantizeQ8(q, d, x)
-		SumsQ8(sums, q)
+		sums := k.sums(q)
 		for _, im := range []struct {
 			name string
 			f    func(w []byte, q []int8, d, s []float32) float32

@@ -31,31 +31,81 @@ DATA q6kidx<>+104(SB)/8, $0x0000000600000006
 DATA q6kidx<>+112(SB)/8, $0x0000000700000007
 DATA q6kidx<>+120(SB)/8, $0x0000000700000007
 GLOBL q6kidx<>(SB), RODATA|NOPTR, $128
+// Indices that spread the 8 sub-block factors d·dx[j] over the 16 groups
+// (two per sub-block): groups 0-7, then 8-15.
+DATA q6kdx<>+0(SB)/8, $0x0000000000000000
+DATA q6kdx<>+8(SB)/8, $0x0000000100000001
+DATA q6kdx<>+16(SB)/8, $0x0000000200000002
+DATA q6kdx<>+24(SB)/8, $0x0000000300000003
+DATA q6kdx<>+32(SB)/8, $0x0000000400000004
+DATA q6kdx<>+40(SB)/8, $0x0000000500000005
+DATA q6kdx<>+48(SB)/8, $0x0000000600000006
+DATA q6kdx<>+56(SB)/8, $0x0000000700000007
+GLOBL q6kdx<>(SB), RODATA|NOPTR, $64
 
-// func dotQ6_KQ8AVX2(w *byte, q *int8, d *float32, nb int) float32
+// func dotQ6_KQ8AVX2(w *byte, q *int8, d *float32, s *float32, nb int) float32
 //
-// DotQ6_KQ8 for nb ≥ 1 blocks. Per block: d·dx[j] for the 8 sub-blocks
-// parked on the stack, the 16 int8 group scales as floats (Y4: groups
-// 0-7, Y5: 8-15). Per 32-element sub-block: the 6-bit quants rebuilt from
-// ql's nibble and qh's two bits, then through VPMADDUBSW and VPMADDWD the
-// int32 lanes of Σ q·x and Σ x (four elements a lane, exact), Σ (q−32)·x
-// = Σ q·x − 32·Σ x, and acc += (sc[g]·d·dx[j])·that, lanes 0-3 taking
-// group 2j's scale and 4-7 group 2j+1's (VPERMPS), even and odd
-// sub-blocks in separate accumulators.
-TEXT ·dotQ6_KQ8AVX2(SB), NOSPLIT, $32-36
+// DotQ6_KQ8 for nb ≥ 1 blocks. Per block: the 16 int8 group scales as
+// floats times d·dx[j] of their sub-block (Y4: groups 0-7, Y5: 8-15), and
+// the offset's part, Σ_g Y4/Y5[g]·s[g] (s: the activations' sums per 16,
+// SumsQ8By16) in Y2, one multiply-add per half. Per 32-element sub-block:
+// the 6-bit quants rebuilt from ql's nibble and qh's two bits, then
+// through VPMADDUBSW and VPMADDWD the int32 lanes of Σ q·x (four elements
+// a lane, exact), and acc += factor·that, lanes 0-3 taking group 2j's
+// factor and 4-7 group 2j+1's (VPERMPS), even and odd sub-blocks in
+// separate accumulators. The result is hsum(acc) − 32·hsum(Y2).
+TEXT ·dotQ6_KQ8AVX2(SB), NOSPLIT, $0-44
 	MOVQ w+0(FP), SI
 	MOVQ q+8(FP), DI
 	MOVQ d+16(FP), DX
-	MOVQ nb+24(FP), CX
+	MOVQ s+24(FP), R9
+	MOVQ nb+32(FP), CX
 	LEAQ ·f16Table(SB), R8
 	MOVL $0x00010001, AX
 	VMOVD AX, X14
 	VPBROADCASTD X14, Y14 // int16 ones
-	MOVL $0x01010101, AX
-	VMOVD AX, X15
-	VPBROADCASTD X15, Y15 // uint8 ones
+	VMOVDQU q6k0f<>(SB), Y15
 	VXORPS Y0, Y0, Y0
 	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+// Q6SUB(QV, XOFF, IDX, FAC, ACC): acc += FAC[lanes by IDX] · Σ QV·x.
+#define Q6SUB(QV, XOFF, IDX, FAC, ACC) \
+	VMOVDQU     XOFF(DI), Y10 \
+	VPMADDUBSW  Y10, QV, Y11 \
+	VPMADDWD    Y14, Y11, Y11 \
+	VCVTDQ2PS   Y11, Y11 \
+	VMOVDQU     IDX, Y12 \
+	VPERMPS     FAC, Y12, Y12 \
+	VFMADD231PS Y12, Y11, ACC
+
+// Q6HALF(QLO, QHI, QH, XOFF, FAC): the four sub-blocks of one half:
+// ql's 64 bytes at QLO and QHI (32 each), qh's 32 at QH.
+#define Q6HALF(QLO, QHI, QH, XOFF, FAC) \
+	VMOVDQU QH(SI), Y6 \
+	VMOVDQU QLO(SI), Y7 \
+	VMOVDQU QHI(SI), Y8 \
+	VPAND   Y15, Y7, Y9 \
+	VPSLLW  $4, Y6, Y11 \
+	VPAND   q6k30<>(SB), Y11, Y11 \
+	VPOR    Y11, Y9, Y9 \
+	Q6SUB(Y9, XOFF+0, q6kidx<>+0(SB), FAC, Y0) \
+	VPAND   Y15, Y8, Y9 \
+	VPSLLW  $2, Y6, Y11 \
+	VPAND   q6k30<>(SB), Y11, Y11 \
+	VPOR    Y11, Y9, Y9 \
+	Q6SUB(Y9, XOFF+32, q6kidx<>+32(SB), FAC, Y1) \
+	VPSRLW  $4, Y7, Y9 \
+	VPAND   Y15, Y9, Y9 \
+	VPAND   q6k30<>(SB), Y6, Y11 \
+	VPOR    Y11, Y9, Y9 \
+	Q6SUB(Y9, XOFF+64, q6kidx<>+64(SB), FAC, Y0) \
+	VPSRLW  $4, Y8, Y9 \
+	VPAND   Y15, Y9, Y9 \
+	VPSRLW  $2, Y6, Y11 \
+	VPAND   q6k30<>(SB), Y11, Y11 \
+	VPOR    Y11, Y9, Y9 \
+	Q6SUB(Y9, XOFF+96, q6kidx<>+96(SB), FAC, Y1)
 
 q6k_block:
 	PREFETCHT0 4096(SI)
@@ -63,166 +113,36 @@ q6k_block:
 	PREFETCHT0 4224(SI)
 	PREFETCHT0 4288(SI)
 	MOVWLZX 208(SI), AX
-	VBROADCASTSS (R8)(AX*4), Y2
-	VMULPS (DX), Y2, Y3
-	VMOVUPS Y3, sd-32(SP)
+	VBROADCASTSS (R8)(AX*4), Y3
+	VMULPS (DX), Y3, Y3   // d·dx[j]
 	VPMOVSXBD 192(SI), Y4
 	VCVTDQ2PS Y4, Y4
 	VPMOVSXBD 200(SI), Y5
 	VCVTDQ2PS Y5, Y5
+	VMOVDQU q6kdx<>+0(SB), Y12
+	VPERMPS Y3, Y12, Y12
+	VMULPS  Y12, Y4, Y4   // sc[g]·d·dx[g/2], groups 0-7
+	VMOVDQU q6kdx<>+32(SB), Y12
+	VPERMPS Y3, Y12, Y12
+	VMULPS  Y12, Y5, Y5   // groups 8-15
+	VFMADD231PS (R9), Y4, Y2
+	VFMADD231PS 32(R9), Y5, Y2
 
-	VMOVDQU 128(SI), Y6
-	VMOVDQU 0(SI), Y7
-	VMOVDQU 32(SI), Y8
-	VPAND q6k0f<>(SB), Y7, Y9
-	VPSLLW $4, Y6, Y11
-	VPAND q6k30<>(SB), Y11, Y11
-	VPOR Y11, Y9, Y9
-	VMOVDQU (DI), Y10
-	VPMADDUBSW Y10, Y9, Y11
-	VPMADDWD Y14, Y11, Y11
-	VPMADDUBSW Y10, Y15, Y12
-	VPMADDWD Y14, Y12, Y12
-	VPSLLD $5, Y12, Y12
-	VPSUBD Y12, Y11, Y11
-	VCVTDQ2PS Y11, Y11
-	VMOVDQU q6kidx<>+0(SB), Y12
-	VPERMPS Y4, Y12, Y12
-	VBROADCASTSS sd-32(SP), Y13
-	VMULPS Y13, Y12, Y12
-	VFMADD231PS Y12, Y11, Y0
-	VPAND q6k0f<>(SB), Y8, Y9
-	VPSLLW $2, Y6, Y11
-	VPAND q6k30<>(SB), Y11, Y11
-	VPOR Y11, Y9, Y9
-	VMOVDQU 32(DI), Y10
-	VPMADDUBSW Y10, Y9, Y11
-	VPMADDWD Y14, Y11, Y11
-	VPMADDUBSW Y10, Y15, Y12
-	VPMADDWD Y14, Y12, Y12
-	VPSLLD $5, Y12, Y12
-	VPSUBD Y12, Y11, Y11
-	VCVTDQ2PS Y11, Y11
-	VMOVDQU q6kidx<>+32(SB), Y12
-	VPERMPS Y4, Y12, Y12
-	VBROADCASTSS sd-28(SP), Y13
-	VMULPS Y13, Y12, Y12
-	VFMADD231PS Y12, Y11, Y1
-	VPSRLW $4, Y7, Y9
-	VPAND q6k0f<>(SB), Y9, Y9
-	VPAND q6k30<>(SB), Y6, Y11
-	VPOR Y11, Y9, Y9
-	VMOVDQU 64(DI), Y10
-	VPMADDUBSW Y10, Y9, Y11
-	VPMADDWD Y14, Y11, Y11
-	VPMADDUBSW Y10, Y15, Y12
-	VPMADDWD Y14, Y12, Y12
-	VPSLLD $5, Y12, Y12
-	VPSUBD Y12, Y11, Y11
-	VCVTDQ2PS Y11, Y11
-	VMOVDQU q6kidx<>+64(SB), Y12
-	VPERMPS Y4, Y12, Y12
-	VBROADCASTSS sd-24(SP), Y13
-	VMULPS Y13, Y12, Y12
-	VFMADD231PS Y12, Y11, Y0
-	VPSRLW $4, Y8, Y9
-	VPAND q6k0f<>(SB), Y9, Y9
-	VPSRLW $2, Y6, Y11
-	VPAND q6k30<>(SB), Y11, Y11
-	VPOR Y11, Y9, Y9
-	VMOVDQU 96(DI), Y10
-	VPMADDUBSW Y10, Y9, Y11
-	VPMADDWD Y14, Y11, Y11
-	VPMADDUBSW Y10, Y15, Y12
-	VPMADDWD Y14, Y12, Y12
-	VPSLLD $5, Y12, Y12
-	VPSUBD Y12, Y11, Y11
-	VCVTDQ2PS Y11, Y11
-	VMOVDQU q6kidx<>+96(SB), Y12
-	VPERMPS Y4, Y12, Y12
-	VBROADCASTSS sd-20(SP), Y13
-	VMULPS Y13, Y12, Y12
-	VFMADD231PS Y12, Y11, Y1
-	VMOVDQU 160(SI), Y6
-	VMOVDQU 64(SI), Y7
-	VMOVDQU 96(SI), Y8
-	VPAND q6k0f<>(SB), Y7, Y9
-	VPSLLW $4, Y6, Y11
-	VPAND q6k30<>(SB), Y11, Y11
-	VPOR Y11, Y9, Y9
-	VMOVDQU 128(DI), Y10
-	VPMADDUBSW Y10, Y9, Y11
-	VPMADDWD Y14, Y11, Y11
-	VPMADDUBSW Y10, Y15, Y12
-	VPMADDWD Y14, Y12, Y12
-	VPSLLD $5, Y12, Y12
-	VPSUBD Y12, Y11, Y11
-	VCVTDQ2PS Y11, Y11
-	VMOVDQU q6kidx<>+0(SB), Y12
-	VPERMPS Y5, Y12, Y12
-	VBROADCASTSS sd-16(SP), Y13
-	VMULPS Y13, Y12, Y12
-	VFMADD231PS Y12, Y11, Y0
-	VPAND q6k0f<>(SB), Y8, Y9
-	VPSLLW $2, Y6, Y11
-	VPAND q6k30<>(SB), Y11, Y11
-	VPOR Y11, Y9, Y9
-	VMOVDQU 160(DI), Y10
-	VPMADDUBSW Y10, Y9, Y11
-	VPMADDWD Y14, Y11, Y11
-	VPMADDUBSW Y10, Y15, Y12
-	VPMADDWD Y14, Y12, Y12
-	VPSLLD $5, Y12, Y12
-	VPSUBD Y12, Y11, Y11
-	VCVTDQ2PS Y11, Y11
-	VMOVDQU q6kidx<>+32(SB), Y12
-	VPERMPS Y5, Y12, Y12
-	VBROADCASTSS sd-12(SP), Y13
-	VMULPS Y13, Y12, Y12
-	VFMADD231PS Y12, Y11, Y1
-	VPSRLW $4, Y7, Y9
-	VPAND q6k0f<>(SB), Y9, Y9
-	VPAND q6k30<>(SB), Y6, Y11
-	VPOR Y11, Y9, Y9
-	VMOVDQU 192(DI), Y10
-	VPMADDUBSW Y10, Y9, Y11
-	VPMADDWD Y14, Y11, Y11
-	VPMADDUBSW Y10, Y15, Y12
-	VPMADDWD Y14, Y12, Y12
-	VPSLLD $5, Y12, Y12
-	VPSUBD Y12, Y11, Y11
-	VCVTDQ2PS Y11, Y11
-	VMOVDQU q6kidx<>+64(SB), Y12
-	VPERMPS Y5, Y12, Y12
-	VBROADCASTSS sd-8(SP), Y13
-	VMULPS Y13, Y12, Y12
-	VFMADD231PS Y12, Y11, Y0
-	VPSRLW $4, Y8, Y9
-	VPAND q6k0f<>(SB), Y9, Y9
-	VPSRLW $2, Y6, Y11
-	VPAND q6k30<>(SB), Y11, Y11
-	VPOR Y11, Y9, Y9
-	VMOVDQU 224(DI), Y10
-	VPMADDUBSW Y10, Y9, Y11
-	VPMADDWD Y14, Y11, Y11
-	VPMADDUBSW Y10, Y15, Y12
-	VPMADDWD Y14, Y12, Y12
-	VPSLLD $5, Y12, Y12
-	VPSUBD Y12, Y11, Y11
-	VCVTDQ2PS Y11, Y11
-	VMOVDQU q6kidx<>+96(SB), Y12
-	VPERMPS Y5, Y12, Y12
-	VBROADCASTSS sd-4(SP), Y13
-	VMULPS Y13, Y12, Y12
-	VFMADD231PS Y12, Y11, Y1
+	Q6HALF(0, 32, 128, 0, Y4)
+	Q6HALF(64, 96, 160, 128, Y5)
 
 	ADDQ $210, SI
 	ADDQ $256, DI
 	ADDQ $32, DX
+	ADDQ $64, R9
 	DECQ CX
 	JNZ  q6k_block
 
 	VADDPS       Y1, Y0, Y0
+	MOVL $0x42000000, AX // 32.0
+	VMOVD AX, X3
+	VBROADCASTSS X3, Y3
+	VFNMADD231PS Y3, Y2, Y0 // acc − 32·offsets
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS       X1, X0, X0
 	VPERMILPS    $0x0e, X0, X1
@@ -230,5 +150,5 @@ q6k_block:
 	VMOVSHDUP    X0, X1
 	VADDSS       X1, X0, X0
 	VZEROUPPER
-	MOVSS X0, ret+32(FP)
+	MOVSS X0, ret+40(FP)
 	RET
