@@ -12,23 +12,27 @@ import (
 // kernels are the inner loops an operation calls: vec's fast routines, or
 // their plain-Go twins when Options.Generic is set.
 type kernels struct {
-	dot       func(a, b []float32) float32
-	dotRows   func(dst, w []float32, stride int, x []float32)
-	dotF16    func(w []byte, x []float32) float32
-	dotBF16   func(w []byte, x []float32) float32
-	dotQ8_0   func(w []byte, x []float32) float32
-	dotQ4_0   func(w []byte, x []float32) float32
-	dotQ4_K   func(w []byte, x []float32) float32
-	dotQ6_K   func(w []byte, x []float32) float32
-	dotQ5_K   func(w []byte, x []float32) float32
-	axpy      func(a float32, x, y []float32)
-	widenF16  func(dst []float32, src []byte)
-	widenBF16 func(dst []float32, src []byte)
-	widenQ8_0 func(dst []float32, src []byte)
-	widenQ4_0 func(dst []float32, src []byte)
-	widenQ4_K func(dst []float32, src []byte)
-	widenQ6_K func(dst []float32, src []byte)
-	widenQ5_K func(dst []float32, src []byte)
+	dot        func(a, b []float32) float32
+	dotRows    func(dst, w []float32, stride int, x []float32)
+	dotF16     func(w []byte, x []float32) float32
+	dotBF16    func(w []byte, x []float32) float32
+	dotQ8_0    func(w []byte, x []float32) float32
+	dotQ4_0    func(w []byte, x []float32) float32
+	dotQ4_K    func(w []byte, x []float32) float32
+	dotQ6_K    func(w []byte, x []float32) float32
+	dotQ5_K    func(w []byte, x []float32) float32
+	dotIQ4NL   func(w []byte, x []float32) float32
+	dotIQ4XS   func(w []byte, x []float32) float32
+	axpy       func(a float32, x, y []float32)
+	widenF16   func(dst []float32, src []byte)
+	widenBF16  func(dst []float32, src []byte)
+	widenQ8_0  func(dst []float32, src []byte)
+	widenQ4_0  func(dst []float32, src []byte)
+	widenQ4_K  func(dst []float32, src []byte)
+	widenQ6_K  func(dst []float32, src []byte)
+	widenQ5_K  func(dst []float32, src []byte)
+	widenIQ4NL func(dst []float32, src []byte)
+	widenIQ4XS func(dst []float32, src []byte)
 
 	dotTile    func(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int)
 	axpyRows   func(acc, v []float32, stride int, p []float32)
@@ -44,6 +48,8 @@ type kernels struct {
 	dotQ4_KQ8  func(w []byte, q []int8, d, s []float32) float32
 	dotQ6_KQ8  func(w []byte, q []int8, d, s []float32) float32
 	dotQ5_KQ8  func(w []byte, q []int8, d, s []float32) float32
+	dotIQ4NLQ8 func(w []byte, q []int8, d []float32) float32
+	dotIQ4XSQ8 func(w []byte, q []int8, d []float32) float32
 
 	dotTileQ8_0Q8 func(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int)
 	dotTileQ4_0Q8 func(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int)
@@ -62,6 +68,8 @@ func selectKernels(generic bool) kernels {
 			dotQ4_K: vec.DotQ4_K, widenQ4_K: vec.WidenQ4_K, dotQ4_KQ8: vec.DotQ4_KQ8Generic,
 			dotQ6_K: vec.DotQ6_K, widenQ6_K: vec.WidenQ6_K, dotQ6_KQ8: vec.DotQ6_KQ8Generic,
 			dotQ5_K: vec.DotQ5_K, widenQ5_K: vec.WidenQ5_K, dotQ5_KQ8: vec.DotQ5_KQ8Generic,
+			dotIQ4NL: vec.DotIQ4_NL, widenIQ4NL: vec.WidenIQ4_NL, dotIQ4NLQ8: vec.DotIQ4_NLQ8Generic,
+			dotIQ4XS: vec.DotIQ4_XS, widenIQ4XS: vec.WidenIQ4_XS, dotIQ4XSQ8: vec.DotIQ4_XSQ8Generic,
 			dotTileQ8_0Q8: vec.DotTileQ8_0Q8Generic, dotTileQ4_0Q8: vec.DotTileQ4_0Q8Generic, dotRowsF16: vec.DotRowsF16Generic, dotRowsBF16: vec.DotRowsBF16Generic,
 			dotTile: vec.DotTileGeneric, axpyRows: vec.AxpyRowsGeneric, expSum: vec.ExpSumGeneric,
 			swiglu: vec.SwiGLUGeneric, gelu: vec.GELUGeneric, attnBlocks: vec.AttnBlocksGeneric, argMax: vec.ArgMaxGeneric,
@@ -76,6 +84,8 @@ func selectKernels(generic bool) kernels {
 		dotQ4_K: vec.DotQ4_K, widenQ4_K: vec.WidenQ4_K, dotQ4_KQ8: vec.DotQ4_KQ8,
 		dotQ6_K: vec.DotQ6_K, widenQ6_K: vec.WidenQ6_K, dotQ6_KQ8: vec.DotQ6_KQ8,
 		dotQ5_K: vec.DotQ5_K, widenQ5_K: vec.WidenQ5_K, dotQ5_KQ8: vec.DotQ5_KQ8,
+		dotIQ4NL: vec.DotIQ4_NL, widenIQ4NL: vec.WidenIQ4_NL, dotIQ4NLQ8: vec.DotIQ4_NLQ8,
+		dotIQ4XS: vec.DotIQ4_XS, widenIQ4XS: vec.WidenIQ4_XS, dotIQ4XSQ8: vec.DotIQ4_XSQ8,
 		dotTileQ8_0Q8: vec.DotTileQ8_0Q8, dotTileQ4_0Q8: vec.DotTileQ4_0Q8, dotRowsF16: vec.DotRowsF16, dotRowsBF16: vec.DotRowsBF16,
 		dotTile: vec.DotTile, axpyRows: vec.AxpyRows, expSum: vec.ExpSum,
 		swiglu: vec.SwiGLU, gelu: vec.GELU, attnBlocks: vec.AttnBlocks, argMax: vec.ArgMax,
@@ -101,6 +111,10 @@ func (k *kernels) dotW(dt backend.DType, w []byte, x []float32) float32 {
 		return k.dotQ6_K(w, x)
 	case backend.Q5_K:
 		return k.dotQ5_K(w, x)
+	case backend.IQ4_NL:
+		return k.dotIQ4NL(w, x)
+	case backend.IQ4_XS:
+		return k.dotIQ4XS(w, x)
 	}
 	return float32(math.NaN()) // unreachable: types are checked before
 }
@@ -133,6 +147,10 @@ func (k *kernels) widen(dt backend.DType, dst []float32, src []byte) {
 		k.widenQ6_K(dst, src)
 	case backend.Q5_K:
 		k.widenQ5_K(dst, src)
+	case backend.IQ4_NL:
+		k.widenIQ4NL(dst, src)
+	case backend.IQ4_XS:
+		k.widenIQ4XS(dst, src)
 	}
 }
 

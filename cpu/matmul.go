@@ -45,7 +45,7 @@ func overlaps(a, b backend.Tensor) bool {
 
 // MatMul sets dst = x · wᵀ (see backend.Backend). For one row it is a
 // matrix-vector product split by weight rows across the pool. With
-// quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) the activations are first quantized to 8 bits, as
+// quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS) the activations are first quantized to 8 bits, as
 // llama.cpp does, and every product is an integer dot product (unless
 // Options.ExactQuant is set): faster than widening the weights at every
 // row count measured (1 to 128). For several
@@ -191,6 +191,10 @@ func (j *matmulJob) run(wk, lo, hi int) {
 						j.dst.d[r*j.dst.stride+o] = k.dotQ4_KQ8(wr, q, d, sums)
 					case backend.Q5_K:
 						j.dst.d[r*j.dst.stride+o] = k.dotQ5_KQ8(wr, q, d, sums)
+					case backend.IQ4_NL:
+						j.dst.d[r*j.dst.stride+o] = k.dotIQ4NLQ8(wr, q, d)
+					case backend.IQ4_XS:
+						j.dst.d[r*j.dst.stride+o] = k.dotIQ4XSQ8(wr, q, d)
 					default:
 						j.dst.d[r*j.dst.stride+o] = k.dotQ6_KQ8(wr, q, d, sums)
 					}

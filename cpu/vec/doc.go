@@ -4,7 +4,8 @@
 // (DotRows) for matrix-vector products and a register-blocked tile
 // (DotTile) for matrix-matrix ones, both adding in one canonical order
 // (see kern.go); an integer path for the quantized types (QuantizeQ8,
-// DotQ8_0Q8, DotQ4_0Q8, and the K-quants DotQ4_KQ8, DotQ5_KQ8, DotQ6_KQ8);
+// DotQ8_0Q8, DotQ4_0Q8, the K-quants DotQ4_KQ8, DotQ5_KQ8, DotQ6_KQ8 and
+// the IQ4 types DotIQ4_NLQ8, DotIQ4_XSQ8);
 // exact conversions of a weight row to float32
 // (WidenF16, WidenBF16, WidenQ8_0, WidenQ4_0) for tiles that meet many
 // activation rows; attention's fused block kernel (AttnBlocks) and value
@@ -109,8 +110,11 @@
 //     unpacking: DotTileQ8_0Q8 and DotTileQ4_0Q8 (4×3 blocks, activations
 //     offset to uint8 and 128·Σw subtracted, so the int32 lanes are
 //     exactly the one-row kernel's: 134 against 60 GFLOP/s pair by pair
-//     for Q8_0), DotQ4_KQ8 (57 against 46) and DotQ5_KQ8 (47 against 37,
-//     its fifth bits merged by VPTESTMB and a byte-masked VPADDB). The
+//     for Q8_0), DotQ4_KQ8 (73 against 63 with the activation sums
+//     hoisted, 57 against 46 before) and DotQ5_KQ8 (61 against 52, its
+//     fifth bits merged by VPTESTMB and a byte-masked VPADDB). The IQ4
+//     dots look their levels up with VPSHUFB and multiply |level| by
+//     x·sign(level) (VPSIGNB) through VPMADDUBSW: 49–52 GFLOP/s. The
 //     one-row Q8_0/Q4_0 dots stream from memory and keep
 //     VPMADDUBSW.
 package vec

@@ -311,3 +311,27 @@ func dotQ5_KQ8(w []byte, q []int8, d, s []float32) float32 {
 	}
 	return dotQ5_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), unsafe.SliceData(s), nb)
 }
+
+//go:noescape
+func dotIQ4_NLQ8AVX2(w *byte, q *int8, d *float32, nb int) float32
+
+func dotIQ4_NLQ8(w []byte, q []int8, d []float32) float32 {
+	nb := len(d)
+	if !useAVX2 || nb == 0 {
+		return DotIQ4_NLQ8Generic(w, q, d)
+	}
+	w, q = w[:nb*IQ4_NLBlockBytes], q[:nb*QK]
+	return dotIQ4_NLQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+}
+
+//go:noescape
+func dotIQ4_XSQ8AVX2(w *byte, q *int8, d *float32, nb int) float32
+
+func dotIQ4_XSQ8(w []byte, q []int8, d []float32) float32 {
+	nb := len(d) / 8
+	if !useAVX2 || nb == 0 {
+		return DotIQ4_XSQ8Generic(w, q, d)
+	}
+	w, q = w[:nb*IQ4_XSBlockBytes], q[:nb*QKK]
+	return dotIQ4_XSQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
+}

@@ -170,6 +170,19 @@ func (s *suite) weights(dt backend.DType, rows, cols int) *operand {
 			}
 			binary.LittleEndian.PutUint16(o.raw[b+208:], quant.F32ToF16((0.5+s.rng.Float32())/2048))
 		}
+	case backend.IQ4_NL, backend.IQ4_XS:
+		// Random indices (and IQ4_XS scales); d sized so that
+		// |d·(ls−32)·level| stays around 1 (|ls−32| ≤ 32, |level| ≤ 127).
+		bb, scale := dt.BlockBytes(), float32(127)
+		if dt == backend.IQ4_XS {
+			scale *= 32
+		}
+		for b := 0; b+bb <= len(o.raw); b += bb {
+			for i := b + 2; i < b+bb; i++ {
+				o.raw[i] = byte(s.rng.Uint32())
+			}
+			binary.LittleEndian.PutUint16(o.raw[b:], quant.F32ToF16((0.5+s.rng.Float32())/scale))
+		}
 	default:
 		s.t.Fatalf("conformance: no generator for %v weights", dt)
 	}
