@@ -4,8 +4,8 @@
 // (DotRows) for matrix-vector products and a register-blocked tile
 // (DotTile) for matrix-matrix ones, both adding in one canonical order
 // (see kern.go); an integer path for the quantized types (QuantizeQ8,
-// DotQ8_0Q8, DotQ4_0Q8, the K-quants DotQ4_KQ8, DotQ5_KQ8, DotQ6_KQ8 and
-// the IQ4 types DotIQ4_NLQ8, DotIQ4_XSQ8);
+// DotQ8_0Q8, DotQ4_0Q8, the K-quants DotQ2_KQ8, DotQ4_KQ8, DotQ5_KQ8,
+// DotQ6_KQ8 and the IQ4 types DotIQ4_NLQ8, DotIQ4_XSQ8);
 // exact conversions of a weight row to float32
 // (WidenF16, WidenBF16, WidenQ8_0, WidenQ4_0) for tiles that meet many
 // activation rows; attention's fused block kernel (AttnBlocks) and value

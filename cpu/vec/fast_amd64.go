@@ -335,3 +335,15 @@ func dotIQ4_XSQ8(w []byte, q []int8, d []float32) float32 {
 	w, q = w[:nb*IQ4_XSBlockBytes], q[:nb*QKK]
 	return dotIQ4_XSQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), nb)
 }
+
+//go:noescape
+func dotQ2_KQ8AVX2(w *byte, q *int8, d *float32, s *float32, nb int) float32
+
+func dotQ2_KQ8(w []byte, q []int8, d, s []float32) float32 {
+	nb := len(d) / 8
+	if !useAVX2 || nb == 0 {
+		return DotQ2_KQ8Generic(w, q, d, s)
+	}
+	w, q, s = w[:nb*Q2_KBlockBytes], q[:nb*QKK], s[:nb*16]
+	return dotQ2_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), unsafe.SliceData(s), nb)
+}

@@ -36,5 +36,6 @@ func dotTileQ4_0Q8(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d 
 }
 func dotQ5_KQ8(w []byte, q []int8, d, s []float32) float32 { return DotQ5_KQ8Generic(w, q, d, s) }
 
-func dotIQ4_NLQ8(w []byte, q []int8, d []float32) float32 { return DotIQ4_NLQ8Generic(w, q, d) }
-func dotIQ4_XSQ8(w []byte, q []int8, d []float32) float32 { return DotIQ4_XSQ8Generic(w, q, d) }
+func dotIQ4_NLQ8(w []byte, q []int8, d []float32) float32  { return DotIQ4_NLQ8Generic(w, q, d) }
+func dotIQ4_XSQ8(w []byte, q []int8, d []float32) float32  { return DotIQ4_XSQ8Generic(w, q, d) }
+func dotQ2_KQ8(w []byte, q []int8, d, s []float32) float32 { return DotQ2_KQ8Generic(w, q, d, s) }

@@ -152,3 +152,98 @@ q6k_block:
 	VZEROUPPER
 	MOVSS X0, ret+40(FP)
 	RET
+
+// Q2QUAD(QS, XOFF, FAC): the four sub-blocks of one half of a Q2_K block:
+// its 32 quant bytes at QS(SI) hold sub-block k's 2-bit quants at bits
+// 2k, in element order; activations from XOFF(DI); group factors in FAC.
+#define Q2QUAD(QS, XOFF, FAC) \
+	VMOVDQU QS(SI), Y7 \
+	VPAND   Y8, Y7, Y9 \
+	Q6SUB(Y9, XOFF+0, q6kidx<>+0(SB), FAC, Y0) \
+	VPSRLW  $2, Y7, Y9 \
+	VPAND   Y8, Y9, Y9 \
+	Q6SUB(Y9, XOFF+32, q6kidx<>+32(SB), FAC, Y1) \
+	VPSRLW  $4, Y7, Y9 \
+	VPAND   Y8, Y9, Y9 \
+	Q6SUB(Y9, XOFF+64, q6kidx<>+64(SB), FAC, Y0) \
+	VPSRLW  $6, Y7, Y9 \
+	VPAND   Y8, Y9, Y9 \
+	Q6SUB(Y9, XOFF+96, q6kidx<>+96(SB), FAC, Y1)
+
+// Q2GROUPS(SC, DX, FAC, SOFF): from the 8 scale bytes at SC(SI), the
+// factors d·sc·dx of 8 groups into FAC and their mins' part,
+// dmin·m·dx·s (s the activation sums per 16 at SOFF(R9)), added to Y2.
+// Expects Y3 = d, Y13 = dmin, DX the groups' dx; clobbers Y6.
+#define Q2GROUPS(SC, DX, FAC, SOFF) \
+	VPMOVZXBD   SC(SI), FAC \
+	VPSRLD      $4, FAC, Y6 \
+	VPAND       Y15, FAC, FAC \
+	VCVTDQ2PS   FAC, FAC \
+	VCVTDQ2PS   Y6, Y6 \
+	VMULPS      Y3, FAC, FAC \
+	VMULPS      DX, FAC, FAC \
+	VMULPS      Y13, Y6, Y6 \
+	VMULPS      DX, Y6, Y6 \
+	VFMADD231PS SOFF(R9), Y6, Y2
+
+// func dotQ2_KQ8AVX2(w *byte, q *int8, d *float32, s *float32, nb int) float32
+//
+// DotQ2_KQ8 for nb ≥ 1 blocks: Q6_K's scheme with Q2_K's unsigned 2-bit
+// quants. Per block the 16 group factors d·sc[g]·dx[g/2] (Y4, Y5) and the
+// mins' part Σ dmin·m[g]·dx[g/2]·s[g] (into Y2); per 32-element sub-block
+// Q6SUB on the quants shifted out of their byte. The result is
+// hsum(acc) − hsum(Y2).
+TEXT ·dotQ2_KQ8AVX2(SB), NOSPLIT, $0-44
+	MOVQ w+0(FP), SI
+	MOVQ q+8(FP), DI
+	MOVQ d+16(FP), DX
+	MOVQ s+24(FP), R9
+	MOVQ nb+32(FP), CX
+	LEAQ ·f16Table(SB), R8
+	MOVL $0x00010001, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, Y14 // int16 ones
+	VMOVDQU q6k0f<>(SB), Y15
+	MOVL $0x03030303, AX
+	VMOVD AX, X8
+	VPBROADCASTD X8, Y8   // 2-bit mask in every byte
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+
+q2k_block:
+	PREFETCHT0 4096(SI)
+	PREFETCHT0 4160(SI)
+	VMOVUPS (DX), Y7
+	VMOVDQU q6kdx<>+0(SB), Y12
+	VPERMPS Y7, Y12, Y9   // dx by group, 0-7
+	VMOVDQU q6kdx<>+32(SB), Y12
+	VPERMPS Y7, Y12, Y7   // 8-15
+	MOVWLZX 80(SI), AX
+	VBROADCASTSS (R8)(AX*4), Y3
+	MOVWLZX 82(SI), AX
+	VBROADCASTSS (R8)(AX*4), Y13
+	Q2GROUPS(0, Y9, Y4, 0)
+	Q2GROUPS(8, Y7, Y5, 32)
+
+	Q2QUAD(16, 0, Y4)
+	Q2QUAD(48, 128, Y5)
+
+	ADDQ $84, SI
+	ADDQ $256, DI
+	ADDQ $32, DX
+	ADDQ $64, R9
+	DECQ CX
+	JNZ  q2k_block
+
+	VADDPS       Y1, Y0, Y0
+	VSUBPS       Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS       X1, X0, X0
+	VPERMILPS    $0x0e, X0, X1
+	VADDPS       X1, X0, X0
+	VMOVSHDUP    X0, X1
+	VADDSS       X1, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+40(FP)
+	RET
