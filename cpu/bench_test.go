@@ -105,7 +105,7 @@ func report(b *testing.B, bytes, flops float64) {
 // enough copies of the weights to fill 1 GiB, so every call reads them
 // from main memory as a model's decode step does.
 func BenchmarkMatMul(b *testing.B) {
-	dts := []backend.DType{backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_0, backend.Q2_K, backend.Q4_K, backend.Q5_K, backend.Q6_K, backend.IQ4_NL, backend.IQ4_XS}
+	dts := []backend.DType{backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_0, backend.Q2_K, backend.Q3_K, backend.Q4_K, backend.Q5_K, backend.Q6_K, backend.IQ4_NL, backend.IQ4_XS}
 	for _, shape := range [][2]int{{4096, 4096}, {14336, 4096}} {
 		for _, dt := range dts {
 			for _, n := range []int{1, 8, 64} {

@@ -2,8 +2,8 @@
 // backend contract (runtime/backend) on tensors in host memory, row-parallel
 // across a fixed pool of goroutines.
 //
-// Weights may be F32, F16, BF16, Q8_0, Q4_0, Q2_K, Q4_K, Q5_K, Q6_K, IQ4_NL
-// or IQ4_XS (so llama.cpp's Q2_K, Q4_K_M, Q5_K_M and IQ4_XS files run as
+// Weights may be F32, F16, BF16, Q8_0, Q4_0, any K-quant (Q2_K to Q6_K),
+// IQ4_NL or IQ4_XS (so llama.cpp's K-quant and IQ4_XS files run as
 // stored); MatMul and Embed use them natively, in the
 // byte layout GGUF stores them (MapHost uses a mapped file in place),
 // without widening them in memory. Activations are F32. The key/value cache stores F32, F16 or BF16
@@ -171,10 +171,10 @@ func (b *Backend) Name() string {
 func (b *Backend) Threads() int { return b.threads }
 
 // SupportsWeights reports whether MatMul and Embed accept weights of type
-// dt: F32, F16, BF16, Q8_0, Q4_0, Q2_K, Q4_K, Q5_K, Q6_K, IQ4_NL and IQ4_XS.
+// dt: F32, F16, BF16, Q8_0, Q4_0, Q2_K to Q6_K, IQ4_NL and IQ4_XS.
 func (b *Backend) SupportsWeights(dt backend.DType) bool {
 	switch dt {
-	case backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_0, backend.Q2_K, backend.Q4_K, backend.Q5_K, backend.Q6_K,
+	case backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_0, backend.Q2_K, backend.Q3_K, backend.Q4_K, backend.Q5_K, backend.Q6_K,
 		backend.IQ4_NL, backend.IQ4_XS:
 		return true
 	}

@@ -167,7 +167,7 @@ func TestMatMulBatchInvariant(t *testing.T) {
 	for _, opt := range []Options{{Threads: 1}, {Threads: 2}, {Threads: 2, Generic: true}} {
 		threads := opt.Threads
 		be := New(opt)
-		for _, dt := range []backend.DType{backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_0, backend.Q2_K, backend.Q4_K, backend.Q5_K, backend.Q6_K, backend.IQ4_NL, backend.IQ4_XS} {
+		for _, dt := range []backend.DType{backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_0, backend.Q2_K, backend.Q3_K, backend.Q4_K, backend.Q5_K, backend.Q6_K, backend.IQ4_NL, backend.IQ4_XS} {
 			const n, in, out = 11, 512, 70
 			w := benchTensor(t, be, dt, out, in)
 			x := benchTensor(t, be, backend.F32, n, in)

@@ -23,6 +23,7 @@ type kernels struct {
 	dotQ5_K    func(w []byte, x []float32) float32
 	dotIQ4NL   func(w []byte, x []float32) float32
 	dotQ2_K    func(w []byte, x []float32) float32
+	dotQ3_K    func(w []byte, x []float32) float32
 	dotIQ4XS   func(w []byte, x []float32) float32
 	axpy       func(a float32, x, y []float32)
 	widenF16   func(dst []float32, src []byte)
@@ -34,6 +35,7 @@ type kernels struct {
 	widenQ5_K  func(dst []float32, src []byte)
 	widenIQ4NL func(dst []float32, src []byte)
 	widenQ2_K  func(dst []float32, src []byte)
+	widenQ3_K  func(dst []float32, src []byte)
 	widenIQ4XS func(dst []float32, src []byte)
 
 	dotTile    func(dst []float32, ldd int, x []float32, ldx, rows int, w []float32, ldw, cols, k int)
@@ -52,6 +54,7 @@ type kernels struct {
 	dotQ5_KQ8  func(w []byte, q []int8, d, s []float32) float32
 	dotIQ4NLQ8 func(w []byte, q []int8, d []float32) float32
 	dotQ2_KQ8  func(w []byte, q []int8, d, s []float32) float32
+	dotQ3_KQ8  func(w []byte, q []int8, d, s []float32) float32
 	dotIQ4XSQ8 func(w []byte, q []int8, d []float32) float32
 
 	dotTileQ8_0Q8 func(dst []float32, ldd int, w []byte, ldw, cols int, q []int8, d []float32, ldq, rows int)
@@ -73,6 +76,7 @@ func selectKernels(generic bool) kernels {
 			dotQ5_K: vec.DotQ5_K, widenQ5_K: vec.WidenQ5_K, dotQ5_KQ8: vec.DotQ5_KQ8Generic,
 			dotIQ4NL: vec.DotIQ4_NL, widenIQ4NL: vec.WidenIQ4_NL, dotIQ4NLQ8: vec.DotIQ4_NLQ8Generic,
 			dotQ2_K: vec.DotQ2_K, widenQ2_K: vec.WidenQ2_K, dotQ2_KQ8: vec.DotQ2_KQ8Generic,
+			dotQ3_K: vec.DotQ3_K, widenQ3_K: vec.WidenQ3_K, dotQ3_KQ8: vec.DotQ3_KQ8Generic,
 			dotIQ4XS: vec.DotIQ4_XS, widenIQ4XS: vec.WidenIQ4_XS, dotIQ4XSQ8: vec.DotIQ4_XSQ8Generic,
 			dotTileQ8_0Q8: vec.DotTileQ8_0Q8Generic, dotTileQ4_0Q8: vec.DotTileQ4_0Q8Generic, dotRowsF16: vec.DotRowsF16Generic, dotRowsBF16: vec.DotRowsBF16Generic,
 			dotTile: vec.DotTileGeneric, axpyRows: vec.AxpyRowsGeneric, expSum: vec.ExpSumGeneric,
@@ -90,6 +94,7 @@ func selectKernels(generic bool) kernels {
 		dotQ5_K: vec.DotQ5_K, widenQ5_K: vec.WidenQ5_K, dotQ5_KQ8: vec.DotQ5_KQ8,
 		dotIQ4NL: vec.DotIQ4_NL, widenIQ4NL: vec.WidenIQ4_NL, dotIQ4NLQ8: vec.DotIQ4_NLQ8,
 		dotQ2_K: vec.DotQ2_K, widenQ2_K: vec.WidenQ2_K, dotQ2_KQ8: vec.DotQ2_KQ8,
+		dotQ3_K: vec.DotQ3_K, widenQ3_K: vec.WidenQ3_K, dotQ3_KQ8: vec.DotQ3_KQ8,
 		dotIQ4XS: vec.DotIQ4_XS, widenIQ4XS: vec.WidenIQ4_XS, dotIQ4XSQ8: vec.DotIQ4_XSQ8,
 		dotTileQ8_0Q8: vec.DotTileQ8_0Q8, dotTileQ4_0Q8: vec.DotTileQ4_0Q8, dotRowsF16: vec.DotRowsF16, dotRowsBF16: vec.DotRowsBF16,
 		dotTile: vec.DotTile, axpyRows: vec.AxpyRows, expSum: vec.ExpSum,
@@ -120,6 +125,8 @@ func (k *kernels) dotW(dt backend.DType, w []byte, x []float32) float32 {
 		return k.dotIQ4NL(w, x)
 	case backend.Q2_K:
 		return k.dotQ2_K(w, x)
+	case backend.Q3_K:
+		return k.dotQ3_K(w, x)
 	case backend.IQ4_XS:
 		return k.dotIQ4XS(w, x)
 	}
@@ -158,6 +165,8 @@ func (k *kernels) widen(dt backend.DType, dst []float32, src []byte) {
 		k.widenIQ4NL(dst, src)
 	case backend.Q2_K:
 		k.widenQ2_K(dst, src)
+	case backend.Q3_K:
+		k.widenQ3_K(dst, src)
 	case backend.IQ4_XS:
 		k.widenIQ4XS(dst, src)
 	}

@@ -45,7 +45,7 @@ func overlaps(a, b backend.Tensor) bool {
 
 // MatMul sets dst = x · wᵀ (see backend.Backend). For one row it is a
 // matrix-vector product split by weight rows across the pool. With
-// quantized weights (Q8_0, Q4_0, Q2_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS) the activations are first quantized to 8 bits, as
+// quantized weights (Q8_0, Q4_0, the K-quants, IQ4_NL, IQ4_XS) the activations are first quantized to 8 bits, as
 // llama.cpp does, and every product is an integer dot product (unless
 // Options.ExactQuant is set): faster than widening the weights at every
 // row count measured (1 to 128). For several
@@ -100,8 +100,9 @@ func (b *Backend) MatMul(dst, x, w backend.Tensor) {
 			// Their dots take each block's quant sum (the mins' term).
 			vec.SumsQ8(b.xs[:n*nb], j.xq)
 			j.xs, j.xsPer = b.xs[:n*nb], nb
-		case backend.Q6_K, backend.Q2_K:
-			// Their dots take the sums per 16 (Q6_K's −32 offset, Q2_K's mins).
+		case backend.Q6_K, backend.Q2_K, backend.Q3_K:
+			// Their dots take the sums per 16 (Q6_K's and Q3_K's offsets,
+			// Q2_K's mins).
 			vec.SumsQ8By16(b.xs[:2*n*nb], j.xq)
 			j.xs, j.xsPer = b.xs[:2*n*nb], 2*nb
 		}
@@ -147,7 +148,7 @@ type matmulJob struct {
 	in       int
 	xq       []int8    // x quantized to 8 bits, for Q8_0, Q4_0 and the K-quant weights
 	xd       []float32 // the scales of xq, one per 32 elements
-	xs       []float32 // the sums of xq's blocks (Q4_K, Q5_K) or halves (Q2_K, Q6_K)
+	xs       []float32 // the sums of xq's blocks (Q4_K, Q5_K) or halves (Q2_K, Q3_K, Q6_K)
 	xsPer    int       // entries of xs per row
 }
 
@@ -195,6 +196,8 @@ func (j *matmulJob) run(wk, lo, hi int) {
 						j.dst.d[r*j.dst.stride+o] = k.dotIQ4NLQ8(wr, q, d)
 					case backend.Q2_K:
 						j.dst.d[r*j.dst.stride+o] = k.dotQ2_KQ8(wr, q, d, sums)
+					case backend.Q3_K:
+						j.dst.d[r*j.dst.stride+o] = k.dotQ3_KQ8(wr, q, d, sums)
 					case backend.IQ4_XS:
 						j.dst.d[r*j.dst.stride+o] = k.dotIQ4XSQ8(wr, q, d)
 					default:

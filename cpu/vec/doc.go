@@ -114,7 +114,10 @@
 //     hoisted, 57 against 46 before) and DotQ5_KQ8 (61 against 52, its
 //     fifth bits merged by VPTESTMB and a byte-masked VPADDB). The IQ4
 //     dots look their levels up with VPSHUFB and multiply |level| by
-//     x·sign(level) (VPSIGNB) through VPMADDUBSW: 49–52 GFLOP/s. The
+//     x·sign(level) (VPSIGNB) through VPMADDUBSW: 49–52 GFLOP/s. Q2_K,
+//     Q3_K and Q6_K (AVX2) take the activations' sums per 16 for their
+//     mins or offsets and form each 16-element group's factor once a
+//     block: 59–62, 45 and 50–53 GFLOP/s. The
 //     one-row Q8_0/Q4_0 dots stream from memory and keep
 //     VPMADDUBSW.
 package vec

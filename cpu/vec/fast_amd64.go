@@ -347,3 +347,15 @@ func dotQ2_KQ8(w []byte, q []int8, d, s []float32) float32 {
 	w, q, s = w[:nb*Q2_KBlockBytes], q[:nb*QKK], s[:nb*16]
 	return dotQ2_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), unsafe.SliceData(s), nb)
 }
+
+//go:noescape
+func dotQ3_KQ8AVX2(w *byte, q *int8, d *float32, s *float32, nb int) float32
+
+func dotQ3_KQ8(w []byte, q []int8, d, s []float32) float32 {
+	nb := len(d) / 8
+	if !useAVX2 || nb == 0 {
+		return DotQ3_KQ8Generic(w, q, d, s)
+	}
+	w, q, s = w[:nb*Q3_KBlockBytes], q[:nb*QKK], s[:nb*16]
+	return dotQ3_KQ8AVX2(unsafe.SliceData(w), unsafe.SliceData(q), unsafe.SliceData(d), unsafe.SliceData(s), nb)
+}

@@ -39,3 +39,4 @@ func dotQ5_KQ8(w []byte, q []int8, d, s []float32) float32 { return DotQ5_KQ8Gen
 func dotIQ4_NLQ8(w []byte, q []int8, d []float32) float32  { return DotIQ4_NLQ8Generic(w, q, d) }
 func dotIQ4_XSQ8(w []byte, q []int8, d []float32) float32  { return DotIQ4_XSQ8Generic(w, q, d) }
 func dotQ2_KQ8(w []byte, q []int8, d, s []float32) float32 { return DotQ2_KQ8Generic(w, q, d, s) }
+func dotQ3_KQ8(w []byte, q []int8, d, s []float32) float32 { return DotQ3_KQ8Generic(w, q, d, s) }

@@ -44,6 +44,7 @@ var kquants = []kquant{
 	{"q4_k", Q4_KBlockBytes, randQ4_K, quant.DequantizeQ4_K, WidenQ4_K, DotQ4_K, DotQ4_KQ8, DotQ4_KQ8Generic, true, 32},
 	{"q5_k", Q5_KBlockBytes, randQ5_K, quant.DequantizeQ5_K, WidenQ5_K, DotQ5_K, DotQ5_KQ8, DotQ5_KQ8Generic, true, 32},
 	{"q2_k", Q2_KBlockBytes, randQ2_K, quant.DequantizeQ2_K, WidenQ2_K, DotQ2_K, DotQ2_KQ8, DotQ2_KQ8Generic, false, 16},
+	{"q3_k", Q3_KBlockBytes, randQ3_K, quant.DequantizeQ3_K, WidenQ3_K, DotQ3_K, DotQ3_KQ8, DotQ3_KQ8Generic, false, 16},
 	{"q6_k", Q6_KBlockBytes, randQ6_K, quant.DequantizeQ6_K, WidenQ6_K, DotQ6_K, DotQ6_KQ8, DotQ6_KQ8Generic, false, 16},
 }
 
@@ -72,6 +73,10 @@ func randQ5_K(r *rand.Rand, nb int) []byte { return randKBlocks(r, nb, Q5_KBlock
 // randQ2_K returns nb Q2_K blocks of random quants, scales and mins, with
 // d and dmin small positive halves.
 func randQ2_K(r *rand.Rand, nb int) []byte { return randKBlocks(r, nb, Q2_KBlockBytes, 1.0/32, 80, 82) }
+
+// randQ3_K returns nb Q3_K blocks of random quants, high bits and scales,
+// with d a small half.
+func randQ3_K(r *rand.Rand, nb int) []byte { return randKBlocks(r, nb, Q3_KBlockBytes, 1.0/256, 108) }
 
 // randQ6_K returns nb Q6_K blocks of random quants and int8 scales, with
 // d a small half.
@@ -165,7 +170,7 @@ func TestDotK(t *testing.T) {
 		// Every quant bit set, alternating ±1 activations (±127 quantized).
 		w := k.rand(r, 1)
 		for i := range w {
-			keep := i < 4 || (k.name == "q6_k" && i >= 128) || (k.name == "q2_k" && i >= 80) // d, dmin, Q6_K's scales
+			keep := i < 4 || (k.name == "q6_k" && i >= 128) || (k.name == "q2_k" && i >= 80) || (k.name == "q3_k" && i >= 96) // d, dmin, scales
 			if !keep {
 				w[i] = 0xFF
 			}

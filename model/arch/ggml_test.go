@@ -53,33 +53,43 @@ func TestGGMLQuantizedFile(t *testing.T) {
 	all := func(backend.DType) bool { return true }
 
 	tokens := []int32{1, 17, 200, 3, 99, 255, 0, 42}
-	run := func(desc *model.Model, gpuTypes bool) [][]float32 {
+	views := []struct {
+		name string
+		view func(*cpu.Backend) backend.Backend // the backend as the model sees it
+	}{
+		{"cpu", func(b *cpu.Backend) backend.Backend { return b }},
+		{"gpu types", func(b *cpu.Backend) backend.Backend { return gpuWeights{b} }},
+		// A backend with Q6_K but not Q3_K holds Q3_K as Q6_K (exactly).
+		{"gpu types and q6_k", func(b *cpu.Backend) backend.Backend { return gpuWeightsQ6{b} }},
+	}
+	run := func(desc *model.Model, view func(*cpu.Backend) backend.Backend) [][]float32 {
 		cb := cpu.New(cpu.Options{ExactQuant: true}) // no 8-bit activations: the weights alone
 		defer cb.Close()
-		var be backend.Backend = cb
-		if gpuTypes {
-			be = gpuWeights{cb}
-		}
+		be := view(cb)
 		m, err := New(be, desc, Options{MaxRows: 8, MaxOut: 8})
 		require.NoError(t, err)
 		defer m.Close()
 		return newRunner(t, be, m, len(tokens)).step(tokens)
 	}
-	exact := run(held(all), false)
-	for _, gpuTypes := range []bool{false, true} {
-		var be backend.Backend = cpu.New(cpu.Options{})
-		if gpuTypes {
-			be = gpuWeights{be.(*cpu.Backend)}
-		}
-		want := run(held(be.SupportsWeights), false)
-		be.Close()
-		got := run(q, gpuTypes)
+	exact := run(held(all), views[0].view)
+	for _, v := range views {
+		cb := cpu.New(cpu.Options{})
+		want := run(held(v.view(cb).SupportsWeights), views[0].view)
+		cb.Close()
+		got := run(q, v.view)
 		for p := range tokens {
-			require.Less(t, conformance.RelErr(got[p], want[p]), 1e-5, "gpu types %v: position %d", gpuTypes, p)
-			t.Logf("gpu types %v: position %d: %.2e from the weights as held, %.2e from the dequantized file",
-				gpuTypes, p, conformance.RelErr(got[p], want[p]), conformance.RelErr(got[p], exact[p]))
+			require.Less(t, conformance.RelErr(got[p], want[p]), 1e-5, "%s: position %d", v.name, p)
+			t.Logf("%s: position %d: %.2e from the weights as held, %.2e from the dequantized file",
+				v.name, p, conformance.RelErr(got[p], want[p]), conformance.RelErr(got[p], exact[p]))
 		}
 	}
+}
+
+// gpuWeightsQ6 is gpuWeights with Q6_K.
+type gpuWeightsQ6 struct{ *cpu.Backend }
+
+func (b gpuWeightsQ6) SupportsWeights(dt backend.DType) bool {
+	return dt == backend.Q6_K || gpuWeights(b).SupportsWeights(dt)
 }
 
 // gpuWeights is the CPU backend with only the weight types the GPU

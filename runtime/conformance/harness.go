@@ -181,6 +181,16 @@ func (s *suite) weights(dt backend.DType, rows, cols int) *operand {
 			binary.LittleEndian.PutUint16(o.raw[b+80:], quant.F32ToF16((0.5+s.rng.Float32())/45))
 			binary.LittleEndian.PutUint16(o.raw[b+82:], quant.F32ToF16((0.5+s.rng.Float32())/30))
 		}
+	case backend.Q3_K:
+		// Random quants, high bits and scales; d sized so that
+		// |d·(s−32)·q| stays around 1 (|s−32| ≤ 32, |q| ≤ 4).
+		bb := dt.BlockBytes()
+		for b := 0; b+bb <= len(o.raw); b += bb {
+			for i := b; i < b+108; i++ {
+				o.raw[i] = byte(s.rng.Uint32())
+			}
+			binary.LittleEndian.PutUint16(o.raw[b+108:], quant.F32ToF16((0.5+s.rng.Float32())/64))
+		}
 	case backend.IQ4_NL, backend.IQ4_XS:
 		// Random indices (and IQ4_XS scales); d sized so that
 		// |d·(ls−32)·level| stays around 1 (|ls−32| ≤ 32, |level| ≤ 127).

@@ -16,7 +16,7 @@ import (
 // under test (and the reference backend, if any) accepts.
 func (s *suite) weightTypes() []backend.DType {
 	var dts []backend.DType
-	for _, dt := range []backend.DType{backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_0, backend.Q2_K, backend.Q4_K, backend.Q5_K, backend.Q6_K, backend.IQ4_NL, backend.IQ4_XS} {
+	for _, dt := range []backend.DType{backend.F32, backend.F16, backend.BF16, backend.Q8_0, backend.Q4_0, backend.Q2_K, backend.Q3_K, backend.Q4_K, backend.Q5_K, backend.Q6_K, backend.IQ4_NL, backend.IQ4_XS} {
 		if s.be.SupportsWeights(dt) && (s.ref == nil || s.ref.SupportsWeights(dt)) {
 			dts = append(dts, dt)
 		}
@@ -45,7 +45,7 @@ func (s *suite) uploadWeights(be backend.Backend, o *operand, mapped bool) backe
 
 func testMemory(s *suite) {
 	types := []backend.DType{backend.F32, backend.F16, backend.BF16, backend.I32}
-	for _, dt := range []backend.DType{backend.Q8_0, backend.Q4_0, backend.Q2_K, backend.Q4_K, backend.Q5_K, backend.Q6_K, backend.IQ4_NL, backend.IQ4_XS} {
+	for _, dt := range []backend.DType{backend.Q8_0, backend.Q4_0, backend.Q2_K, backend.Q3_K, backend.Q4_K, backend.Q5_K, backend.Q6_K, backend.IQ4_NL, backend.IQ4_XS} {
 		if s.be.SupportsWeights(dt) {
 			types = append(types, dt)
 		}
