@@ -276,9 +276,12 @@ type ChatChoice struct {
 
 // ChatReply is the assistant's message, or a chunk of it.
 type ChatReply struct {
-	Role      string     `json:"role,omitempty"`
-	Content   *string    `json:"content,omitempty"`
-	ToolCalls []ToolCall `json:"tool_calls,omitempty"`
+	Role    string  `json:"role,omitempty"`
+	Content *string `json:"content,omitempty"`
+	// ReasoningContent is the reply's reasoning (its think block), with
+	// Config.SplitReasoning.
+	ReasoningContent *string    `json:"reasoning_content,omitempty"`
+	ToolCalls        []ToolCall `json:"tool_calls,omitempty"`
 }
 
 // ChatLogprobs are a reply's log probabilities.

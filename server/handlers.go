@@ -45,6 +45,7 @@ type job struct {
 	withUsage  bool
 	defaultMax int        // max_tokens when absent; 0: the rest of the context
 	tools      toolFormat // the call syntax to look for in chat replies; toolsUnknown: none
+	think      int        // split chat replies' reasoning: 0 no, thinkMaybe+1 (a block may open) or thinkIn+1 (the prompt opened it)
 }
 
 func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
@@ -191,8 +192,14 @@ func (s *Server) parseChat(req *ChatRequest, j *job) *apiError {
 			msgs[i].ToolCalls = templateCalls(m.ToolCalls)
 		}
 	}
-	ids, err := chat.Encode(s.tmpl, s.cfg.Tokenizer, msgs, chat.Options{BOS: s.bos, EOS: s.eos, AddGenerationPrompt: true,
+	ids, prompt, err := chat.EncodeText(s.tmpl, s.cfg.Tokenizer, msgs, chat.Options{BOS: s.bos, EOS: s.eos, AddGenerationPrompt: true,
 		Vars: vars, MaxOutput: int(4 * s.cfg.MaxBodyBytes)})
+	if err == nil && s.thinking && !req.Logprobs {
+		j.think = thinkMaybe + 1
+		if promptOpensThinking(prompt) {
+			j.think = thinkIn + 1
+		}
+	}
 	if err != nil {
 		var ex *chat.Exception
 		switch {
@@ -506,6 +513,13 @@ func (s *Server) respond(w http.ResponseWriter, ctx context.Context, j *job, str
 			text := c.text.String()
 			reason := finishReason(c.stats.Finish)
 			reply := &ChatReply{Role: "assistant", Content: &text}
+			if j.think != 0 {
+				var reasoning string
+				reasoning, text = splitReasoning(text, j.think == thinkIn+1)
+				if reasoning != "" {
+					reply.ReasoningContent = &reasoning
+				}
+			}
 			if j.tools != toolsUnknown {
 				if content, calls, ok := parseToolCalls(j.tools, text); ok {
 					reply.ToolCalls, reason = calls, "tool_calls"
@@ -593,6 +607,18 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, stre
 		flush()
 	}
 	choices := make([]choice, len(streams))
+	var thinks []*thinkStream // per choice, with SplitReasoning: the reply split into reasoning and content
+	if j.think != 0 {
+		thinks = make([]*thinkStream, len(streams))
+		for i := range thinks {
+			thinks[i] = newThinkStream(j.think == thinkIn+1)
+		}
+	}
+	reasoningDelta := func(i int, r string) {
+		if r != "" {
+			send(chatChunk(ChatChoice{Index: i, Delta: &ChatReply{ReasoningContent: &r}}))
+		}
+	}
 	var calls []toolStream // per choice, with tools: text held back from where a call may begin
 	if j.tools != toolsUnknown {
 		calls = make([]toolStream, len(streams))
@@ -629,6 +655,16 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, stre
 			case ev.Done:
 				running--
 				reason := finishReason(ev.Stats.Finish)
+				if thinks != nil {
+					r, text := thinks[t.i].finish()
+					reasoningDelta(t.i, r)
+					if calls != nil {
+						text = calls[t.i].push(text)
+					}
+					if text != "" {
+						out = appendDeltaEvent(out, prefix, t.i, text)
+					}
+				}
 				if calls != nil {
 					content, tc, ok := calls[t.i].finish()
 					switch {
@@ -650,8 +686,17 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, stre
 			case ev.Token.Text == "" && (j.logprobs < 0 || ev.Token.ID < 0):
 				// Nothing to say yet (text held back, no log probabilities).
 			case j.chat:
-				if calls != nil { // never with log probabilities
-					if text := calls[t.i].push(ev.Token.Text); text != "" {
+				if thinks != nil || calls != nil { // never with log probabilities
+					text := ev.Token.Text
+					if thinks != nil {
+						var r string
+						r, text = thinks[t.i].push(text)
+						reasoningDelta(t.i, r)
+					}
+					if calls != nil {
+						text = calls[t.i].push(text)
+					}
+					if text != "" {
 						out = appendDeltaEvent(out, prefix, t.i, text)
 					}
 					break

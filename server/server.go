@@ -22,7 +22,8 @@
 // the reply's calls, in the syntax that template teaches, come back as
 // tool_calls). Responses carry usage and finish_reason: "stop" (an
 // end-of-generation token or a stop string), "length" (max_tokens or the
-// context) or "tool_calls". Defaults are
+// context) or "tool_calls"; with Config.SplitReasoning a chat reply's
+// think block comes back as reasoning_content. Defaults are
 // OpenAI's: temperature 1, top_p 1, n 1, max_tokens 16 for completions
 // and the rest of the context for chat. Log probabilities are the model's
 // own distribution, before penalties and temperature (vLLM's default),
@@ -106,6 +107,11 @@ type Config struct {
 	Metrics *Metrics
 	// Logger logs requests at debug level and failures; nil discards.
 	Logger *slog.Logger
+	// SplitReasoning returns a chat reply's think block (Qwen3,
+	// DeepSeek-R1 style: up to "</think>") as reasoning_content and only
+	// the rest as content, when the chat template writes think tags
+	// (reasoning.go). Requests with logprobs keep the whole text.
+	SplitReasoning bool
 }
 
 // Server is an http.Handler serving the OpenAI API for one model.
@@ -113,6 +119,7 @@ type Server struct {
 	cfg  Config
 	tmpl *chat.Template
 
+	thinking  bool             // SplitReasoning, and the template writes think tags
 	toolsOnce sync.Once        // the template's tool call syntax, read on first use
 	tools     toolFormat       // (see detectToolFormat)
 	vocabOnce sync.Once        // jsonConstraint's vocabulary, built on first use
@@ -143,6 +150,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	s.thinking = cfg.SplitReasoning && usesThinking(s.tmpl.Source())
 	if s.metrics == nil {
 		s.metrics = NewMetrics()
 	}

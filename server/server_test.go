@@ -43,6 +43,8 @@ type serverOptions struct {
 	threads  int            // CPU backend threads; 0 means 2
 	model    string         // model file; "" means the shared stories260K
 	template *chat.Template // chat template; nil: the model's (ChatML for stories260K)
+	// splitReasoning sets Config.SplitReasoning.
+	splitReasoning bool
 }
 
 func loadModel(t testing.TB, seqs, blocks int) *loom.Model {
@@ -85,7 +87,7 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	sc, err := sched.New(m.Engine(), o.sched)
 	require.NoError(t, err)
 	srv, err := New(Config{Sched: sc, Tokenizer: m.Tokenizer(), ModelName: "stories260K", APIKey: o.apiKey,
-		MaxBodyBytes: o.body, Metrics: metrics, Template: o.template})
+		MaxBodyBytes: o.body, Metrics: metrics, Template: o.template, SplitReasoning: o.splitReasoning})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)

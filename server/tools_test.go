@@ -179,30 +179,10 @@ func TestToolsThroughServer(t *testing.T) {
 	require.Equal(t, plain.Usage.PromptTokens, none.Usage.PromptTokens, "tool_choice none: no tools in the prompt")
 
 	// Streamed: the same text.
-	body, err := json.Marshal(map[string]any{"model": "stories260K", "messages": msgs, "max_tokens": 20, "temperature": 0,
-		"tools": []any{weather}, "stream": true})
-	require.NoError(t, err)
-	sr, err := http.Post(ts.url+"/v1/chat/completions", "application/json", bytes.NewReader(body))
-	require.NoError(t, err)
-	defer sr.Body.Close()
-	var text strings.Builder
-	var reason string
-	for _, data := range sse(t, sr.Body) {
-		if data == "[DONE]" {
-			continue
-		}
-		var chunk ChatResponse
-		require.NoError(t, json.Unmarshal([]byte(data), &chunk))
-		for _, c := range chunk.Choices {
-			if c.Delta != nil && c.Delta.Content != nil {
-				text.WriteString(*c.Delta.Content)
-			}
-			require.True(t, c.Delta == nil || c.Delta.ToolCalls == nil)
-			if c.FinishReason != nil {
-				reason = *c.FinishReason
-			}
-		}
-	}
+	streamed := streamChat(t, ts, map[string]any{"model": "stories260K", "messages": msgs, "max_tokens": 20, "temperature": 0,
+		"tools": []any{weather}})
+	require.Empty(t, streamed.calls)
+	text, reason := &streamed.content, streamed.reason
 	require.Equal(t, *withTools.Choices[0].Message.Content, text.String())
 	require.Equal(t, "length", reason)
 
@@ -216,4 +196,46 @@ func TestToolsThroughServer(t *testing.T) {
 	again := ask(map[string]any{"max_tokens": 4})
 	require.NotEmpty(t, again.Choices)
 	require.Greater(t, again.Usage.PromptTokens, plain.Usage.PromptTokens+40, "the call and its result are in the prompt")
+}
+
+// chatStream is what a streamed chat completion delivered.
+type chatStream struct {
+	content, reasoning strings.Builder
+	reason             string
+	calls              []ToolCall
+}
+
+// streamChat posts body (stream set) to /v1/chat/completions and reads
+// the stream.
+func streamChat(t *testing.T, ts *testServer, body map[string]any) *chatStream {
+	body["stream"] = true
+	b, err := json.Marshal(body)
+	require.NoError(t, err)
+	r, err := http.Post(ts.url+"/v1/chat/completions", "application/json", bytes.NewReader(b))
+	require.NoError(t, err)
+	defer r.Body.Close()
+	require.Equal(t, 200, r.StatusCode)
+	out := &chatStream{}
+	for _, data := range sse(t, r.Body) {
+		if data == "[DONE]" {
+			continue
+		}
+		var chunk ChatResponse
+		require.NoError(t, json.Unmarshal([]byte(data), &chunk))
+		for _, c := range chunk.Choices {
+			if d := c.Delta; d != nil {
+				if d.Content != nil {
+					out.content.WriteString(*d.Content)
+				}
+				if d.ReasoningContent != nil {
+					out.reasoning.WriteString(*d.ReasoningContent)
+				}
+				out.calls = append(out.calls, d.ToolCalls...)
+			}
+			if c.FinishReason != nil {
+				out.reason = *c.FinishReason
+			}
+		}
+	}
+	return out
 }

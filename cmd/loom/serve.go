@@ -35,7 +35,7 @@ type serveFlags struct {
 	port, threads, maxBatch, ctx, kvBlocks, maxQueue, prefill, lookup        int
 	maxBody                                                                  int64
 	grace                                                                    time.Duration
-	prefixCache                                                              bool
+	prefixCache, splitReasoning                                              bool
 }
 
 func runServe(args []string, stdout, stderr io.Writer) error {
@@ -60,6 +60,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&f.kvMemory, "kv-memory", "", "KV cache size in `bytes` instead of --kv-blocks (suffixes KiB, MiB, GiB)")
 	fs.IntVar(&f.maxQueue, "max-queue", 64, "most requests waiting for KV blocks or a batch slot; beyond it 429")
 	fs.IntVar(&f.prefill, "prefill-chunk", 0, "most prompt tokens per step, so running sequences keep decoding (0: 256)")
+	fs.BoolVar(&f.splitReasoning, "reasoning-parser", true, "with a chat template that writes <think> tags (Qwen3, DeepSeek-R1), return a reply's think block as reasoning_content, apart from its content")
 	fs.BoolVar(&f.prefixCache, "prefix-cache", true, "reuse the keys and values of earlier prompts' whole 16-token blocks (a shared system prompt is computed once)")
 	fs.StringVar(&f.apiKey, "api-key", "", "require Authorization: Bearer `KEY` on /v1/ (default $LOOM_API_KEY)")
 	fs.StringVar(&f.name, "model-name", "", "model id clients send (default: the file name without extension)")
@@ -128,7 +129,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	srv, err := server.New(server.Config{Sched: sc, Tokenizer: m.Tokenizer(), ModelName: name, Template: tmpl,
-		APIKey: f.apiKey, MaxBodyBytes: f.maxBody, Metrics: metrics, Logger: log})
+		APIKey: f.apiKey, MaxBodyBytes: f.maxBody, Metrics: metrics, Logger: log, SplitReasoning: f.splitReasoning})
 	if err != nil {
 		_ = sc.Close(context.Background())
 		return err
