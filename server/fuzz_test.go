@@ -1,10 +1,12 @@
 package server
 
 import (
+	"os"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/loomllm/loom/model/chat"
 	"github.com/loomllm/loom/runtime/sched"
 )
 
@@ -16,7 +18,11 @@ func FuzzDecode(f *testing.F) {
 	sc, err := sched.New(m.Engine(), sched.Config{})
 	require.NoError(f, err)
 	f.Cleanup(func() { _ = sc.Close(f.Context()) })
-	s, err := New(Config{Sched: sc, Tokenizer: m.Tokenizer(), ModelName: "m"})
+	src, err := os.ReadFile("../model/chat/testdata/qwen3.jinja") // tools, tool calls and think tags
+	require.NoError(f, err)
+	tmpl, err := chat.Parse(string(src))
+	require.NoError(f, err)
+	s, err := New(Config{Sched: sc, Tokenizer: m.Tokenizer(), ModelName: "m", Template: tmpl, SplitReasoning: true})
 	require.NoError(f, err)
 
 	for _, seed := range []string{
@@ -26,6 +32,9 @@ func FuzzDecode(f *testing.F) {
 		`{"model":"m","messages":[{"role":"user","content":"hi"},{"role":"assistant","content":[{"type":"text","text":"yo"}]}],"logprobs":true,"top_logprobs":3}`,
 		`{"model":"m","messages":[{"role":"system","content":null}],"max_completion_tokens":3,"chat_template_kwargs":{"x":[1,{"y":null}]}}`,
 		`{"model":"m","prompt":"x","max_tokens":1e400}`, `{"prompt":{"a":1}}`, `[]`, `null`, `{"model":"m","prompt":[1,-1]}`,
+		`{"model":"m","messages":[{"role":"user","content":"w?"},{"role":"assistant","content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},{"role":"tool","tool_call_id":"c","content":"r"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"auto","max_tokens":4}`,
+		`{"model":"m","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"none"}`,
+		`{"model":"m","messages":[{"role":"assistant","content":"<think>\na\n</think>\n\nb"},{"role":"user","content":"c"}],"chat_template_kwargs":{"enable_thinking":false}}`,
 	} {
 		f.Add([]byte(seed), false)
 		f.Add([]byte(seed), true)

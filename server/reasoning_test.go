@@ -106,3 +106,38 @@ func TestReasoningThroughServer(t *testing.T) {
 		require.NotEmpty(t, c)
 	}
 }
+
+// FuzzSplitReasoning: for any reply and any way of cutting it into
+// pieces, the streamed split adds up to the whole one; and parsing a reply
+// for tool calls never panics.
+func FuzzSplitReasoning(f *testing.F) {
+	f.Add("<think>\na\n</think>\n\nb", false, uint64(7))
+	f.Add("a</think>b", true, uint64(3))
+	f.Add("<tool_call>{\"name\": \"f\", \"arguments\": {}}</tool_call>", false, uint64(1))
+	f.Fuzz(func(t *testing.T, text string, inside bool, cuts uint64) {
+		wr, wc := splitReasoning(text, inside)
+		ts := newThinkStream(inside)
+		var rs, cs strings.Builder
+		for rest := text; rest != ""; {
+			n := 1 + int(cuts%7)
+			cuts = cuts/7 + 1
+			n = min(n, len(rest))
+			r, c := ts.push(rest[:n])
+			rs.WriteString(r)
+			cs.WriteString(c)
+			rest = rest[n:]
+		}
+		r, c := ts.finish()
+		rs.WriteString(r)
+		cs.WriteString(c)
+		if rs.String() != wr || cs.String() != wc {
+			t.Fatalf("%q (inside %v): streamed %q/%q, whole %q/%q", text, inside, rs.String(), cs.String(), wr, wc)
+		}
+		for _, f := range []toolFormat{toolsHermes, toolsMistral, toolsLlama} {
+			parseToolCalls(f, text)
+			st := toolStream{format: f}
+			st.push(text)
+			st.finish()
+		}
+	})
+}
