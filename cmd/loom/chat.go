@@ -61,7 +61,7 @@ func runChat(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	m, err := openModel(f.model, loom.Options{Device: f.device, Threads: f.threads, Context: f.ctx, Sequences: 1,
-		WeightType: f.weights, PromptLookup: f.lookup}, stderr)
+		WeightType: f.weights, PromptLookup: f.lookup, KVType: f.kvType}, stderr)
 	if err != nil {
 		return err
 	}

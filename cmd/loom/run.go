@@ -37,6 +37,7 @@ func (s *stringsFlag) Set(v string) error {
 // runFlags are the flags of loom run.
 type runFlags struct {
 	model, prompt, promptFile, device, weights string
+	kvType                                     string
 	maxTokens, topK, beams, ctx, threads       int
 	lookup                                     int
 	temperature, topP, minP, repeat            float64
@@ -78,7 +79,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	}
 
 	m, err := openModel(f.model, loom.Options{Device: f.device, Threads: f.threads, Context: f.ctx,
-		Sequences: f.beams, WeightType: f.weights, PromptLookup: f.lookup}, stderr)
+		Sequences: f.beams, WeightType: f.weights, PromptLookup: f.lookup, KVType: f.kvType}, stderr)
 	if err != nil {
 		return err
 	}
@@ -152,6 +153,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.device, "device", defaultDevice(), "auto, cpu, cuda or cuda:N (default $LOOM_DEVICE, else auto)")
 	fs.IntVar(&f.threads, "threads", 0, "CPU threads (0: all cores)")
 	fs.StringVar(&f.weights, "weight-type", "", "convert float weights while loading: q8_0, f16 or bf16")
+	fs.StringVar(&f.kvType, "kv-type", "", "key/value cache element type: f32, f16 or bf16 (default: f32 on the CPU, f16 on a GPU)")
 	fs.BoolVar(&f.json, "json", false, "constrain the output to a JSON object (ends when it closes)")
 	fs.IntVar(&f.lookup, "lookup", 0, "greedy only: verify up to `N` draft tokens a step, found by looking the last tokens up in the text so far (same output, fewer steps when the text repeats)")
 }

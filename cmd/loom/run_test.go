@@ -38,6 +38,14 @@ func TestRunGolden(t *testing.T) {
 	require.Regexp(t, `lookup: [1-9][0-9]* of [0-9]+ drafts accepted`, errOut)
 	code, _, errOut = runLoom("run", "--model", model, "--lookup", "33")
 	require.Equal(t, 2, code, errOut)
+
+	// An F16 key/value cache: the same bytes on this model.
+	code, out, errOut = runLoom("run", "--model", model, "--temperature", "0", "--max-tokens", "200", "--kv-type", "f16")
+	require.Zero(t, code, errOut)
+	require.Equal(t, string(want), out)
+	code, _, errOut = runLoom("run", "--model", model, "--kv-type", "q4_0")
+	require.NotZero(t, code)
+	require.Contains(t, errOut, `kv type "q4_0"`)
 }
 
 func TestRunPromptAndStop(t *testing.T) {

@@ -32,6 +32,7 @@ func init() {
 // serveFlags are the flags of loom serve.
 type serveFlags struct {
 	model, host, device, apiKey, name, template, weights, kvMemory, logLevel string
+	kvType                                                                   string
 	port, threads, maxBatch, ctx, kvBlocks, maxQueue, prefill, lookup        int
 	maxBody                                                                  int64
 	grace                                                                    time.Duration
@@ -58,6 +59,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&f.ctx, "ctx", 0, "context size in tokens per sequence (0: the model's, capped by memory)")
 	fs.IntVar(&f.kvBlocks, "kv-blocks", 0, "KV cache blocks of 16 positions shared by all sequences (0: max-batch full contexts)")
 	fs.StringVar(&f.kvMemory, "kv-memory", "", "KV cache size in `bytes` instead of --kv-blocks (suffixes KiB, MiB, GiB)")
+	fs.StringVar(&f.kvType, "kv-type", "", "key/value cache element type: f32, f16 or bf16 (default: f32 on the CPU, f16 on a GPU)")
 	fs.IntVar(&f.maxQueue, "max-queue", 64, "most requests waiting for KV blocks or a batch slot; beyond it 429")
 	fs.IntVar(&f.prefill, "prefill-chunk", 0, "most prompt tokens per step, so running sequences keep decoding (0: 256)")
 	fs.BoolVar(&f.splitReasoning, "reasoning-parser", true, "with a chat template that writes <think> tags (Qwen3, DeepSeek-R1), return a reply's think block as reasoning_content, apart from its content")
@@ -106,7 +108,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 
 	rows := max(512, 2*f.maxBatch)
 	m, err := openModel(f.model, loom.Options{Device: f.device, Threads: f.threads, Context: f.ctx, Sequences: f.maxBatch,
-		BatchRows: rows, KVBlocks: f.kvBlocks, KVMemory: kvMemory, WeightType: f.weights, PromptLookup: f.lookup}, stderr)
+		BatchRows: rows, KVBlocks: f.kvBlocks, KVMemory: kvMemory, WeightType: f.weights, PromptLookup: f.lookup,
+		KVType: f.kvType}, stderr)
 	if err != nil {
 		return err
 	}
