@@ -128,6 +128,16 @@ func (m *Model) Stream(ctx context.Context, ids []int32, opt GenerateOptions, em
 	if opt.JSON {
 		gopt.NewConstraint = m.jsonConstraint
 	}
+	if d := m.draft; d != nil && m.promptLookup > 0 {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.eng == nil {
+			return Stats{}, fmt.Errorf("loom: the draft model is closed")
+		}
+		drafter := generate.NewModelDrafter(d.eng)
+		defer drafter.Close()
+		gopt.Drafter = drafter
+	}
 	st, err := generate.Generate(ctx, m.eng, ids, gopt, emit)
 	return Stats{PromptTokens: st.PromptTokens, CachedTokens: st.CachedTokens, Tokens: st.Tokens, Prefill: st.Prefill,
 		Decode: st.Decode, Finish: string(st.Finish), Drafted: st.Drafted, Accepted: st.Accepted}, err

@@ -87,10 +87,16 @@ type Options struct {
 	PrefixCache bool
 	// PromptLookup, when above 0, lets greedy generations verify up to
 	// that many draft tokens per step, looked up in the text so far
-	// (prompt lookup decoding, see generate.Options.PromptLookup): the
-	// same output, in fewer steps when the text repeats itself. Stats
-	// report the drafts accepted. Generations that sample ignore it.
+	// (prompt lookup decoding, see generate.Options.PromptLookup), or
+	// proposed by Draft when it is set (speculative decoding): the same
+	// output, in fewer steps when the drafts are good. Stats report the
+	// drafts accepted. Generations that sample ignore it.
 	PromptLookup int
+	// Draft, with PromptLookup, is a draft model: usually a much smaller
+	// model of the same vocabulary, loaded with its own Load, that
+	// proposes the drafts by decoding greedily (generate.ModelDrafter).
+	// A generation holds it while it runs; close it after the model.
+	Draft *Model
 	// Progress, if set, is called as weights reach the device with the
 	// bytes done and the total.
 	Progress func(done, total int64)
@@ -106,8 +112,9 @@ type Model struct {
 	tok  *tokenizer.Tokenizer
 	demo bool
 
-	prefixCache  bool // Options.PrefixCache
-	promptLookup int  // Options.PromptLookup
+	prefixCache  bool   // Options.PrefixCache
+	promptLookup int    // Options.PromptLookup
+	draft        *Model // Options.Draft
 
 	jsonOnce  sync.Once // GenerateOptions.JSON's vocabulary, built on first use
 	jsonVocab *constrain.Vocab
@@ -149,6 +156,14 @@ func newModel(desc *model.Model, opt Options) (*Model, error) {
 	}
 	if opt.PromptLookup < 0 || opt.PromptLookup > maxPromptLookup {
 		return nil, fmt.Errorf("loom: %w: prompt lookup %d (want 0 to %d draft tokens)", ErrOptions, opt.PromptLookup, maxPromptLookup)
+	}
+	if d := opt.Draft; d != nil {
+		if err := sameVocabulary(desc, d.desc); err != nil {
+			return nil, fmt.Errorf("loom: %w: draft model %s: %v", ErrOptions, d.desc.Path, err)
+		}
+		if opt.PromptLookup == 0 {
+			return nil, fmt.Errorf("loom: %w: a draft model needs PromptLookup, the drafts a step verifies", ErrOptions)
+		}
 	}
 	conv := backend.F32
 	if opt.WeightType != "" {
@@ -212,7 +227,28 @@ func newModel(desc *model.Model, opt Options) (*Model, error) {
 		be.Close()
 		return nil, err
 	}
-	return &Model{desc: desc, be: be, net: net, eng: eng, tok: tok, prefixCache: opt.PrefixCache, promptLookup: opt.PromptLookup}, nil
+	return &Model{desc: desc, be: be, net: net, eng: eng, tok: tok, prefixCache: opt.PrefixCache, promptLookup: opt.PromptLookup,
+		draft: opt.Draft}, nil
+}
+
+// sameVocabulary reports a draft model whose vocabulary is not the
+// model's: its size, and every token's text where both carry a tokenizer.
+func sameVocabulary(m, draft *model.Model) error {
+	if m.Config.VocabSize != draft.Config.VocabSize {
+		return fmt.Errorf("%d tokens, the model has %d", draft.Config.VocabSize, m.Config.VocabSize)
+	}
+	a, b := m.Tokenizer.Tokens, draft.Tokenizer.Tokens
+	if len(a) > 0 && len(b) > 0 {
+		if len(a) != len(b) {
+			return fmt.Errorf("a tokenizer of %d tokens, the model's has %d", len(b), len(a))
+		}
+		for i := range a {
+			if a[i] != b[i] {
+				return fmt.Errorf("token %d is %q, the model's is %q", i, b[i], a[i])
+			}
+		}
+	}
+	return nil
 }
 
 // maxPromptLookup bounds Options.PromptLookup: a step verifies at most

@@ -158,3 +158,32 @@ func TestJSONOption(t *testing.T) {
 	}
 	require.Equal(t, text, gen())
 }
+
+// TestDraftModel: speculative decoding through the Go API, stories260K
+// drafting for itself: the golden output, most tokens made by accepted
+// drafts; a draft model of another vocabulary is refused.
+func TestDraftModel(t *testing.T) {
+	want, err := os.ReadFile(testdata.Path(t, "golden/stories260K_greedy_n200.txt"))
+	require.NoError(t, err)
+	draft := loadStories(t, Options{Device: "cpu", Threads: 1})
+	m := loadStories(t, Options{Device: "cpu", PromptLookup: 4, Draft: draft})
+	ids, err := m.Encode("")
+	require.NoError(t, err)
+	var text strings.Builder
+	st, err := m.Stream(context.Background(), ids, GenerateOptions{MaxTokens: 200}, func(tk Token) bool {
+		text.WriteString(tk.Text)
+		return true
+	})
+	require.NoError(t, err)
+	require.Equal(t, string(want), text.String())
+	require.Equal(t, st.Drafted, st.Accepted)
+	require.Greater(t, st.Accepted, 150)
+
+	demo, err := Demo(Options{Device: "cpu"})
+	require.NoError(t, err)
+	defer demo.Close()
+	_, err = Load(testdata.Path(t, "models/stories260K.gguf"), Options{Device: "cpu", PromptLookup: 4, Draft: demo})
+	require.ErrorIs(t, err, ErrOptions)
+	_, err = Load(testdata.Path(t, "models/stories260K.gguf"), Options{Device: "cpu", Draft: draft})
+	require.ErrorIs(t, err, ErrOptions, "a draft model without PromptLookup")
+}

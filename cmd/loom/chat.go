@@ -60,8 +60,15 @@ func runChat(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("%w: --chat-template-kwargs %q: want a JSON object", errUsage, *kwargs)
 		}
 	}
+	draft, err := f.openDraft(stderr)
+	if err != nil {
+		return err
+	}
+	if draft != nil {
+		defer draft.Close()
+	}
 	m, err := openModel(f.model, loom.Options{Device: f.device, Threads: f.threads, Context: f.ctx, Sequences: 1,
-		WeightType: f.weights, PromptLookup: f.lookup, KVType: f.kvType}, stderr)
+		WeightType: f.weights, PromptLookup: f.lookup, KVType: f.kvType, Draft: draft}, stderr)
 	if err != nil {
 		return err
 	}
@@ -90,6 +97,12 @@ func runChat(args []string, stdout, stderr io.Writer) error {
 	var newConstraint func() generate.Constraint
 	if f.json {
 		newConstraint = jsonConstraint(tok)
+	}
+	var drafter generate.Drafter // one turn at a time: one drafter for the conversation
+	if draft != nil {
+		md := generate.NewModelDrafter(draft.Engine())
+		defer md.Close()
+		drafter = md
 	}
 	in := bufio.NewScanner(chatInput)
 	in.Buffer(make([]byte, 64<<10), 1<<20)
@@ -128,6 +141,7 @@ func runChat(args []string, stdout, stderr io.Writer) error {
 			Sampling: sample.Options{Temperature: float32(f.temperature), TopK: f.topK, TopP: float32(f.topP),
 				MinP: float32(f.minP), RepeatPenalty: float32(f.repeat), Seed: uint64(f.seed) + uint64(turn)}}}
 		q.Options.NewConstraint = newConstraint
+		q.Options.Drafter = drafter
 		turn++
 		sts, err := sc.Submit(ctx, []sched.Seq{q})
 		if err != nil {

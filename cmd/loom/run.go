@@ -37,7 +37,7 @@ func (s *stringsFlag) Set(v string) error {
 // runFlags are the flags of loom run.
 type runFlags struct {
 	model, prompt, promptFile, device, weights string
-	kvType                                     string
+	kvType, draftModel                         string
 	maxTokens, topK, beams, ctx, threads       int
 	lookup                                     int
 	temperature, topP, minP, repeat            float64
@@ -78,8 +78,15 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 		f.prompt = strings.TrimSuffix(string(b), "\n")
 	}
 
+	draft, err := f.openDraft(stderr)
+	if err != nil {
+		return err
+	}
+	if draft != nil {
+		defer draft.Close()
+	}
 	m, err := openModel(f.model, loom.Options{Device: f.device, Threads: f.threads, Context: f.ctx,
-		Sequences: f.beams, WeightType: f.weights, PromptLookup: f.lookup, KVType: f.kvType}, stderr)
+		Sequences: f.beams, WeightType: f.weights, PromptLookup: f.lookup, KVType: f.kvType, Draft: draft}, stderr)
 	if err != nil {
 		return err
 	}
@@ -132,7 +139,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "prompt: %d tokens, %.1f tokens/s; generated: %d tokens, %.1f tokens/s; finish: %s; seed %d\n",
 		st.PromptTokens, st.PrefillRate(), st.Tokens, st.DecodeRate(), finish, f.seed)
 	if st.Drafted > 0 {
-		fmt.Fprintf(stderr, "lookup: %d of %d drafts accepted (%d tokens made without a step of their own)\n", st.Accepted, st.Drafted, st.Accepted)
+		fmt.Fprintf(stderr, "drafts: %d of %d accepted (%d tokens made without a step of their own)\n", st.Accepted, st.Drafted, st.Accepted)
 	}
 	return nil
 }
@@ -155,7 +162,21 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.weights, "weight-type", "", "convert float weights while loading: q8_0, f16 or bf16")
 	fs.StringVar(&f.kvType, "kv-type", "", "key/value cache element type: f32, f16 or bf16 (default: f32 on the CPU, f16 on a GPU)")
 	fs.BoolVar(&f.json, "json", false, "constrain the output to a JSON object (ends when it closes)")
-	fs.IntVar(&f.lookup, "lookup", 0, "greedy only: verify up to `N` draft tokens a step, found by looking the last tokens up in the text so far (same output, fewer steps when the text repeats)")
+	fs.IntVar(&f.lookup, "lookup", 0, "greedy only: verify up to `N` draft tokens a step, found by looking the last tokens up in the text so far, or proposed by --draft-model (same output, fewer steps when the drafts are good)")
+	fs.StringVar(&f.draftModel, "draft-model", "", "greedy only: a smaller model `file` of the same vocabulary that proposes the drafts (speculative decoding; --lookup drafts a step, 4 by default)")
+}
+
+// openDraft loads --draft-model, if given, on the same device (and
+// defaults --lookup to 4 drafts a step).
+func (f *runFlags) openDraft(stderr io.Writer) (*loom.Model, error) {
+	if f.draftModel == "" {
+		return nil, nil
+	}
+	if f.lookup == 0 {
+		f.lookup = 4
+	}
+	return openModel(f.draftModel, loom.Options{Device: f.device, Threads: f.threads, Context: f.ctx, Sequences: 1,
+		KVType: f.kvType}, stderr)
 }
 
 // check rejects flag values out of range.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"testing"
 
@@ -35,7 +36,15 @@ func TestRunGolden(t *testing.T) {
 	code, out, errOut = runLoom("run", "--model", model, "--temperature", "0", "--max-tokens", "200", "--lookup", "4")
 	require.Zero(t, code, errOut)
 	require.Equal(t, string(want), out)
-	require.Regexp(t, `lookup: [1-9][0-9]* of [0-9]+ drafts accepted`, errOut)
+	require.Regexp(t, `drafts: [1-9][0-9]* of [0-9]+ accepted`, errOut)
+
+	// A draft model (here the model itself): the same bytes, every draft accepted.
+	code, out, errOut = runLoom("run", "--model", model, "--temperature", "0", "--max-tokens", "200", "--draft-model", model)
+	require.Zero(t, code, errOut)
+	require.Equal(t, string(want), out)
+	require.Regexp(t, `drafts: ([0-9]+) of ([0-9]+) accepted`, errOut)
+	m := regexp.MustCompile(`drafts: ([0-9]+) of ([0-9]+) accepted`).FindStringSubmatch(errOut)
+	require.Equal(t, m[1], m[2], "the model agrees with itself")
 	code, _, errOut = runLoom("run", "--model", model, "--lookup", "33")
 	require.Equal(t, 2, code, errOut)
 

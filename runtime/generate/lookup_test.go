@@ -214,3 +214,48 @@ func synthEngine(b *testing.B, preset string, outs int) *Engine {
 	b.Cleanup(e.Close)
 	return e
 }
+
+// TestModelDrafter: speculative decoding with a draft model. With the
+// target itself as the draft (on its own engine) every draft is accepted
+// and a step makes up to 1+k tokens; with a random model of the same
+// vocabulary as the draft, few are; either way the 200 golden tokens come
+// out byte for byte.
+func TestModelDrafter(t *testing.T) {
+	want, err := os.ReadFile(testdata.Path(t, "golden/stories260K_greedy_n200.txt"))
+	require.NoError(t, err)
+	s := loadStories(t, arch.Options{MaxOut: 8}, EngineOptions{})
+	same := loadStories(t, arch.Options{}, EngineOptions{}).e
+	cfg, err := synth.Preset("tiny") // vocabulary 512, as stories260K's
+	require.NoError(t, err)
+	m, err := synth.New(cfg, backend.F32, model.TokenizerSpec{}, 5)
+	require.NoError(t, err)
+	be := cpu.New(cpu.Options{Threads: 1})
+	t.Cleanup(func() { be.Close() })
+	net, err := arch.New(be, m, arch.Options{})
+	require.NoError(t, err)
+	t.Cleanup(net.Close)
+	random, err := NewEngine(be, net, EngineOptions{Context: 512})
+	require.NoError(t, err)
+	t.Cleanup(random.Close)
+
+	for _, c := range []struct {
+		name string
+		e    *Engine
+		k    int
+	}{{"itself", same, 4}, {"itself, one draft", same, 1}, {"random", random, 4}} {
+		require.NoError(t, checkDrafter(s.e, c.e))
+		d := NewModelDrafter(c.e)
+		opt := s.options(200)
+		opt.PromptLookup, opt.Drafter = c.k, d
+		_, text, st := s.run(t, []int32{s.tok.BOS()}, opt)
+		d.Close()
+		require.Equal(t, string(want), text, c.name)
+		require.Equal(t, st.Tokens-1, st.Steps+st.Accepted, c.name)
+		t.Logf("%s: %d steps for %d tokens; %d of %d drafts accepted", c.name, st.Steps, st.Tokens, st.Accepted, st.Drafted)
+		if c.e == same {
+			require.Equal(t, st.Drafted, st.Accepted, "%s: the model agrees with itself", c.name)
+			require.LessOrEqual(t, st.Steps, (st.Tokens+c.k)/(c.k+1)+1, c.name)
+		}
+		require.Equal(t, c.e.Cache().NumBlocks(), c.e.Cache().FreeBlocks(), "%s: the drafter's blocks come back", c.name)
+	}
+}

@@ -64,6 +64,10 @@ type Options struct {
 	// constraint (the others ignore it); a job then has up to
 	// 1+PromptLookup tokens, so the engine needs that many result rows.
 	PromptLookup int
+	// Drafter, if set, proposes the drafts instead of the lookup in the
+	// text (speculative decoding with a draft model: ModelDrafter), up to
+	// PromptLookup a step, with the same rules and the same output.
+	Drafter Drafter
 	// PrefixCache makes Generate start from the longest prefix of the
 	// prompt that earlier generations on the engine recorded in its prefix
 	// cache (Request.UsePrefix), and record this one's prompt and output
@@ -189,6 +193,9 @@ func NewRequest(e *Engine, prompt []int32, opt Options) (*Request, error) {
 	}
 	r.text = newStopper(opt, prompt)
 	r.stats.PromptTokens = len(prompt)
+	if opt.PromptLookup < 0 {
+		return nil, fmt.Errorf("generate: %w: prompt lookup %d", ErrBatch, opt.PromptLookup)
+	}
 	if opt.PromptLookup > 0 && r.want == WantArgMax {
 		r.hist = append(make([]int32, 0, len(prompt)+64), prompt...)
 		r.spec = make([]int32, 1+opt.PromptLookup)
@@ -258,7 +265,14 @@ func (r *Request) Job(maxRows int) Job {
 		if r.opt.MaxTokens > 0 {
 			k = min(k, r.opt.MaxTokens-r.stats.Tokens-1)
 		}
-		if n := r.lookup(r.spec[1 : 1+max(k, 0)]); n > 0 {
+		draft := r.spec[1 : 1+max(k, 0)]
+		n := 0
+		if r.opt.Drafter != nil {
+			n = r.opt.Drafter.Draft(r.hist, draft)
+		} else {
+			n = r.lookup(draft)
+		}
+		if n > 0 {
 			r.spec[0] = r.next[0]
 			return Job{Seq: r.seq, Tokens: r.spec[:1+n], Want: WantArgMax, Outs: 1 + n}
 		}
