@@ -159,6 +159,19 @@ if [ -f "$SHARED_DIR/models/stories260K.gguf" ]; then
   else
     row "chat (cuda vs cpu)" "FAIL" "$SECS" "exit $RC (see e2e.log)"
   fi
+  # Prompt lookup and a draft model (stories260K drafting for itself) on
+  # the GPU: steps of 2 to 5 rows; the golden text is expected, a near-tie
+  # flipped by the multi-row kernels is reported, not failed.
+  M=$SHARED_DIR/models/stories260K.gguf
+  run "lookup and draft (cuda)" "$T_E2E" "$E2E" bash -c "'$BIN/loom' run --model '$M' --device cuda --temperature 0 --max-tokens 200 --lookup 4 >'$OUT/.lookup.txt' 2>>'$E2E' && '$BIN/loom' run --model '$M' --device cuda --temperature 0 --max-tokens 200 --draft-model '$M' >'$OUT/.draft.txt' 2>>'$E2E'"
+  drafts=$(grep -o 'drafts: [0-9]* of [0-9]* accepted' "$E2E" | tail -n 2 | tr '\n' ';')
+  if [ "$RC" = 0 ] && cmp -s "$OUT/.lookup.txt" "$SHARED_DIR/golden/stories260K_greedy_n200.txt" && cmp -s "$OUT/.draft.txt" "$SHARED_DIR/golden/stories260K_greedy_n200.txt"; then
+    row "lookup/draft (cuda)" "PASS" "$SECS" "golden byte for byte both ways; ${drafts:-?}"
+  elif [ "$RC" = 0 ]; then
+    row "lookup/draft (cuda)" "ok" "$SECS" "text differs from the golden (see .lookup.txt, .draft.txt); ${drafts:-?}"
+  else
+    row "lookup/draft (cuda)" "FAIL" "$SECS" "exit $RC (see e2e.log)"
+  fi
 fi
 
 # --- 3b. transformers fixtures for new architectures ------------------------
