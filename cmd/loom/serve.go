@@ -17,6 +17,7 @@ import (
 
 	"github.com/loomllm/loom"
 	"github.com/loomllm/loom/model/chat"
+	"github.com/loomllm/loom/runtime/generate"
 	"github.com/loomllm/loom/runtime/sched"
 	"github.com/loomllm/loom/server"
 )
@@ -32,7 +33,7 @@ func init() {
 // serveFlags are the flags of loom serve.
 type serveFlags struct {
 	model, host, device, apiKey, name, template, weights, kvMemory, logLevel string
-	kvType                                                                   string
+	kvType, draftModel                                                       string
 	port, threads, maxBatch, ctx, kvBlocks, maxQueue, prefill, lookup        int
 	maxBody                                                                  int64
 	grace                                                                    time.Duration
@@ -59,6 +60,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&f.ctx, "ctx", 0, "context size in tokens per sequence (0: the model's, capped by memory)")
 	fs.IntVar(&f.kvBlocks, "kv-blocks", 0, "KV cache blocks of 16 positions shared by all sequences (0: max-batch full contexts)")
 	fs.StringVar(&f.kvMemory, "kv-memory", "", "KV cache size in `bytes` instead of --kv-blocks (suffixes KiB, MiB, GiB)")
+	fs.StringVar(&f.draftModel, "draft-model", "", "a smaller model `file` of the same vocabulary that proposes each greedy request's --lookup drafts (4 by default), one draft sequence per request")
 	fs.StringVar(&f.kvType, "kv-type", "", "key/value cache element type: f32, f16 or bf16 (default: f32 on the CPU, f16 on a GPU)")
 	fs.IntVar(&f.maxQueue, "max-queue", 64, "most requests waiting for KV blocks or a batch slot; beyond it 429")
 	fs.IntVar(&f.prefill, "prefill-chunk", 0, "most prompt tokens per step, so running sequences keep decoding (0: 256)")
@@ -107,9 +109,20 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	rows := max(512, 2*f.maxBatch)
+	var draft *loom.Model
+	if f.draftModel != "" {
+		if f.lookup == 0 {
+			f.lookup = 4
+		}
+		if draft, err = openModel(f.draftModel, loom.Options{Device: f.device, Threads: f.threads, Context: f.ctx,
+			Sequences: f.maxBatch, KVType: f.kvType}, stderr); err != nil {
+			return err
+		}
+		defer draft.Close()
+	}
 	m, err := openModel(f.model, loom.Options{Device: f.device, Threads: f.threads, Context: f.ctx, Sequences: f.maxBatch,
 		BatchRows: rows, KVBlocks: f.kvBlocks, KVMemory: kvMemory, WeightType: f.weights, PromptLookup: f.lookup,
-		KVType: f.kvType}, stderr)
+		KVType: f.kvType, Draft: draft}, stderr)
 	if err != nil {
 		return err
 	}
@@ -126,8 +139,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 
 	metrics := server.NewMetrics()
-	sc, err := sched.New(m.Engine(), sched.Config{MaxBatch: f.maxBatch, MaxQueue: f.maxQueue, PrefillChunk: f.prefill,
-		OnStep: metrics.ObserveStep, PrefixCache: f.prefixCache, PromptLookup: f.lookup})
+	cfg := sched.Config{MaxBatch: f.maxBatch, MaxQueue: f.maxQueue, PrefillChunk: f.prefill,
+		OnStep: metrics.ObserveStep, PrefixCache: f.prefixCache, PromptLookup: f.lookup}
+	if draft != nil { // a draft sequence per request, on the draft model's engine
+		cfg.NewDrafter = func() generate.Drafter { return generate.NewModelDrafter(draft.Engine()) }
+	}
+	sc, err := sched.New(m.Engine(), cfg)
 	if err != nil {
 		return err
 	}

@@ -206,6 +206,10 @@ func NewRequest(e *Engine, prompt []int32, opt Options) (*Request, error) {
 // Close frees the request's KV blocks.
 func (r *Request) Close() { r.seq.Free() }
 
+// SetDrafter sets the request's drafter (Options.Drafter), which takes
+// effect from its next decode step; nil returns it to prompt lookup.
+func (r *Request) SetDrafter(d Drafter) { r.opt.Drafter = d }
+
 // UsePrefix starts the request on the longest prefix of its prompt the
 // engine's cache has recorded (kvcache.Cache.Lookup), so those positions
 // need no forward pass, and returns how many prompt tokens that skips. Call

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/loomllm/loom/runtime/generate"
 )
 
 // TestPromptLookup: with Config.PromptLookup, concurrent greedy requests
@@ -47,4 +49,33 @@ func TestPromptLookup(t *testing.T) {
 	require.Positive(t, accepted)
 	t.Logf("%d drafts accepted; %d steps, %d rows", accepted, steps, rows)
 	require.Zero(t, sc.Stats().BlocksUsed)
+}
+
+// TestDraftModelSched: Config.NewDrafter gives each sequence its own
+// drafter on a shared draft engine (here stories260K drafting for
+// itself): concurrent greedy requests return exactly what they return
+// alone, every draft is accepted, and the drafters' blocks come back.
+func TestDraftModelSched(t *testing.T) {
+	s := loadStories(t, 64, 0)
+	draft := loadStories(t, 1, 16*64).e
+	plain := s.start(t, Config{MaxBatch: 8, PrefillChunk: 16})
+	seqs := make([]Seq, 8)
+	alone := make([]result, len(seqs))
+	for i := range seqs {
+		seqs[i] = s.seq(prompts[i%len(prompts)], 40+i*7)
+		alone[i] = run(t, plain, seqs[i])
+	}
+	sc := s.start(t, Config{MaxBatch: 8, PrefillChunk: 16, PromptLookup: 3,
+		NewDrafter: func() generate.Drafter { return generate.NewModelDrafter(draft) }})
+	got := runConcurrently(t, sc, seqs)
+	accepted := 0
+	for i := range seqs {
+		require.Equal(t, alone[i].ids, got[i].ids, "request %d", i)
+		st := got[i].last.Stats
+		require.Equal(t, st.Drafted, st.Accepted, "request %d: the model agrees with itself", i)
+		accepted += st.Accepted
+	}
+	require.Positive(t, accepted)
+	require.Zero(t, sc.Stats().BlocksUsed)
+	require.Equal(t, draft.Cache().NumBlocks(), draft.Cache().FreeBlocks(), "the drafters' blocks come back")
 }

@@ -122,6 +122,14 @@ type Config struct {
 	// (Engine.MaxOut) and token rows, so they never delay another
 	// sequence. 0 turns it off.
 	PromptLookup int
+	// NewDrafter, if set, makes the drafter of each sequence that gets
+	// drafts (speculative decoding with a draft model, e.g. a
+	// generate.ModelDrafter on the draft model's engine) instead of prompt
+	// lookup. It is called on the scheduler's goroutine when the sequence
+	// starts, and the drafter is closed (if it has a Close method) when
+	// the sequence ends; the drafters share that goroutine, so they may
+	// share an engine.
+	NewDrafter func() generate.Drafter
 }
 
 // ParallelSampleMin is the number of logits (rows × vocabulary) from
@@ -247,8 +255,9 @@ type seqState struct {
 	// starts from the blocks the leader recorded instead of computing them
 	// again (n > 1 choices of one prompt).
 	leader *seqState
-	blocks int   // worst-case KV blocks
-	last   Event // the last event, sent once the sequence is retired
+	blocks  int              // worst-case KV blocks
+	last    Event            // the last event, sent once the sequence is retired
+	drafter generate.Drafter // Config.NewDrafter's, or nil
 }
 
 // group is one Submit: sequences admitted together.
@@ -476,6 +485,10 @@ func (s *Scheduler) loop() {
 		}
 		q.req.Close()
 		q.req = nil
+		if c, ok := q.drafter.(interface{ Close() }); ok {
+			c.Close()
+		}
+		q.drafter = nil
 		q.last = ev
 		ending = append(ending, q)
 	}
@@ -544,6 +557,10 @@ func (s *Scheduler) loop() {
 				default:
 					q.fed = q.req.UsePrefix()
 					s.cached += uint64(q.fed)
+				}
+				if s.cfg.NewDrafter != nil && q.spec.Options.PromptLookup > 0 && q.spec.Logprobs < 0 {
+					q.drafter = s.cfg.NewDrafter()
+					q.req.SetDrafter(q.drafter)
 				}
 				running = append(running, q)
 				groups[q] = g
