@@ -254,7 +254,7 @@ type seqState struct {
 	// prompt whose prefill this one waits for (Config.PrefixCache): then it
 	// starts from the blocks the leader recorded instead of computing them
 	// again (n > 1 choices of one prompt).
-	leader *seqState
+	leader  *seqState
 	blocks  int              // worst-case KV blocks
 	last    Event            // the last event, sent once the sequence is retired
 	drafter generate.Drafter // Config.NewDrafter's, or nil
