@@ -143,6 +143,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		OnStep: metrics.ObserveStep, PrefixCache: f.prefixCache, PromptLookup: f.lookup}
 	if draft != nil { // a draft sequence per request, on the draft model's engine
 		cfg.NewDrafter = func() generate.Drafter { return generate.NewModelDrafter(draft.Engine()) }
+		cfg.SpeculateMaxBatch = 4 // the draft model's steps run a sequence at a time
 	}
 	sc, err := sched.New(m.Engine(), cfg)
 	if err != nil {

@@ -79,3 +79,22 @@ func TestDraftModelSched(t *testing.T) {
 	require.Zero(t, sc.Stats().BlocksUsed)
 	require.Equal(t, draft.Cache().NumBlocks(), draft.Cache().FreeBlocks(), "the drafters' blocks come back")
 }
+
+// TestSpeculateMaxBatch: with more sequences decoding than
+// SpeculateMaxBatch, steps carry no drafts; alone, a sequence gets them.
+func TestSpeculateMaxBatch(t *testing.T) {
+	s := loadStories(t, 64, 0)
+	sc := s.start(t, Config{MaxBatch: 8, PrefillChunk: 16, PromptLookup: 4, SpeculateMaxBatch: 1,
+		OnStep: slow(300 * time.Microsecond)}) // so that the six overlap whatever their arrival
+	seqs := make([]Seq, 6)
+	for i := range seqs {
+		seqs[i] = s.seq(prompts[i%len(prompts)], 60)
+	}
+	drafted := 0
+	for _, r := range runConcurrently(t, sc, seqs) {
+		drafted += r.last.Stats.Drafted
+	}
+	alone := run(t, sc, seqs[0]).last.Stats.Drafted
+	require.Positive(t, alone, "a sequence alone gets drafts")
+	require.Less(t, drafted, 3*alone, "six at once get fewer (only while one of them is left)")
+}

@@ -130,6 +130,11 @@ type Config struct {
 	// the sequence ends; the drafters share that goroutine, so they may
 	// share an engine.
 	NewDrafter func() generate.Drafter
+	// SpeculateMaxBatch, when above 0, gives drafts only to steps in
+	// which at most that many sequences decode: beyond, batching already
+	// fills the device, and a draft model's steps (one sequence at a time)
+	// would only delay the others.
+	SpeculateMaxBatch int
 }
 
 // ParallelSampleMin is the number of logits (rows × vocabulary) from
@@ -728,6 +733,17 @@ func (s *Scheduler) drafts(jobs []generate.Job, owners []*seqState, rows int) in
 		}
 	}
 	spare := min(s.e.MaxOut()-outs, s.e.MaxRows()-rows)
+	if m := s.cfg.SpeculateMaxBatch; m > 0 {
+		decoding := 0
+		for _, q := range owners {
+			if q.fed == len(q.spec.Prompt) {
+				decoding++
+			}
+		}
+		if decoding > m {
+			return 0 // batching already keeps the device busy
+		}
+	}
 	added := 0
 	for i := range jobs {
 		q := owners[i]
