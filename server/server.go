@@ -8,6 +8,8 @@
 //	POST /v1/completions       text completion (prompt: text or token ids, one or several)
 //	POST /v1/chat/completions  chat completion, the prompt rendered with the model's chat template
 //	GET  /v1/models            the served model (also GET /v1/models/{id})
+//	POST /tokenize             token ids of a prompt, or of chat messages as rendered (vLLM's shape)
+//	POST /detokenize           the text of token ids
 //	GET  /health               200 {"status":"ok"}; 503 when the engine failed or the server drains
 //	GET  /metrics              Prometheus text format
 //
@@ -245,7 +247,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 			s.metrics.write(w, s.cfg.Sched.Stats())
 		}
 		return path
-	case strings.HasPrefix(path, "/v1/"):
+	case strings.HasPrefix(path, "/v1/"), path == "/tokenize", path == "/detokenize":
 		if !s.authorized(r) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="loom"`)
 			s.fail(w, &apiError{status: http.StatusUnauthorized, typ: "invalid_request_error", code: "invalid_api_key",
@@ -261,6 +263,14 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 	case path == "/v1/chat/completions":
 		if method(http.MethodPost) {
 			s.chatCompletions(w, r)
+		}
+	case path == "/tokenize":
+		if method(http.MethodPost) {
+			s.tokenize(w, r)
+		}
+	case path == "/detokenize":
+		if method(http.MethodPost) {
+			s.detokenize(w, r)
 		}
 	case path == "/v1/models":
 		if method(http.MethodGet) {
