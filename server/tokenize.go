@@ -40,14 +40,8 @@ type DetokenizeResponse struct {
 // conversation rendered with the model's template, becomes, so clients
 // can count them against max_model_len.
 func (s *Server) tokenize(w http.ResponseWriter, r *http.Request) {
-	body, e := s.readBody(w, r)
 	var req TokenizeRequest
-	if e == nil {
-		e = decodeJSON(body, &req)
-	}
-	if e == nil {
-		e = s.checkModel(req.Model)
-	}
+	e := s.readModelRequest(w, r, &req, &req.Model)
 	var ids []int32
 	switch {
 	case e != nil:
@@ -75,14 +69,8 @@ func (s *Server) tokenize(w http.ResponseWriter, r *http.Request) {
 
 // detokenize answers POST /detokenize: the text of token ids.
 func (s *Server) detokenize(w http.ResponseWriter, r *http.Request) {
-	body, e := s.readBody(w, r)
 	var req DetokenizeRequest
-	if e == nil {
-		e = decodeJSON(body, &req)
-	}
-	if e == nil {
-		e = s.checkModel(req.Model)
-	}
+	e := s.readModelRequest(w, r, &req, &req.Model)
 	tok := s.cfg.Tokenizer
 	ids := make([]int32, len(req.Tokens))
 	for i, id := range req.Tokens {
@@ -99,6 +87,19 @@ func (s *Server) detokenize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, DetokenizeResponse{Prompt: tok.Decode(ids)})
+}
+
+// readModelRequest decodes the body into v and checks the model it names
+// (*model, a field of v).
+func (s *Server) readModelRequest(w http.ResponseWriter, r *http.Request, v any, model *string) *apiError {
+	body, e := s.readBody(w, r)
+	if e == nil {
+		e = decodeJSON(body, v)
+	}
+	if e == nil {
+		e = s.checkModel(*model)
+	}
+	return e
 }
 
 // checkModel answers a request naming no model or another one.
