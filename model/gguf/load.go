@@ -162,6 +162,11 @@ func (f *File) config() (model.Config, error) {
 	if c.KVHeads, err = f.intKey(p+"attention.head_count_kv", c.Heads, false); err != nil {
 		return c, err
 	}
+	if experts, err := f.intKey(p+"expert_count", 0, false); err != nil {
+		return c, err
+	} else if experts > 0 && need {
+		return c, fmt.Errorf("%s: %sexpert_count = %d: a mixture of experts (Mixtral-style): %w", f.Path, p, experts, model.ErrUnsupported)
+	}
 	headDim := 0
 	if c.Heads > 0 {
 		headDim = c.Dim / c.Heads

@@ -247,6 +247,7 @@ func TestModelErrors(t *testing.T) {
 		{"tokenizer model", write(with("tokenizer.ggml.model", "rwkv"), infos, data), model.ErrUnsupported, `"rwkv"`},
 		{"scores", write(with("tokenizer.ggml.scores", []float32{1}), infos, data), model.ErrFormat, "1 entries for 40 tokens"},
 		{"rope scaling", write(with("llama.rope.scaling.type", "yarn"), infos, data), model.ErrUnsupported, `"yarn"`},
+		{"experts", write(with("llama.expert_count", uint32(8)), infos, data), model.ErrUnsupported, "expert_count = 8"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
