@@ -76,14 +76,26 @@ type ChatRequest struct {
 	// Tools are functions the model may call (rendered by the chat
 	// template; see tools.go). ToolChoice "auto" (the default) or "none";
 	// "required" and a named function are rejected.
-	Tools          json.RawMessage `json:"tools"`
-	ToolChoice     json.RawMessage `json:"tool_choice"`
-	ResponseFormat *struct {
-		Type string `json:"type"`
-	} `json:"response_format"`
+	Tools      json.RawMessage `json:"tools"`
+	ToolChoice json.RawMessage `json:"tool_choice"`
+	// ResponseFormat constrains the reply: "text" (the default),
+	// "json_object" (a JSON object) or "json_schema" (an instance of
+	// JSONSchema.Schema, in the subset constrain.Schema describes).
+	ResponseFormat *ResponseFormat `json:"response_format"`
 	// ChatTemplateKwargs are extra variables for the chat template
 	// (vLLM's extension, e.g. {"enable_thinking": false}).
 	ChatTemplateKwargs map[string]any `json:"chat_template_kwargs"`
+}
+
+// ResponseFormat is a chat request's response_format.
+type ResponseFormat struct {
+	Type       string `json:"type"`
+	JSONSchema *struct {
+		Name        string          `json:"name"`        // the schema's name (not used)
+		Description string          `json:"description"` // what the reply is for (not used)
+		Schema      json.RawMessage `json:"schema"`
+		Strict      *bool           `json:"strict"` // loom always enforces the whole schema
+	} `json:"json_schema"`
 }
 
 // ChatMessage is one message of a conversation. Content is a string, or a

@@ -143,12 +143,9 @@ func (s *Server) parseChat(req *ChatRequest, j *job) *apiError {
 		return badRequest("messages", "messages must not be empty")
 	case len(req.Messages) > maxMessages:
 		return badRequest("messages", "at most %d messages, got %d", maxMessages, len(req.Messages))
-	case req.ResponseFormat != nil && req.ResponseFormat.Type == "json_object":
-		// JSON mode: every choice is constrained to a JSON object and ends
-		// when the object closes.
-		j.opt.NewConstraint = s.jsonConstraint
-	case req.ResponseFormat != nil && req.ResponseFormat.Type != "" && req.ResponseFormat.Type != "text":
-		return badRequest("response_format", "response_format %q is not supported (text and json_object are)", req.ResponseFormat.Type)
+	}
+	if e := s.parseResponseFormat(req.ResponseFormat, j); e != nil {
+		return e
 	}
 	if req.Logprobs {
 		j.logprobs = 0
@@ -168,7 +165,7 @@ func (s *Server) parseChat(req *ChatRequest, j *job) *apiError {
 	vars := req.ChatTemplateKwargs
 	if tools != nil {
 		if j.opt.NewConstraint != nil {
-			return badRequest("tools", "tools and response_format json_object do not go together")
+			return badRequest("tools", "tools and response_format %s do not go together", req.ResponseFormat.Type)
 		}
 		if req.Logprobs {
 			return badRequest("logprobs", "logprobs and tools do not go together")
@@ -815,17 +812,69 @@ func (s *Server) completionLogprobs(events []sched.Event, offset *int) *Completi
 	return lp
 }
 
-// jsonConstraint returns a fresh JSON object constraint over the model's
-// vocabulary (generate.Options.NewConstraint for response_format
-// json_object); the vocabulary's trie is built on first use.
-func (s *Server) jsonConstraint() generate.Constraint {
+// parseResponseFormat sets j's constraint for response_format: JSON mode
+// (json_object) constrains every choice to a JSON object, structured
+// outputs (json_schema) to an instance of the schema; either ends when the
+// value closes.
+func (s *Server) parseResponseFormat(rf *ResponseFormat, j *job) *apiError {
+	if rf == nil {
+		return nil
+	}
+	switch rf.Type {
+	case "", "text":
+	case "json_object":
+		vocab, texts := s.vocabulary()
+		j.opt.NewConstraint = func() generate.Constraint { return constrain.NewTokens(vocab, texts) }
+	case "json_schema":
+		if rf.JSONSchema == nil || len(rf.JSONSchema.Schema) == 0 {
+			return badRequest("response_format.json_schema.schema", "response_format json_schema needs json_schema.schema")
+		}
+		schema, err := s.compileSchema(rf.JSONSchema.Schema)
+		if err != nil {
+			return badRequest("response_format.json_schema.schema", "%v", err)
+		}
+		vocab, texts := s.vocabulary()
+		j.opt.NewConstraint = func() generate.Constraint { return constrain.NewSchemaTokens(vocab, texts, schema) }
+	default:
+		return badRequest("response_format", "response_format %q is not supported (text, json_object and json_schema are)", rf.Type)
+	}
+	return nil
+}
+
+// vocabulary returns the model's vocabulary as a trie and each token's
+// bytes, built on first use.
+func (s *Server) vocabulary() (*constrain.Vocab, []string) {
 	s.vocabOnce.Do(func() {
 		tok := s.cfg.Tokenizer
-		s.jsonTexts = make([]string, tok.VocabSize())
-		for id := range s.jsonTexts {
-			s.jsonTexts[id] = tok.Text(int32(id))
+		s.tokenTexts = make([]string, tok.VocabSize())
+		for id := range s.tokenTexts {
+			s.tokenTexts[id] = tok.Text(int32(id))
 		}
-		s.vocab = constrain.NewVocab(s.jsonTexts)
+		s.vocab = constrain.NewVocab(s.tokenTexts)
 	})
-	return constrain.NewTokens(s.vocab, s.jsonTexts)
+	return s.vocab, s.tokenTexts
+}
+
+// maxSchemas bounds the compiled schemas kept: a client that sends the same
+// schema again gets the same *constrain.Schema, whose token masks the
+// vocabulary has cached.
+const maxSchemas = 64
+
+// compileSchema compiles a response_format schema, or returns the one
+// compiled before from the same bytes.
+func (s *Server) compileSchema(raw []byte) (*constrain.Schema, error) {
+	s.schemaMu.Lock()
+	defer s.schemaMu.Unlock()
+	if c, ok := s.schemas[string(raw)]; ok {
+		return c, nil
+	}
+	c, err := constrain.CompileSchema(raw)
+	if err != nil {
+		return nil, err
+	}
+	if s.schemas == nil || len(s.schemas) >= maxSchemas {
+		s.schemas = map[string]*constrain.Schema{}
+	}
+	s.schemas[string(raw)] = c
+	return c, nil
 }

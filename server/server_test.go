@@ -488,7 +488,9 @@ func TestBadInput(t *testing.T) {
 		{"tools not a list", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "tools": {"a": 1}}`, 400, "tools", ""},
 		{"tools the template ignores", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}]}`, 400, "tools", ""},
 		{"tool_choice required", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"}`, 400, "tool_choice", ""},
-		{"json schema", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}`, 400, "response_format", ""},
+		{"json schema missing", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}`, 400, "response_format.json_schema.schema", ""},
+		{"json schema keyword", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object", "properties": {"a": {"type": "string", "format": "date"}}}}}}`, 400, "response_format.json_schema.schema", ""},
+		{"response format", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "grammar"}}`, 400, "response_format", ""},
 		{"chat too long", "/v1/chat/completions", fmt.Sprintf(`{"model": "stories260K", "messages": [{"role": "user", "content": %q}]}`, long), 400, "messages", "context_length_exceeded"},
 		{"wrong method", "/v1/models", ``, 405, "", ""},
 		{"unknown path", "/v1/embeddings", `{}`, 404, "", "not_found"},
@@ -659,6 +661,62 @@ func TestPrefixCacheUsage(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(body), fmt.Sprintf("loom_prefix_cache_tokens_total %d\n", cached))
 	require.Contains(t, string(body), "loom_kv_blocks_cached ")
+}
+
+// TestJSONSchemaFormat: response_format json_schema constrains every
+// choice, streamed or not, to an instance of the schema: a reply that stops
+// by itself decodes into the schema's shape with its enum and bounds held,
+// one cut by max_tokens is a prefix the schema's automaton accepts.
+func TestJSONSchemaFormat(t *testing.T) {
+	ts := startServer(t, serverOptions{})
+	const schema = `{"type": "object", "additionalProperties": false, "required": ["name", "mood", "friends", "age"],
+	  "properties": {"name": {"type": "string", "maxLength": 12}, "mood": {"enum": ["happy", "sad"]},
+	    "friends": {"type": "array", "items": {"type": "string", "maxLength": 6}, "maxItems": 2}, "age": {"type": "integer"},
+	    "pet": {"type": ["string", "null"], "maxLength": 6}}}`
+	compiled, err := constrain.CompileSchema([]byte(schema))
+	require.NoError(t, err)
+	rf := map[string]any{"type": "json_schema", "json_schema": map[string]any{"name": "person", "strict": true, "schema": json.RawMessage(schema)}}
+	check := func(i int, text, finish string) {
+		st := compiled.Start()
+		for k := range len(text) {
+			require.True(t, st.Feed(text[k]), "choice %d: %q at %d", i, text, k)
+		}
+		if finish == "length" {
+			return
+		}
+		require.Equal(t, "stop", finish, "choice %d", i)
+		require.True(t, st.Done(), "choice %d: %q", i, text)
+		var v struct {
+			Name    string   `json:"name"`
+			Mood    string   `json:"mood"`
+			Friends []string `json:"friends"`
+			Age     *int64   `json:"age"`
+			Pet     *string  `json:"pet"`
+		}
+		d := json.NewDecoder(strings.NewReader(text))
+		d.DisallowUnknownFields()
+		require.NoError(t, d.Decode(&v), "choice %d: %q", i, text)
+		require.Contains(t, []string{"happy", "sad"}, v.Mood)
+		require.LessOrEqual(t, len(v.Friends), 2)
+		require.NotNil(t, v.Age)
+	}
+	req := map[string]any{"model": "stories260K", "messages": []map[string]any{{"role": "user", "content": "Who are you?"}},
+		"response_format": rf, "max_tokens": 300, "temperature": 1.0, "seed": 3, "n": 6}
+	var resp ChatResponse
+	require.Equal(t, 200, ts.post(t, "/v1/chat/completions", req, &resp).StatusCode)
+	require.Len(t, resp.Choices, 6)
+	stopped := 0
+	for i, c := range resp.Choices {
+		check(i, *c.Message.Content, *c.FinishReason)
+		if *c.FinishReason == "stop" {
+			stopped++
+		}
+	}
+	require.Positive(t, stopped, "some replies complete within max_tokens")
+
+	req["n"] = 1
+	st := streamChat(t, ts, req)
+	check(0, st.content.String(), st.reason)
 }
 
 // TestJSONMode: response_format json_object constrains every choice to a

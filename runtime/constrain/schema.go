@@ -72,6 +72,12 @@ type prop struct {
 	required bool
 }
 
+// MaxSchemaSpace is the most whitespace bytes a State accepts in a row
+// between tokens: room for ", " or ":\n", not for a model that pads the
+// gaps of a long instance (values of any form inside it follow JSON's
+// MaxSpace).
+const MaxSchemaSpace = 2
+
 // Limits on a schema's size.
 const (
 	maxSchemaNodes = 4096 // nodes in a compiled schema
@@ -578,7 +584,7 @@ func (c *compiler) checkAlts(n uint16) error {
 // State reads a text against a Schema: it accepts exactly the prefixes of
 // the schema's instances (in the form Schema describes, strings in valid
 // UTF-8, with at most
-// MaxSpace whitespace bytes in a row between tokens and none before the
+// MaxSchemaSpace whitespace bytes in a row between tokens and none before the
 // root). It is a comparable value: copy it to try bytes without changing
 // the original.
 type State struct {
@@ -673,7 +679,7 @@ func (a *State) Feed(b byte) bool {
 	if space(b) {
 		a.space++
 		started := a.depth > 1 || a.done || a.stack[0].phase != pValue
-		return started && a.space <= MaxSpace
+		return started && a.space <= MaxSchemaSpace
 	}
 	a.space = 0
 	if a.depth == 0 {

@@ -77,7 +77,7 @@ func TestSchemaInstances(t *testing.T) {
 				`{"name":"Al","color":"red","pets":[]}`,
 				`{"name": "Bo", "age": 31, "color": "blue", "pets": [{"name": "Rex", "legs": 4}], "score": -1.5e3, "ok": true, "meta": {"x": [1, {"y": null}]}}`,
 				`{"name":"é","age":null,"color":"green","pets":[{"name":"12345678","legs":0},{"name":"a","legs":-2}],"meta":{}}`,
-				"{\n  \"name\": \"x\",\n  \"color\": \"red\",\n  \"pets\": [ ]\n}",
+				"{\n \"name\": \"x\",\n \"color\":\t\"red\",\r\n\"pets\": [ ]\n}",
 			},
 			[]string{
 				`{"name":"","color":"red","pets":[]}`,                                // minLength 1
@@ -91,6 +91,7 @@ func TestSchemaInstances(t *testing.T) {
 				`{"name":"Al","color":"red","pets":[],"meta":[]}`, // meta is an object
 				`{"name":"Al","color":"red","pets":[]}}`,
 				` {"name":"Al","color":"red","pets":[]}`,
+				"{\n   \"name\":\"Al\",\"color\":\"red\",\"pets\":[]}", // MaxSchemaSpace
 				`{"name":"Al","name":"Al","color":"red","pets":[]}`,
 			}},
 		{tree,
