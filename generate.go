@@ -44,6 +44,13 @@ type GenerateOptions struct {
 	// generation ends, with Finish "stop", when the object closes. Beam
 	// search ignores it.
 	JSON bool
+	// JSONSchema, if set, constrains the output to an instance of this
+	// JSON Schema (OpenAI's structured outputs; the subset
+	// runtime/constrain.Schema describes); the generation ends, with
+	// Finish "stop", when the instance is complete. A schema loom cannot
+	// enforce is an error wrapping constrain.ErrSchema that names the
+	// keyword. It replaces JSON; beam search ignores it.
+	JSONSchema []byte
 }
 
 // Token is one generated token and the text it completes (which may be
@@ -125,8 +132,17 @@ func (m *Model) Stream(ctx context.Context, ids []int32, opt GenerateOptions, em
 		PrefixCache:   m.prefixCache,
 		PromptLookup:  m.promptLookup,
 	}
-	if opt.JSON {
-		gopt.NewConstraint = m.jsonConstraint
+	switch {
+	case opt.JSONSchema != nil:
+		schema, err := constrain.CompileSchema(opt.JSONSchema)
+		if err != nil {
+			return Stats{}, fmt.Errorf("loom: GenerateOptions.JSONSchema: %w", err)
+		}
+		vocab := m.vocabulary()
+		gopt.NewConstraint = func() generate.Constraint { return constrain.NewSchemaTokens(vocab, schema) }
+	case opt.JSON:
+		vocab := m.vocabulary()
+		gopt.NewConstraint = func() generate.Constraint { return constrain.NewTokens(vocab) }
 	}
 	if d := m.draft; d != nil && m.promptLookup > 0 {
 		d.mu.Lock()
@@ -180,15 +196,9 @@ func (m *Model) GenerateText(ctx context.Context, prompt string, opt GenerateOpt
 	return b.String(), nil
 }
 
-// jsonConstraint returns a fresh JSON object constraint over the model's
-// vocabulary (built on first use).
-func (m *Model) jsonConstraint() generate.Constraint {
-	m.jsonOnce.Do(func() {
-		m.jsonTexts = make([]string, m.tok.VocabSize())
-		for id := range m.jsonTexts {
-			m.jsonTexts[id] = m.tok.Text(int32(id))
-		}
-		m.jsonVocab = constrain.NewVocab(m.jsonTexts)
-	})
-	return constrain.NewTokens(m.jsonVocab, m.jsonTexts)
+// vocabulary returns the model's vocabulary as a trie for the JSON
+// constraints, built on first use.
+func (m *Model) vocabulary() *constrain.Vocab {
+	m.vocabOnce.Do(func() { m.vocab = constrain.NewVocabOf(m.tok) })
+	return m.vocab
 }

@@ -116,9 +116,8 @@ type Model struct {
 	promptLookup int    // Options.PromptLookup
 	draft        *Model // Options.Draft
 
-	jsonOnce  sync.Once // GenerateOptions.JSON's vocabulary, built on first use
-	jsonVocab *constrain.Vocab
-	jsonTexts []string
+	vocabOnce sync.Once // GenerateOptions.JSON's and JSONSchema's vocabulary, built on first use
+	vocab     *constrain.Vocab
 }
 
 // Load opens a model (a GGUF file or a Hugging Face directory) and puts

@@ -2,10 +2,12 @@ package loom
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 
@@ -157,6 +159,44 @@ func TestJSONOption(t *testing.T) {
 		require.True(t, j.Feed(text[i]), "%q at %d", text, i)
 	}
 	require.Equal(t, text, gen())
+}
+
+// TestJSONSchemaOption: GenerateOptions.JSONSchema makes the output an
+// instance of the schema, greedy runs repeat, and a schema loom cannot
+// enforce is an error naming the keyword.
+func TestJSONSchemaOption(t *testing.T) {
+	m := loadStories(t, Options{Device: "cpu"})
+	schema := []byte(`{"type": "object", "properties": {"hero": {"type": "string", "maxLength": 10},
+		"happy": {"type": "boolean"}, "year": {"type": "integer"}}, "required": ["hero", "happy", "year"]}`)
+	gen := func() (string, Stats) {
+		var text strings.Builder
+		ids, err := m.Encode("Once upon a time")
+		require.NoError(t, err)
+		st, err := m.Stream(context.Background(), ids, GenerateOptions{MaxTokens: 200, JSONSchema: schema}, func(tk Token) bool {
+			text.WriteString(tk.Text)
+			return true
+		})
+		require.NoError(t, err)
+		return text.String(), st
+	}
+	text, st := gen()
+	require.Equal(t, "stop", st.Finish, "%q", text)
+	var v struct {
+		Hero  *string `json:"hero"`
+		Happy *bool   `json:"happy"`
+		Year  *int    `json:"year"`
+	}
+	d := json.NewDecoder(strings.NewReader(text))
+	d.DisallowUnknownFields()
+	require.NoError(t, d.Decode(&v), "%q", text)
+	require.True(t, v.Hero != nil && v.Happy != nil && v.Year != nil, "%q", text)
+	require.LessOrEqual(t, utf8.RuneCountInString(*v.Hero), 10)
+	again, _ := gen()
+	require.Equal(t, text, again)
+
+	_, err := m.GenerateText(context.Background(), "x", GenerateOptions{JSONSchema: []byte(`{"type": "object", "patternProperties": {}}`)})
+	require.ErrorIs(t, err, constrain.ErrSchema)
+	require.ErrorContains(t, err, "patternProperties")
 }
 
 // TestDraftModel: speculative decoding through the Go API, stories260K

@@ -823,8 +823,8 @@ func (s *Server) parseResponseFormat(rf *ResponseFormat, j *job) *apiError {
 	switch rf.Type {
 	case "", "text":
 	case "json_object":
-		vocab, texts := s.vocabulary()
-		j.opt.NewConstraint = func() generate.Constraint { return constrain.NewTokens(vocab, texts) }
+		vocab := s.vocabulary()
+		j.opt.NewConstraint = func() generate.Constraint { return constrain.NewTokens(vocab) }
 	case "json_schema":
 		if rf.JSONSchema == nil || len(rf.JSONSchema.Schema) == 0 {
 			return badRequest("response_format.json_schema.schema", "response_format json_schema needs json_schema.schema")
@@ -833,26 +833,18 @@ func (s *Server) parseResponseFormat(rf *ResponseFormat, j *job) *apiError {
 		if err != nil {
 			return badRequest("response_format.json_schema.schema", "%v", err)
 		}
-		vocab, texts := s.vocabulary()
-		j.opt.NewConstraint = func() generate.Constraint { return constrain.NewSchemaTokens(vocab, texts, schema) }
+		vocab := s.vocabulary()
+		j.opt.NewConstraint = func() generate.Constraint { return constrain.NewSchemaTokens(vocab, schema) }
 	default:
 		return badRequest("response_format", "response_format %q is not supported (text, json_object and json_schema are)", rf.Type)
 	}
 	return nil
 }
 
-// vocabulary returns the model's vocabulary as a trie and each token's
-// bytes, built on first use.
-func (s *Server) vocabulary() (*constrain.Vocab, []string) {
-	s.vocabOnce.Do(func() {
-		tok := s.cfg.Tokenizer
-		s.tokenTexts = make([]string, tok.VocabSize())
-		for id := range s.tokenTexts {
-			s.tokenTexts[id] = tok.Text(int32(id))
-		}
-		s.vocab = constrain.NewVocab(s.tokenTexts)
-	})
-	return s.vocab, s.tokenTexts
+// vocabulary returns the model's vocabulary as a trie, built on first use.
+func (s *Server) vocabulary() *constrain.Vocab {
+	s.vocabOnce.Do(func() { s.vocab = constrain.NewVocabOf(s.cfg.Tokenizer) })
+	return s.vocab
 }
 
 // maxSchemas bounds the compiled schemas kept: a client that sends the same

@@ -121,20 +121,19 @@ type Server struct {
 	cfg  Config
 	tmpl *chat.Template
 
-	thinking   bool             // SplitReasoning, and the template writes think tags
-	toolsOnce  sync.Once        // the template's tool call syntax, read on first use
-	tools      toolFormat       // (see detectToolFormat)
-	vocabOnce  sync.Once        // the vocabulary of response_format, built on first use
-	vocab      *constrain.Vocab // the tokens' bytes as a trie
-	tokenTexts []string         // each token's bytes (none for control tokens)
-	schemaMu   sync.Mutex
-	schemas    map[string]*constrain.Schema // compiled response_format schemas by their text
-	keySum     [32]byte
-	metrics    *Metrics
-	log        *slog.Logger
-	created    int64
-	bos, eos   string
-	draining   atomic.Bool
+	thinking  bool             // SplitReasoning, and the template writes think tags
+	toolsOnce sync.Once        // the template's tool call syntax, read on first use
+	tools     toolFormat       // (see detectToolFormat)
+	vocabOnce sync.Once        // the vocabulary of response_format, built on first use
+	vocab     *constrain.Vocab // the tokens' bytes as a trie
+	schemaMu  sync.Mutex
+	schemas   map[string]*constrain.Schema // compiled response_format schemas by their text
+	keySum    [32]byte
+	metrics   *Metrics
+	log       *slog.Logger
+	created   int64
+	bos, eos  string
+	draining  atomic.Bool
 
 	texts func() []string // each token's text, for log probabilities
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/loomllm/loom"
 	"github.com/loomllm/loom/model/chat"
-	"github.com/loomllm/loom/model/tokenizer"
 	"github.com/loomllm/loom/runtime/constrain"
 	"github.com/loomllm/loom/runtime/generate"
 	"github.com/loomllm/loom/runtime/sample"
@@ -95,8 +94,17 @@ func runChat(args []string, stdout, stderr io.Writer) error {
 	}
 	opening := len(msgs)
 	var newConstraint func() generate.Constraint
-	if f.json {
-		newConstraint = jsonConstraint(tok)
+	switch {
+	case f.jsonSchema != nil:
+		schema, err := constrain.CompileSchema(f.jsonSchema) // checked by f.check
+		if err != nil {
+			return err
+		}
+		v := constrain.NewVocabOf(tok)
+		newConstraint = func() generate.Constraint { return constrain.NewSchemaTokens(v, schema) }
+	case f.json:
+		v := constrain.NewVocabOf(tok)
+		newConstraint = func() generate.Constraint { return constrain.NewTokens(v) }
 	}
 	var drafter generate.Drafter // one turn at a time: one drafter for the conversation
 	if draft != nil {
@@ -207,15 +215,4 @@ func finishName(f generate.Finish) string {
 		return "context full"
 	}
 	return "unfinished"
-}
-
-// jsonConstraint returns a maker of JSON object constraints over tok's
-// vocabulary (the trie built once).
-func jsonConstraint(tok *tokenizer.Tokenizer) func() generate.Constraint {
-	texts := make([]string, tok.VocabSize())
-	for id := range texts {
-		texts[id] = tok.Text(int32(id))
-	}
-	v := constrain.NewVocab(texts)
-	return func() generate.Constraint { return constrain.NewTokens(v, texts) }
 }

@@ -85,3 +85,43 @@ func TestJSONFlag(t *testing.T) {
 	require.Zero(t, code, errOut)
 	check(strings.TrimSuffix(out, "\n"))
 }
+
+// TestJSONSchemaFlag: loom run --json-schema and loom chat --json-schema
+// print an instance of the schema; a schema with a keyword loom cannot
+// enforce, or a missing file, is a usage error naming it.
+func TestJSONSchemaFlag(t *testing.T) {
+	model := testdata.Path(t, "models/stories260K.gguf")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "schema.json")
+	require.NoError(t, os.WriteFile(file, []byte(`{"type": "object", "required": ["title", "stars"],
+		"properties": {"title": {"type": "string", "maxLength": 16}, "stars": {"enum": ["one", "two", "three"]}}}`), 0o644))
+	raw, err := os.ReadFile(file)
+	require.NoError(t, err)
+	schema, err := constrain.CompileSchema(raw)
+	require.NoError(t, err)
+	check := func(text string) {
+		st := schema.Start()
+		for i := range len(text) {
+			require.True(t, st.Feed(text[i]), "%q at %d", text, i)
+		}
+		require.True(t, st.Done(), "%q", text)
+	}
+	code, out, errOut := runLoom("run", "--model", model, "--prompt", "JSON:", "--json-schema", file, "--max-tokens", "100", "--seed", "4")
+	require.Zero(t, code, errOut)
+	check(strings.TrimPrefix(out, "JSON:"))
+
+	defer func(r io.Reader) { chatInput = r }(chatInput)
+	chatInput = strings.NewReader("Give me JSON\n")
+	code, out, errOut = runLoom("chat", "--model", model, "--json-schema", file, "--max-tokens", "100", "--seed", "4")
+	require.Zero(t, code, errOut)
+	check(strings.TrimSuffix(out, "\n"))
+
+	bad := filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"type": "object", "properties": {"d": {"type": "string", "format": "date"}}}`), 0o644))
+	code, _, errOut = runLoom("run", "--model", model, "--json-schema", bad)
+	require.NotZero(t, code)
+	require.Contains(t, errOut, `bad.json: unsupported JSON schema: #.properties.d: keyword "format" is not supported`)
+	code, _, errOut = runLoom("run", "--model", model, "--json-schema", filepath.Join(dir, "missing.json"))
+	require.NotZero(t, code)
+	require.Contains(t, errOut, "missing.json")
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/loomllm/loom"
+	"github.com/loomllm/loom/runtime/constrain"
 )
 
 func init() {
@@ -37,13 +38,14 @@ func (s *stringsFlag) Set(v string) error {
 // runFlags are the flags of loom run.
 type runFlags struct {
 	model, prompt, promptFile, device, weights string
-	kvType, draftModel                         string
+	kvType, draftModel, jsonSchemaFile         string
 	maxTokens, topK, beams, ctx, threads       int
 	lookup                                     int
 	temperature, topP, minP, repeat            float64
 	seed                                       int64
 	stop                                       stringsFlag
 	json                                       bool
+	jsonSchema                                 []byte // --json-schema's text, checked by check
 }
 
 func runRun(args []string, stdout, stderr io.Writer) error {
@@ -98,7 +100,7 @@ func runRun(args []string, stdout, stderr io.Writer) error {
 	}
 	opt := loom.GenerateOptions{MaxTokens: f.maxTokens, Temperature: float32(f.temperature), TopK: f.topK,
 		TopP: float32(f.topP), MinP: float32(f.minP), RepeatPenalty: float32(f.repeat), Stop: f.stop, Beams: f.beams,
-		JSON: f.json}
+		JSON: f.json, JSONSchema: f.jsonSchema}
 	if f.seed < 0 {
 		f.seed = time.Now().UnixNano() & math.MaxInt64
 	}
@@ -162,6 +164,7 @@ func (f *runFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.weights, "weight-type", "", "convert float weights while loading: q8_0, f16 or bf16")
 	fs.StringVar(&f.kvType, "kv-type", "", "key/value cache element type: f32, f16 or bf16 (default: f32 on the CPU, f16 on a GPU)")
 	fs.BoolVar(&f.json, "json", false, "constrain the output to a JSON object (ends when it closes)")
+	fs.StringVar(&f.jsonSchemaFile, "json-schema", "", "constrain the output to an instance of the JSON Schema in `file` (ends when it closes; see the README for the keywords supported)")
 	fs.IntVar(&f.lookup, "lookup", 0, "greedy only: verify up to `N` draft tokens a step, found by looking the last tokens up in the text so far, or proposed by --draft-model (same output, fewer steps when the drafts are good)")
 	fs.StringVar(&f.draftModel, "draft-model", "", "greedy only: a smaller model `file` of the same vocabulary that proposes the drafts (speculative decoding; --lookup drafts a step, 4 by default)")
 }
@@ -205,6 +208,18 @@ func (f *runFlags) check() error {
 		return bad("threads", f.threads)
 	case f.lookup < 0 || f.lookup > 32:
 		return bad("lookup", f.lookup)
+	case f.json && f.jsonSchemaFile != "":
+		return fmt.Errorf("%w: --json and --json-schema are exclusive (a schema's root is an object already)", errUsage)
+	}
+	if f.jsonSchemaFile != "" {
+		b, err := os.ReadFile(f.jsonSchemaFile)
+		if err != nil {
+			return fmt.Errorf("--json-schema: %w", err)
+		}
+		if _, err := constrain.CompileSchema(b); err != nil {
+			return fmt.Errorf("--json-schema %s: %w", f.jsonSchemaFile, err)
+		}
+		f.jsonSchema = b
 	}
 	return nil
 }

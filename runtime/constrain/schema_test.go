@@ -366,7 +366,7 @@ func TestSchemaTokens(t *testing.T) {
 	texts := []string{"", `{"`, `name`, `":"`, `Al`, `","`, `color`, `red`, `pets`, `":[`, `]}`, `x`}
 	v := NewVocab(texts)
 	s := compile(t, person)
-	c := NewSchemaTokens(v, texts, s)
+	c := NewSchemaTokens(v, s)
 	allow := make([]bool, len(texts))
 	for _, id := range []int32{1, 2, 3, 4, 5, 6, 3, 7, 5, 8, 9, 10} {
 		require.Positive(t, c.Allow(allow), "before %q", texts[id])
@@ -375,11 +375,11 @@ func TestSchemaTokens(t *testing.T) {
 		c.Accept(id)
 	}
 	require.True(t, c.Done())
-	c = NewSchemaTokens(v, texts, s)
+	c = NewSchemaTokens(v, s)
 	c.Accept(11)
 	require.Zero(t, c.Allow(allow))
 	require.False(t, c.Done())
-	c = NewSchemaTokens(v, texts, s)
+	c = NewSchemaTokens(v, s)
 	c.Accept(99)
 	require.Zero(t, c.Allow(allow))
 }

@@ -12,6 +12,7 @@ import (
 type Vocab struct {
 	nodes []node
 	size  int
+	texts []string // each token's bytes
 
 	// Masks by automaton state: inside a long string every step asks the
 	// same.
@@ -48,7 +49,7 @@ type kid struct {
 // NewVocab builds the trie of texts[id], the bytes token id adds to a text
 // ("" for tokens that add none, which are never allowed).
 func NewVocab(texts []string) *Vocab {
-	v := &Vocab{nodes: []node{{}}, size: len(texts)}
+	v := &Vocab{nodes: []node{{}}, size: len(texts), texts: texts}
 	for id, t := range texts {
 		if t == "" {
 			continue
@@ -66,6 +67,22 @@ func NewVocab(texts []string) *Vocab {
 		v.nodes[n].ids = append(v.nodes[n].ids, int32(id))
 	}
 	return v
+}
+
+// TokenTexts is what NewVocabOf reads: a tokenizer's size and the bytes
+// each token adds to a text.
+type TokenTexts interface {
+	VocabSize() int
+	Text(id int32) string
+}
+
+// NewVocabOf builds the trie of a tokenizer's tokens.
+func NewVocabOf(tok TokenTexts) *Vocab {
+	texts := make([]string, tok.VocabSize())
+	for id := range texts {
+		texts[id] = tok.Text(int32(id))
+	}
+	return NewVocab(texts)
 }
 
 // Size is the number of tokens (the length Allow's mask needs).
@@ -140,15 +157,13 @@ func (v *Vocab) allowIDs(n int32, allow []bool) int {
 // Tokens is a JSON automaton that follows a generation token by token: the
 // generate.Constraint of OpenAI's response_format json_object.
 type Tokens struct {
-	v     *Vocab
-	texts []string
-	j     JSON
-	dead  bool
+	v    *Vocab
+	j    JSON
+	dead bool
 }
 
-// NewTokens starts a JSON object constraint over a vocabulary (texts as
-// for NewVocab, v built from them).
-func NewTokens(v *Vocab, texts []string) *Tokens { return &Tokens{v: v, texts: texts} }
+// NewTokens starts a JSON object constraint over a vocabulary.
+func NewTokens(v *Vocab) *Tokens { return &Tokens{v: v} }
 
 // Allow sets allow[id] for the tokens that may come next and reports how
 // many there are.
@@ -161,7 +176,7 @@ func (t *Tokens) Allow(allow []bool) int {
 }
 
 // Accept feeds token id's bytes.
-func (t *Tokens) Accept(id int32) { t.dead = t.dead || !accept(&t.j, t.texts, id) }
+func (t *Tokens) Accept(id int32) { t.dead = t.dead || !accept(&t.j, t.v.texts, id) }
 
 // Done reports whether the text so far is a whole JSON object.
 func (t *Tokens) Done() bool { return !t.dead && t.j.Done() }
@@ -183,16 +198,14 @@ func accept[S any, P automaton[S]](s P, texts []string, id int32) bool {
 // SchemaTokens is a Schema's State following a generation token by token:
 // the generate.Constraint of OpenAI's response_format json_schema.
 type SchemaTokens struct {
-	v     *Vocab
-	texts []string
-	s     State
-	dead  bool
+	v    *Vocab
+	s    State
+	dead bool
 }
 
-// NewSchemaTokens starts an instance of schema over a vocabulary (texts as
-// for NewVocab, v built from them).
-func NewSchemaTokens(v *Vocab, texts []string, schema *Schema) *SchemaTokens {
-	return &SchemaTokens{v: v, texts: texts, s: schema.Start()}
+// NewSchemaTokens starts an instance of schema over a vocabulary.
+func NewSchemaTokens(v *Vocab, schema *Schema) *SchemaTokens {
+	return &SchemaTokens{v: v, s: schema.Start()}
 }
 
 // Allow sets allow[id] for the tokens that may come next and reports how
@@ -206,7 +219,7 @@ func (t *SchemaTokens) Allow(allow []bool) int {
 }
 
 // Accept feeds token id's bytes.
-func (t *SchemaTokens) Accept(id int32) { t.dead = t.dead || !accept(&t.s, t.texts, id) }
+func (t *SchemaTokens) Accept(id int32) { t.dead = t.dead || !accept(&t.s, t.v.texts, id) }
 
 // Done reports whether the text so far is a whole instance of the schema.
 func (t *SchemaTokens) Done() bool { return !t.dead && t.s.Done() }

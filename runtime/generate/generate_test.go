@@ -435,7 +435,7 @@ func TestJSONConstraint(t *testing.T) {
 	for seed := range 20 {
 		opt := s.options(300)
 		opt.Sampling = sample.Options{Temperature: 1, Seed: uint64(seed)}
-		opt.NewConstraint = func() Constraint { return constrain.NewTokens(v, texts) }
+		opt.NewConstraint = func() Constraint { return constrain.NewTokens(v) }
 		prompt := s.tok.Encode("Once upon a time", tokenizer.EncodeOptions{AddSpecial: true})
 		ids, text, st := s.run(t, prompt, opt)
 		var j constrain.JSON
