@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 )
@@ -27,13 +28,16 @@ var ErrSchema = errors.New("unsupported JSON schema")
 //   - string: minLength, maxLength (in code points).
 //   - enum and const of strings, booleans and null.
 //   - anyOf and oneOf whose alternatives begin differently (a string and a
-//     number, an object and null; not two objects).
+//     number, an object and null), and unions of objects that a property
+//     tells apart (required in each, a const or enum in each with no value
+//     in two: a discriminated union, written with that property first;
+//     pydantic's "discriminator" is accepted and not needed).
 //   - $ref to "#" or "#/$defs/NAME" ("#/definitions/NAME"), recursion
 //     included.
 //
 // Annotations (title, description, default, examples, ...) are ignored;
 // any other keyword is an error that names it, so no part of a schema goes
-// unenforced. The root must be an object.
+// unenforced. The root must be an object or an array.
 type Schema struct {
 	nodes []snode
 	root  uint16
@@ -63,6 +67,7 @@ type snode struct {
 	lits     []string
 	alts     []uint16
 	pick     *[256]uint8 // kAny: 1 + the alternative each first byte picks, 0 for none
+	tagAlts  []uint16    // a union of objects (kObject): the object each literal of props[0] picks
 	path     string      // where it is in the schema, for errors
 }
 
@@ -172,15 +177,18 @@ func CompileSchema(raw []byte) (*Schema, error) {
 		return nil, err
 	}
 	c.s.root = top
-	if k := c.s.nodes[top].kind; k != kObject && k != kFreeObject {
-		return nil, fmt.Errorf("%w: #: the root must be an object (\"type\": \"object\")", ErrSchema)
-	}
 	for i := range c.s.nodes {
 		if c.s.nodes[i].kind == kAny {
+			if err := c.union(uint16(i)); err != nil {
+				return nil, err
+			}
 			if err := c.checkAlts(uint16(i)); err != nil {
 				return nil, err
 			}
 		}
+	}
+	if k := c.s.nodes[top].kind; k != kObject && k != kFreeObject && k != kArray {
+		return nil, fmt.Errorf("%w: #: the root must be an object or an array", ErrSchema)
 	}
 	return c.s, nil
 }
@@ -275,6 +283,12 @@ func (c *compiler) compile(v any, path string, depth int) (uint16, error) {
 		case k == "$defs" || k == "definitions":
 			if _, ok := m.m[k].(*object); !ok {
 				return 0, errAt(path, "%s must be an object", k)
+			}
+		case k == "discriminator": // pydantic's; the union finds the property itself
+			if _, ok := m.m["anyOf"]; !ok {
+				if _, ok := m.m["oneOf"]; !ok {
+					return 0, errAt(path, "discriminator needs anyOf or oneOf")
+				}
 			}
 		case k == "type", k == "enum", k == "const", k == "anyOf", k == "oneOf", k == "$ref", keyTypes[k] != "":
 			structural = append(structural, k)
@@ -562,6 +576,89 @@ func (s *Schema) firsts(n uint16, seen map[uint16]bool) (set [256]bool) {
 	return set
 }
 
+// union merges the alternatives of kAny node n that are objects with
+// properties into one discriminated union, when a property tells them
+// apart: required in each, a literal (const or enum) in each, with no
+// value in two of them. The union reads that property first (each
+// alternative's copy has it first; instances are valid in any order), and
+// its value picks the object the rest follows.
+func (c *compiler) union(n uint16) error {
+	var objs []int // indices in alts
+	for i, a := range c.s.nodes[n].alts {
+		if c.s.nodes[a].kind == kObject && len(c.s.nodes[a].props) > 0 {
+			objs = append(objs, i)
+		}
+	}
+	if len(objs) < 2 {
+		return nil
+	}
+	alt := func(i int) *snode { return &c.s.nodes[c.s.nodes[n].alts[objs[i]]] }
+	tagOf := func(o *snode, key string) int { // the index of the property key, if it can tell o apart
+		for j, p := range o.props {
+			if p.key == key && p.required && c.s.nodes[p.node].kind == kLit {
+				return j
+			}
+		}
+		return -1
+	}
+	for _, cand := range alt(0).props {
+		var lits []string
+		var tags []int
+		ok := true
+		for i := range objs {
+			j := tagOf(alt(i), cand.key)
+			if j < 0 {
+				ok = false
+				break
+			}
+			for _, l := range c.s.nodes[alt(i).props[j].node].lits {
+				if slices.Contains(lits, l) {
+					ok = false
+				}
+				lits = append(lits, l)
+			}
+			tags = append(tags, j)
+		}
+		if !ok || len(lits) > maxLits {
+			continue
+		}
+		lit, err := c.add(snode{kind: kLit, lits: lits, path: c.s.nodes[n].path})
+		if err != nil {
+			return err
+		}
+		u := snode{kind: kObject, props: []prop{{key: cand.key, node: lit, required: true}}, path: c.s.nodes[n].path}
+		for i := range objs {
+			o := *alt(i)
+			j := tags[i]
+			o.props = append([]prop{o.props[j]}, slices.Delete(slices.Clone(o.props), j, j+1)...)
+			reordered, err := c.add(o)
+			if err != nil {
+				return err
+			}
+			for range c.s.nodes[o.props[0].node].lits {
+				u.tagAlts = append(u.tagAlts, reordered)
+			}
+		}
+		un, err := c.add(u)
+		if err != nil {
+			return err
+		}
+		nd := &c.s.nodes[n]
+		keep := []uint16{}
+		for i, a := range nd.alts {
+			switch {
+			case i == objs[0]:
+				keep = append(keep, un)
+			case !slices.Contains(objs, i):
+				keep = append(keep, a)
+			}
+		}
+		nd.alts = keep
+		return nil
+	}
+	return errAt(c.s.nodes[n].path, "%d alternatives are objects, and no property tells them apart (required in each, a const or enum in each, no value in two)", len(objs))
+}
+
 // checkAlts rejects alternatives that can begin with the same byte: the
 // automaton picks an alternative by its first byte.
 func (c *compiler) checkAlts(n uint16) error {
@@ -802,8 +899,14 @@ func (a *State) literalByte(f *frame, b byte) bool {
 		return false
 	}
 	a.cand, a.sub = keep, a.sub+1
-	if whole { // literals are prefix-free
+	if whole { // literals are prefix-free: keep holds the one read
 		a.pop()
+		if a.depth > 0 {
+			p := &a.stack[a.depth-1]
+			if tags := a.s.nodes[p.node].tagAlts; tags != nil { // a union's first property: its value picks the object
+				p.node = tags[bits.TrailingZeros64(keep)]
+			}
+		}
 	}
 	return true
 }
