@@ -158,6 +158,79 @@ type compiler struct {
 // error wraps ErrSchema and names the place in the schema and the keyword
 // it cannot enforce.
 func CompileSchema(raw []byte) (*Schema, error) {
+	root, err := parseSchema(raw)
+	if err != nil {
+		return nil, err
+	}
+	c := &compiler{s: &Schema{}}
+	top, err := c.compileRoot(root)
+	if err != nil {
+		return nil, err
+	}
+	return c.finish(top)
+}
+
+// Function is a function a generation may call, for CompileCalls.
+type Function struct {
+	Name       string
+	Parameters []byte // a JSON Schema of the arguments (an object); none: no arguments
+}
+
+// CompileCalls compiles the schema of a call to one of fns: an object
+// {"name": NAME, argsKey: ARGUMENTS} whose arguments are an instance of
+// that function's Parameters (a union told apart by the name); with list
+// set, a list of one or more such calls. An error names the function.
+func CompileCalls(fns []Function, argsKey string, list bool) (*Schema, error) {
+	c := &compiler{s: &Schema{}}
+	var alts []uint16
+	for _, f := range fns {
+		wrap := func(err error) error { return fmt.Errorf("function %q's parameters: %w", f.Name, err) }
+		var args uint16
+		var err error
+		if len(f.Parameters) == 0 {
+			args, err = c.add(snode{kind: kObject, path: "#"}) // {}
+		} else {
+			var root *object
+			if root, err = parseSchema(f.Parameters); err == nil {
+				args, err = c.compileRoot(root)
+			}
+		}
+		if err != nil {
+			return nil, wrap(err)
+		}
+		if k := c.s.nodes[args].kind; k != kObject && k != kFreeObject {
+			return nil, wrap(fmt.Errorf("%w: #: the arguments must be an object", ErrSchema))
+		}
+		name, err := c.add(snode{kind: kLit, lits: []string{jsonString(f.Name)}, path: "name"})
+		if err != nil {
+			return nil, err
+		}
+		call, err := c.add(snode{kind: kObject, path: "call", props: []prop{
+			{key: `"name"`, node: name, required: true}, {key: jsonString(argsKey), node: args, required: true}}})
+		if err != nil {
+			return nil, err
+		}
+		alts = append(alts, call)
+	}
+	if len(alts) == 0 {
+		return nil, fmt.Errorf("%w: no functions", ErrSchema)
+	}
+	top, err := alts[0], error(nil)
+	if len(alts) > 1 {
+		if top, err = c.add(snode{kind: kAny, alts: alts, path: "calls"}); err != nil {
+			return nil, err
+		}
+	}
+	if list {
+		if top, err = c.add(snode{kind: kArray, items: top, min: 1, max: math.MaxUint32, path: "calls"}); err != nil {
+			return nil, err
+		}
+	}
+	return c.finish(top)
+}
+
+// parseSchema decodes a schema's text, keeping its keys' order.
+func parseSchema(raw []byte) (*object, error) {
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
 	v, err := decodeOrdered(d, 0)
@@ -171,11 +244,18 @@ func CompileSchema(raw []byte) (*Schema, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: not a JSON object", ErrSchema)
 	}
-	c := &compiler{s: &Schema{}, root: root, refs: map[string]uint16{}}
-	top, err := c.ref("#", "#")
-	if err != nil {
-		return nil, err
-	}
+	return root, nil
+}
+
+// compileRoot compiles a whole schema document into c's nodes; its $refs
+// resolve within it.
+func (c *compiler) compileRoot(root *object) (uint16, error) {
+	c.root, c.refs = root, map[string]uint16{}
+	return c.ref("#", "#")
+}
+
+// finish resolves the alternatives of every anyOf and checks the root.
+func (c *compiler) finish(top uint16) (*Schema, error) {
 	c.s.root = top
 	for i := range c.s.nodes {
 		if c.s.nodes[i].kind == kAny {
@@ -187,8 +267,11 @@ func CompileSchema(raw []byte) (*Schema, error) {
 			}
 		}
 	}
-	if k := c.s.nodes[top].kind; k != kObject && k != kFreeObject && k != kArray {
-		return nil, fmt.Errorf("%w: #: the root must be an object or an array", ErrSchema)
+	firsts := c.s.firsts(top, map[uint16]bool{})
+	for b, ok := range firsts {
+		if ok && b != '{' && b != '[' || !firsts['{'] && !firsts['['] { // a container, whose end is its last byte
+			return nil, fmt.Errorf("%w: #: the root must be an object or an array", ErrSchema)
+		}
 	}
 	return c.s, nil
 }

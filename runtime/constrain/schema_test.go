@@ -420,3 +420,45 @@ func BenchmarkWalk(b *testing.B) {
 		})
 	}
 }
+
+// TestCompileCalls: a call to one of several functions, each with its
+// own parameters ($defs resolved within them), as one object or a list.
+func TestCompileCalls(t *testing.T) {
+	fns := []Function{
+		{Name: "get_weather", Parameters: []byte(`{"type": "object", "properties": {"city": {"type": "string"}, "unit": {"$ref": "#/$defs/Unit"}},
+			"required": ["city"], "$defs": {"Unit": {"enum": ["c", "f"]}}}`)},
+		{Name: "now"},
+		{Name: "add", Parameters: []byte(`{"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}`)},
+	}
+	one, err := CompileCalls(fns, "arguments", false)
+	require.NoError(t, err)
+	list, err := CompileCalls(fns, "parameters", true)
+	require.NoError(t, err)
+	for _, c := range []struct {
+		s    *Schema
+		text string
+		ok   bool
+	}{
+		{one, `{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}`, true},
+		{one, `{"name":"now","arguments":{}}`, true},
+		{one, `{"name":"add","arguments":{"a":1,"b":2.5}}`, true},
+		{one, `{"name":"add","arguments":{"a":1}}`, false},
+		{one, `{"name":"now","arguments":{"x":1}}`, false},
+		{one, `{"name":"get_weather","arguments":{"a":1,"b":2}}`, false},
+		{one, `{"name":"sub","arguments":{}}`, false},
+		{one, `{"arguments":{},"name":"now"}`, false},
+		{list, `[{"name":"now","parameters":{}}, {"name":"add","parameters":{"a":1,"b":2}}]`, true},
+		{list, `[]`, false},
+		{list, `{"name":"now","parameters":{}}`, false},
+	} {
+		st, bad := feedState(c.s, c.text)
+		require.Equal(t, c.ok, bad == -1 && st.Done(), "%s", c.text)
+	}
+	_, err = CompileCalls([]Function{{Name: "f", Parameters: []byte(`{"type": "object", "properties": {"d": {"type": "string", "format": "date"}}}`)}}, "arguments", false)
+	require.ErrorIs(t, err, ErrSchema)
+	require.ErrorContains(t, err, `function "f"'s parameters: unsupported JSON schema: #.properties.d: keyword "format"`)
+	_, err = CompileCalls([]Function{{Name: "f", Parameters: []byte(`{"type": "array", "items": {}}`)}}, "arguments", false)
+	require.ErrorContains(t, err, "the arguments must be an object")
+	_, err = CompileCalls([]Function{{Name: "f"}, {Name: "f"}}, "arguments", false)
+	require.ErrorContains(t, err, "no property tells them apart")
+}
