@@ -158,7 +158,7 @@ func (s *Server) parseChat(req *ChatRequest, j *job) *apiError {
 	} else if req.TopLogprobs != nil && *req.TopLogprobs > 0 {
 		return badRequest("top_logprobs", "top_logprobs needs logprobs: true")
 	}
-	tools, e := parseTools(req.Tools, req.ToolChoice)
+	tools, decls, choice, e := parseTools(req.Tools, req.ToolChoice)
 	if e != nil {
 		return e
 	}
@@ -206,6 +206,18 @@ func (s *Server) parseChat(req *ChatRequest, j *job) *apiError {
 			return badRequest("messages", "the rendered prompt is empty")
 		}
 		return badRequest("messages", "the chat template cannot render these messages: %v", err)
+	}
+	if choice.forced() {
+		// The reply is a call: the constraint writes the call syntax's
+		// tokens and holds the JSON to the function's parameters.
+		if j.think == thinkIn+1 {
+			return badRequest("tool_choice", "this prompt opens a reasoning block, which a forced call would cut short; set chat_template_kwargs {\"enable_thinking\": false} or use tool_choice auto")
+		}
+		newConstraint, e := s.callConstraint(j.tools, decls, choice)
+		if e != nil {
+			return e
+		}
+		j.opt.NewConstraint = newConstraint
 	}
 	j.prompts = [][]int32{ids}
 	return nil
@@ -829,7 +841,8 @@ func (s *Server) parseResponseFormat(rf *ResponseFormat, j *job) *apiError {
 		if rf.JSONSchema == nil || len(rf.JSONSchema.Schema) == 0 {
 			return badRequest("response_format.json_schema.schema", "response_format json_schema needs json_schema.schema")
 		}
-		schema, err := s.compileSchema(rf.JSONSchema.Schema)
+		raw := rf.JSONSchema.Schema
+		schema, err := s.compileSchema(string(raw), func() (*constrain.Schema, error) { return constrain.CompileSchema(raw) })
 		if err != nil {
 			return badRequest("response_format.json_schema.schema", "%v", err)
 		}
@@ -847,26 +860,26 @@ func (s *Server) vocabulary() *constrain.Vocab {
 	return s.vocab
 }
 
-// maxSchemas bounds the compiled schemas kept: a client that sends the same
-// schema again gets the same *constrain.Schema, whose token masks the
-// vocabulary has cached.
+// maxSchemas bounds the compiled schemas kept (response_format schemas,
+// forced tool calls): a client that sends the same schema again gets the
+// same *constrain.Schema, whose token masks the vocabulary has cached.
 const maxSchemas = 64
 
-// compileSchema compiles a response_format schema, or returns the one
-// compiled before from the same bytes.
-func (s *Server) compileSchema(raw []byte) (*constrain.Schema, error) {
+// compileSchema returns the schema compiled before under key, or compiles
+// it now.
+func (s *Server) compileSchema(key string, compile func() (*constrain.Schema, error)) (*constrain.Schema, error) {
 	s.schemaMu.Lock()
 	defer s.schemaMu.Unlock()
-	if c, ok := s.schemas[string(raw)]; ok {
+	if c, ok := s.schemas[key]; ok {
 		return c, nil
 	}
-	c, err := constrain.CompileSchema(raw)
+	c, err := compile()
 	if err != nil {
 		return nil, err
 	}
 	if s.schemas == nil || len(s.schemas) >= maxSchemas {
 		s.schemas = map[string]*constrain.Schema{}
 	}
-	s.schemas[string(raw)] = c
+	s.schemas[key] = c
 	return c, nil
 }

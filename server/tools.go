@@ -9,6 +9,9 @@ import (
 	"strings"
 
 	"github.com/loomllm/loom/model/chat"
+	"github.com/loomllm/loom/model/tokenizer"
+	"github.com/loomllm/loom/runtime/constrain"
+	"github.com/loomllm/loom/runtime/generate"
 )
 
 // Tool calling (chat completions with "tools"): the tools are handed to
@@ -68,38 +71,126 @@ type ToolCallFunction struct {
 	Arguments string `json:"arguments"`
 }
 
+// toolChoice is a request's tool_choice beyond "auto" and "none": a
+// call to any of the tools ("required"), or to the one named.
+type toolChoice struct {
+	required bool
+	name     string
+}
+
+// forced reports whether the reply must be a call.
+func (c toolChoice) forced() bool { return c.required || c.name != "" }
+
 // parseTools checks a request's tools and tool_choice and returns the
 // tools as the chat template takes them (nil when there are none or
-// tool_choice is "none").
-func parseTools(raw, choice json.RawMessage) ([]any, *apiError) {
+// tool_choice is "none"), as declared, and the choice.
+func parseTools(raw, choice json.RawMessage) ([]any, []Tool, toolChoice, *apiError) {
+	var none toolChoice
 	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
+		if c := strings.TrimSpace(string(choice)); c != "" && c != "null" && c != `"auto"` && c != `"none"` {
+			return nil, nil, none, badRequest("tool_choice", "tool_choice %s needs tools", c)
+		}
+		return nil, nil, none, nil
 	}
 	var tools []Tool
 	if err := json.Unmarshal(raw, &tools); err != nil {
-		return nil, badRequest("tools", "tools must be a list of {\"type\": \"function\", \"function\": {...}}")
+		return nil, nil, none, badRequest("tools", "tools must be a list of {\"type\": \"function\", \"function\": {...}}")
 	}
 	if len(tools) > maxTools {
-		return nil, badRequest("tools", "at most %d tools, got %d", maxTools, len(tools))
+		return nil, nil, none, badRequest("tools", "at most %d tools, got %d", maxTools, len(tools))
 	}
+	names := map[string]bool{}
 	for i, t := range tools {
 		if t.Type != "function" || t.Function == nil || t.Function.Name == "" || len(t.Function.Name) > 128 {
-			return nil, badRequest(fmt.Sprintf("tools[%d]", i), "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": ..., ...}}", i)
+			return nil, nil, none, badRequest(fmt.Sprintf("tools[%d]", i), "tools[%d] must be {\"type\": \"function\", \"function\": {\"name\": ..., ...}}", i)
 		}
+		if names[t.Function.Name] {
+			return nil, nil, none, badRequest(fmt.Sprintf("tools[%d].function.name", i), "two tools are named %q", t.Function.Name)
+		}
+		names[t.Function.Name] = true
 	}
-	switch c := strings.TrimSpace(string(choice)); c {
+	var c toolChoice
+	switch s := strings.TrimSpace(string(choice)); s {
 	case "", "null", `"auto"`:
 	case `"none"`:
-		return nil, nil
+		return nil, nil, none, nil
+	case `"required"`:
+		c.required = true
 	default:
-		return nil, badRequest("tool_choice", "tool_choice %s is not supported (auto and none are)", c)
+		var named struct {
+			Type     string `json:"type"`
+			Function struct {
+				Name string `json:"name"`
+			} `json:"function"`
+		}
+		if json.Unmarshal(choice, &named) != nil || named.Type != "function" || named.Function.Name == "" {
+			return nil, nil, none, badRequest("tool_choice", "tool_choice must be \"auto\", \"none\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": ...}}, got %s", s)
+		}
+		if !names[named.Function.Name] {
+			return nil, nil, none, badRequest("tool_choice", "tool_choice names %q, which is not among the tools", named.Function.Name)
+		}
+		c.name = named.Function.Name
 	}
 	if len(tools) == 0 {
-		return nil, nil
+		if c.forced() {
+			return nil, nil, none, badRequest("tool_choice", "tool_choice %s needs tools", strings.TrimSpace(string(choice)))
+		}
+		return nil, nil, none, nil
 	}
 	var generic []any // every field, as the template sees it
 	_ = json.Unmarshal(raw, &generic)
-	return generic, nil
+	return generic, tools, c, nil
+}
+
+// callSyntax is how format f writes a forced call: the text before the
+// JSON, the key of the arguments, whether the JSON is a list of calls, and
+// the text after it.
+func callSyntax(f toolFormat) (prefix, argsKey string, list bool, suffix string) {
+	switch f {
+	case toolsHermes:
+		return "<tool_call>\n", "arguments", false, "\n</tool_call>"
+	case toolsMistral:
+		return "[TOOL_CALLS]", "arguments", true, ""
+	}
+	return "", "parameters", false, ""
+}
+
+// callConstraint returns the maker of the constraint that makes a reply
+// a call in format f to one of tools (the one choice names, or any): the
+// format's opening tokens, the call's JSON with the function's parameters
+// enforced as a JSON Schema, the closing tokens; the reply then ends.
+func (s *Server) callConstraint(f toolFormat, tools []Tool, choice toolChoice) (func() generate.Constraint, *apiError) {
+	prefix, argsKey, list, suffix := callSyntax(f)
+	var fns []constrain.Function
+	for i, t := range tools {
+		if choice.name != "" && t.Function.Name != choice.name {
+			continue
+		}
+		fn := constrain.Function{Name: t.Function.Name}
+		if p := bytes.TrimSpace(t.Function.Parameters); len(p) > 0 && string(p) != "null" {
+			fn.Parameters = p
+		}
+		if _, err := constrain.CompileCalls([]constrain.Function{fn}, argsKey, false); err != nil {
+			return nil, badRequest(fmt.Sprintf("tools[%d].function.parameters", i), "tool_choice makes the reply a call, and %v", err)
+		}
+		fns = append(fns, fn)
+	}
+	key, _ := json.Marshal(struct {
+		F   []constrain.Function
+		Key string
+		L   bool
+	}{fns, argsKey, list})
+	schema, err := s.compileSchema(string(key), func() (*constrain.Schema, error) { return constrain.CompileCalls(fns, argsKey, list) })
+	if err != nil {
+		return nil, badRequest("tools", "%v", err)
+	}
+	tok := s.cfg.Tokenizer
+	special := tokenizer.EncodeOptions{ParseSpecial: true}
+	pre, post := tok.Encode(prefix, special), tok.Encode(suffix, special)
+	vocab := s.vocabulary()
+	return func() generate.Constraint {
+		return constrain.NewSequence(pre, constrain.NewSchemaTokens(vocab, schema), post)
+	}, nil
 }
 
 // templateCalls turns a request message's tool calls into the form chat

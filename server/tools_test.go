@@ -130,22 +130,105 @@ func TestToolStream(t *testing.T) {
 
 // TestParseTools: what tools and tool_choice accept.
 func TestParseTools(t *testing.T) {
-	tools := json.RawMessage(`[{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}}]`)
-	got, e := parseTools(tools, nil)
+	tools := json.RawMessage(`[{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}},
+		{"type": "function", "function": {"name": "g"}}]`)
+	got, decls, choice, e := parseTools(tools, nil)
 	require.Nil(t, e)
-	require.Equal(t, []any{map[string]any{"type": "function", "function": map[string]any{"name": "f", "description": "d",
-		"parameters": map[string]any{"type": "object"}}}}, got)
-	got, e = parseTools(tools, json.RawMessage(`"none"`))
-	require.Nil(t, e)
-	require.Nil(t, got)
-	_, e = parseTools(tools, json.RawMessage(`{"type": "function", "function": {"name": "f"}}`))
-	require.NotNil(t, e)
-	require.Equal(t, "tool_choice", e.param)
-	got, e = parseTools(json.RawMessage(`[]`), nil)
+	require.Equal(t, map[string]any{"type": "function", "function": map[string]any{"name": "f", "description": "d",
+		"parameters": map[string]any{"type": "object"}}}, got[0])
+	require.Len(t, decls, 2)
+	require.False(t, choice.forced())
+	got, _, _, e = parseTools(tools, json.RawMessage(`"none"`))
 	require.Nil(t, e)
 	require.Nil(t, got)
-	_, e = parseTools(json.RawMessage(`[{"type": "retrieval"}]`), nil)
+	_, _, choice, e = parseTools(tools, json.RawMessage(`"required"`))
+	require.Nil(t, e)
+	require.Equal(t, toolChoice{required: true}, choice)
+	_, _, choice, e = parseTools(tools, json.RawMessage(`{"type": "function", "function": {"name": "g"}}`))
+	require.Nil(t, e)
+	require.Equal(t, toolChoice{name: "g"}, choice)
+	for raw, choice := range map[string]string{
+		string(tools): `{"type": "function", "function": {"name": "h"}}`, "": `"required"`, "[]": `{"type": "function", "function": {"name": "f"}}`,
+		string(tools) + " ": `"sometimes"`,
+	} {
+		_, _, _, e = parseTools(json.RawMessage(raw), json.RawMessage(choice))
+		require.NotNil(t, e, choice)
+		require.Equal(t, "tool_choice", e.param, choice)
+	}
+	got, _, _, e = parseTools(json.RawMessage(`[]`), nil)
+	require.Nil(t, e)
+	require.Nil(t, got)
+	_, _, _, e = parseTools(json.RawMessage(`[{"type": "retrieval"}]`), nil)
 	require.NotNil(t, e)
+	_, _, _, e = parseTools(json.RawMessage(`[{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "f"}}]`), nil)
+	require.NotNil(t, e)
+	require.Equal(t, "tools[1].function.name", e.param)
+}
+
+// TestForcedToolCall: tool_choice "required" and a named function make
+// stories260K, which has never seen a tool, reply with a well-formed call
+// in the <tool_call> syntax whose arguments hold to the function's
+// parameters, streamed or not, with finish reason tool_calls; parameters
+// loom cannot enforce are a 400 naming the tool. (The template is a short
+// Hermes-style one: Qwen3's tool preamble alone nearly fills stories260K's
+// 512 positions.)
+func TestForcedToolCall(t *testing.T) {
+	tmpl, err := chat.Parse(`{% if tools %}Tools:{% for t in tools %} {{ t.function.name }}{% endfor %}. Call one as <tool_call>{"name": ..., "arguments": ...}</tool_call>
+{% endif %}{% for m in messages %}{{ m.role }}: {{ m.content }}
+{% endfor %}assistant: `)
+	require.NoError(t, err)
+	require.Equal(t, toolsHermes, detectToolFormat(tmpl))
+	ts := startServer(t, serverOptions{template: tmpl})
+	weather := map[string]any{"type": "function", "function": map[string]any{"name": "wx", "parameters": map[string]any{
+		"type": "object", "properties": map[string]any{"at": map[string]any{"type": "string", "maxLength": 8},
+			"u": map[string]any{"enum": []string{"c", "f"}}}, "required": []string{"at", "u"}}}}
+	clock := map[string]any{"type": "function", "function": map[string]any{"name": "clock"}}
+	ask := func(choice any, stream bool) (calls []ToolCall, reason string) {
+		body := map[string]any{"model": "stories260K", "messages": []map[string]any{{"role": "user", "content": "Hi"}},
+			"max_tokens": 120, "temperature": 0.8, "seed": 2, "tools": []any{weather, clock}, "tool_choice": choice}
+		if stream {
+			st := streamChat(t, ts, body)
+			require.Empty(t, strings.TrimSpace(st.content.String()))
+			return st.calls, st.reason
+		}
+		var resp ChatResponse
+		var raw json.RawMessage
+		r := ts.post(t, "/v1/chat/completions", body, &raw)
+		require.Equal(t, 200, r.StatusCode, "%s", raw)
+		require.NoError(t, json.Unmarshal(raw, &resp))
+		return resp.Choices[0].Message.ToolCalls, *resp.Choices[0].FinishReason
+	}
+	for _, choice := range []any{"required", map[string]any{"type": "function", "function": map[string]any{"name": "wx"}},
+		map[string]any{"type": "function", "function": map[string]any{"name": "clock"}}} {
+		for _, stream := range []bool{false, true} {
+			calls, reason := ask(choice, stream)
+			require.Equal(t, "tool_calls", reason, "%v", choice)
+			require.Len(t, calls, 1, "%v", choice)
+			f := calls[0].Function
+			var args map[string]any
+			require.NoError(t, json.Unmarshal([]byte(f.Arguments), &args))
+			switch f.Name {
+			case "wx":
+				require.Contains(t, []any{"c", "f"}, args["u"], f.Arguments)
+				require.IsType(t, "", args["at"], f.Arguments)
+			case "clock":
+				require.Empty(t, args)
+			default:
+				t.Fatalf("called %q", f.Name)
+			}
+			if m, ok := choice.(map[string]any); ok {
+				require.Equal(t, m["function"].(map[string]any)["name"], f.Name)
+			}
+		}
+	}
+	bad := map[string]any{"type": "function", "function": map[string]any{"name": "when", "parameters": map[string]any{
+		"type": "object", "properties": map[string]any{"day": map[string]any{"type": "string", "format": "date"}}}}}
+	var e ErrorBody
+	r := ts.post(t, "/v1/chat/completions", map[string]any{"model": "stories260K", "messages": []map[string]any{{"role": "user", "content": "Hi"}},
+		"tools": []any{clock, bad}, "tool_choice": "required"}, &e)
+	require.Equal(t, 400, r.StatusCode)
+	require.Equal(t, "tools[1].function.parameters", *e.Error.Param)
+	require.Contains(t, e.Error.Message, `keyword "format" is not supported`)
 }
 
 // TestToolsThroughServer: a chat request with tools, through a server

@@ -1,7 +1,9 @@
-// Package constrain restricts what a generation may produce: a byte-level
-// automaton of the allowed texts (JSON) and, over a tokenizer's vocabulary,
-// which tokens keep the text allowed at each step, so a sampler can mask
-// the others before it draws (OpenAI's response_format json_object).
+// Package constrain restricts what a generation may produce: byte-level
+// automata of the allowed texts (JSON, the instances of a JSON Schema)
+// and, over a tokenizer's vocabulary, which tokens keep the text allowed at
+// each step, so a sampler can mask the others before it draws (OpenAI's
+// response_format json_object and json_schema, and calls forced by
+// tool_choice).
 package constrain
 
 // MaxDepth is the deepest nesting of objects and arrays JSON accepts.
