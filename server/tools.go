@@ -143,24 +143,26 @@ func parseTools(raw, choice json.RawMessage) ([]any, []Tool, toolChoice, *apiErr
 }
 
 // callSyntax is how format f writes a forced call: the text before the
-// JSON, the key of the arguments, whether the JSON is a list of calls, and
-// the text after it.
-func callSyntax(f toolFormat) (prefix, argsKey string, list bool, suffix string) {
+// JSON, the key of the arguments, and whether the JSON is a list of calls.
+// (The reply ends with the JSON: Hermes's closing </tool_call> is left
+// out, which the parsers accept, so that no text is forced after the
+// model's own tokens.)
+func callSyntax(f toolFormat) (prefix, argsKey string, list bool) {
 	switch f {
 	case toolsHermes:
-		return "<tool_call>\n", "arguments", false, "\n</tool_call>"
+		return "<tool_call>\n", "arguments", false
 	case toolsMistral:
-		return "[TOOL_CALLS]", "arguments", true, ""
+		return "[TOOL_CALLS]", "arguments", true
 	}
-	return "", "parameters", false, ""
+	return "", "parameters", false
 }
 
 // callConstraint returns the maker of the constraint that makes a reply
 // a call in format f to one of tools (the one choice names, or any): the
-// format's opening tokens, the call's JSON with the function's parameters
-// enforced as a JSON Schema, the closing tokens; the reply then ends.
+// format's opening tokens, then the call's JSON with the function's
+// parameters enforced as a JSON Schema; the reply ends with it.
 func (s *Server) callConstraint(f toolFormat, tools []Tool, choice toolChoice) (func() generate.Constraint, *apiError) {
-	prefix, argsKey, list, suffix := callSyntax(f)
+	prefix, argsKey, list := callSyntax(f)
 	var fns []constrain.Function
 	for i, t := range tools {
 		if choice.name != "" && t.Function.Name != choice.name {
@@ -184,12 +186,10 @@ func (s *Server) callConstraint(f toolFormat, tools []Tool, choice toolChoice) (
 	if err != nil {
 		return nil, badRequest("tools", "%v", err)
 	}
-	tok := s.cfg.Tokenizer
-	special := tokenizer.EncodeOptions{ParseSpecial: true}
-	pre, post := tok.Encode(prefix, special), tok.Encode(suffix, special)
+	pre := s.cfg.Tokenizer.Encode(prefix, tokenizer.EncodeOptions{ParseSpecial: true})
 	vocab := s.vocabulary()
 	return func() generate.Constraint {
-		return constrain.NewSequence(pre, constrain.NewSchemaTokens(vocab, schema), post)
+		return constrain.NewPrefixed(pre, constrain.NewSchemaTokens(vocab, schema))
 	}, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/loomllm/loom/model/chat"
+	"github.com/loomllm/loom/model/tokenizer"
 )
 
 func template(t *testing.T, name string) *chat.Template {
@@ -321,4 +322,41 @@ func streamChat(t *testing.T, ts *testServer, body map[string]any) *chatStream {
 		}
 	}
 	return out
+}
+
+// TestCallConstraintSyntaxes: for each call syntax, the forced-call
+// constraint accepts the canonical call token by token (its opening marker
+// included), is done at its end, and the reply parses back to the call.
+func TestCallConstraintSyntaxes(t *testing.T) {
+	m := loadModelThreads(t, "", 1, 64, 1)
+	defer m.Close()
+	tools := []Tool{{Type: "function", Function: &ToolFunction{Name: "wx",
+		Parameters: json.RawMessage(`{"type": "object", "properties": {"at": {"type": "string"}}, "required": ["at"]}`)}},
+		{Type: "function", Function: &ToolFunction{Name: "clock"}}}
+	for f, text := range map[toolFormat]string{
+		toolsHermes:  "<tool_call>\n{\"name\": \"wx\", \"arguments\": {\"at\": \"Oslo\"}}",
+		toolsMistral: `[TOOL_CALLS][{"name": "wx", "arguments": {"at": "Oslo"}}, {"name": "clock", "arguments": {}}]`,
+		toolsLlama:   `{"name": "wx", "parameters": {"at": "Oslo"}}`,
+	} {
+		srv := &Server{cfg: Config{Tokenizer: m.Tokenizer()}}
+		mk, e := srv.callConstraint(f, tools, toolChoice{required: true})
+		require.Nil(t, e)
+		c := mk()
+		allow := make([]bool, m.Tokenizer().VocabSize())
+		ids := m.Tokenizer().Encode(text, tokenizer.EncodeOptions{ParseSpecial: true})
+		if f == toolsLlama && m.Tokenizer().Text(ids[0]) == " " {
+			ids = ids[1:] // SentencePiece's space prefix, which the JSON at a reply's start does without
+		}
+		for _, id := range ids {
+			require.False(t, c.Done(), text)
+			require.Positive(t, c.Allow(allow))
+			require.True(t, allow[id], "%s: token %d %q", text, id, m.Tokenizer().Piece(id))
+			c.Accept(id)
+		}
+		require.True(t, c.Done(), text)
+		_, calls, ok := parseToolCalls(f, text)
+		require.True(t, ok, text)
+		require.Equal(t, "wx", calls[0].Function.Name)
+		require.Equal(t, `{"at":"Oslo"}`, calls[0].Function.Arguments)
+	}
 }

@@ -225,7 +225,7 @@ func (t *SchemaTokens) Accept(id int32) { t.dead = t.dead || !accept(&t.s, t.v.t
 func (t *SchemaTokens) Done() bool { return !t.dead && t.s.Done() }
 
 // Constraint is what a generation asks of a constraint (the methods of
-// runtime/generate.Constraint): Tokens, SchemaTokens and Sequence have
+// runtime/generate.Constraint): Tokens, SchemaTokens and Prefixed have
 // them.
 type Constraint interface {
 	Allow(allow []bool) int
@@ -233,66 +233,52 @@ type Constraint interface {
 	Done() bool
 }
 
-// Sequence is a constraint in three parts: the tokens of prefix, in order,
-// then whatever inner allows until it is done, then the tokens of suffix
-// (a tool call's opening marker, its JSON, its closing marker). Forcing
-// token ids rather than text keeps special tokens such as <tool_call>
-// whole.
-type Sequence struct {
-	prefix, suffix []int32
-	inner          Constraint
-	pos            int // tokens of prefix accepted, then of suffix
-	dead           bool
+// Prefixed is a constraint in two parts: the tokens of prefix, in order,
+// then whatever inner allows (a tool call's opening marker, then its
+// JSON). Forcing token ids rather than text keeps special tokens such as
+// <tool_call> whole.
+type Prefixed struct {
+	prefix []int32
+	inner  Constraint
+	pos    int // tokens of prefix accepted
+	dead   bool
 }
 
-// NewSequence returns the constraint prefix, inner, suffix.
-func NewSequence(prefix []int32, inner Constraint, suffix []int32) *Sequence {
-	return &Sequence{prefix: prefix, inner: inner, suffix: suffix}
-}
-
-// forced returns the token that must come next, if one must.
-func (q *Sequence) forced() (int32, bool) {
-	switch {
-	case q.pos < len(q.prefix):
-		return q.prefix[q.pos], true
-	case !q.inner.Done():
-		return 0, false
-	case q.pos-len(q.prefix) < len(q.suffix):
-		return q.suffix[q.pos-len(q.prefix)], true
-	}
-	return -1, true // done: nothing more
+// NewPrefixed returns the constraint prefix, then inner.
+func NewPrefixed(prefix []int32, inner Constraint) *Prefixed {
+	return &Prefixed{prefix: prefix, inner: inner}
 }
 
 // Allow sets allow[id] for the tokens that may come next and reports how
 // many there are.
-func (q *Sequence) Allow(allow []bool) int {
-	id, ok := q.forced()
-	if !ok && !q.dead {
+func (q *Prefixed) Allow(allow []bool) int {
+	switch {
+	case q.dead:
+		clear(allow)
+		return 0
+	case q.pos == len(q.prefix):
 		return q.inner.Allow(allow)
 	}
 	clear(allow)
-	if q.dead || id < 0 || int(id) >= len(allow) {
-		return 0
+	if id := q.prefix[q.pos]; id >= 0 && int(id) < len(allow) {
+		allow[id] = true
+		return 1
 	}
-	allow[id] = true
-	return 1
+	return 0
 }
 
 // Accept records the token generated.
-func (q *Sequence) Accept(id int32) {
-	want, ok := q.forced()
+func (q *Prefixed) Accept(id int32) {
 	switch {
 	case q.dead:
-	case !ok:
+	case q.pos == len(q.prefix):
 		q.inner.Accept(id)
-	case id != want:
+	case id != q.prefix[q.pos]:
 		q.dead = true
 	default:
 		q.pos++
 	}
 }
 
-// Done reports whether all three parts are complete.
-func (q *Sequence) Done() bool {
-	return !q.dead && q.pos == len(q.prefix)+len(q.suffix) && q.inner.Done()
-}
+// Done reports whether the prefix is written and inner is done.
+func (q *Prefixed) Done() bool { return !q.dead && q.pos == len(q.prefix) && q.inner.Done() }
