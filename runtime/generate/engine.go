@@ -81,11 +81,13 @@ type Job struct {
 	Want Want
 	// Outs is how many of the last tokens return a result (0 means 1):
 	// a step that verifies draft tokens asks for the argmax after each of
-	// them. More than one only with WantArgMax.
+	// them, a prompt chunk whose log probabilities are wanted for the
+	// logits after each of its tokens.
 	Outs int
 
-	// Logits is set by Step for WantLogits: the last token's logits, in
-	// the engine's memory, valid until the next Step.
+	// Logits is set by Step for WantLogits: the logits after each of the
+	// last Outs tokens (one row of the vocabulary's size each, the last
+	// token's last), in the engine's memory, valid until the next Step.
 	Logits []float32
 	// ID is set by Step for WantArgMax: the largest logit's id after the
 	// last token.
@@ -261,7 +263,7 @@ func (e *Engine) Step(jobs []Job) error {
 		if len(j.Tokens) == 0 || j.Seq == nil || j.Want > WantArgMax {
 			return fmt.Errorf("generate: job %d: %w: no tokens or sequence", i, ErrBatch)
 		}
-		if j.Outs < 0 || j.Outs > len(j.Tokens) || (j.Outs > 1 && j.Want != WantArgMax) {
+		if j.Outs < 0 || j.Outs > len(j.Tokens) || (j.Outs > 1 && j.Want == WantNone) {
 			return fmt.Errorf("generate: job %d: %w: %d results for %d tokens (want %v)", i, ErrBatch, j.Outs, len(j.Tokens), j.Want)
 		}
 		for k := range i {
@@ -380,7 +382,7 @@ func (e *Engine) results(jobs []Job, outs int) error {
 		case WantNone:
 			continue
 		case WantLogits:
-			j.Logits = e.logits[o*e.vocab : (o+1)*e.vocab]
+			j.Logits = e.logits[o*e.vocab : (o+n)*e.vocab]
 		case WantArgMax:
 			if !greedy {
 				for k := o; k < o+n; k++ {

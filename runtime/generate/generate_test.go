@@ -297,6 +297,36 @@ func TestBeamSearch(t *testing.T) {
 	require.GreaterOrEqual(t, hyps[0].score, score(greedy)-1e-6)
 }
 
+// TestLogitRows: a prompt chunk asking for the logits after each of its
+// tokens gets, row by row, what feeding the tokens one step at a time
+// gives; a job's results are its own when other jobs share the step.
+func TestLogitRows(t *testing.T) {
+	s := loadStories(t, arch.Options{MaxRows: 32, MaxOut: 16}, EngineOptions{Blocks: 64})
+	prompt := s.tok.Encode("Once upon a time, there was a little girl", tokenizer.EncodeOptions{AddSpecial: true})
+	require.Greater(t, len(prompt), 8)
+	c := s.e.Cache()
+	one, rows, other := c.NewSeq(), c.NewSeq(), c.NewSeq()
+	defer one.Free()
+	defer rows.Free()
+	defer other.Free()
+	vocab := s.tok.VocabSize()
+	var want [][]float32
+	for _, id := range prompt {
+		jobs := []Job{{Seq: one, Tokens: []int32{id}, Want: WantLogits}}
+		require.NoError(t, s.e.Step(jobs))
+		require.Len(t, jobs[0].Logits, vocab)
+		want = append(want, slices.Clone(jobs[0].Logits))
+	}
+	jobs := []Job{{Seq: other, Tokens: prompt[:3], Want: WantLogits}, {Seq: rows, Tokens: prompt, Want: WantLogits, Outs: len(prompt)}}
+	require.NoError(t, s.e.Step(jobs))
+	require.Len(t, jobs[1].Logits, len(prompt)*vocab)
+	for k := range prompt {
+		require.InDeltaSlice(t, want[k], jobs[1].Logits[k*vocab:(k+1)*vocab], 1e-4, "row %d", k)
+	}
+	require.InDeltaSlice(t, want[2], jobs[0].Logits, 1e-4)
+	require.ErrorIs(t, s.e.Step([]Job{{Seq: c.NewSeq(), Tokens: prompt[:2], Outs: 2}}), ErrBatch) // results with WantNone
+}
+
 func TestStepErrors(t *testing.T) {
 	s := loadStories(t, arch.Options{MaxRows: 16, MaxOut: 2}, EngineOptions{Context: 64, Blocks: 3, BlockSize: 4})
 	c := s.e.Cache()

@@ -156,6 +156,20 @@ type Seq struct {
 	// likely tokens. They are of the model's distribution before
 	// penalties, temperature and truncation (as vLLM reports by default).
 	Logprobs int
+	// Echo asks also for the log probability of each prompt token after
+	// the first, given the ones before it, with the Logprobs most likely
+	// tokens at its position (OpenAI's echo with logprobs; what
+	// evaluation harnesses score). It needs Logprobs ≥ 0, and such a
+	// prompt is computed in full (the prefix cache is not used) in chunks
+	// of at most the engine's MaxOut tokens.
+	Echo bool
+}
+
+// PromptLogprob is a prompt token's log probability given the tokens
+// before it, and the most likely tokens at its position.
+type PromptLogprob struct {
+	Logprob float32
+	Top     []TokenLogprob
 }
 
 // TokenLogprob is a token id and its log probability.
@@ -173,6 +187,9 @@ type Event struct {
 	// tokens at its position, when asked for.
 	Logprob float32
 	Top     []TokenLogprob
+	// Prompt holds, on a sequence's first event, the log probabilities of
+	// its prompt tokens after the first (Seq.Echo).
+	Prompt []PromptLogprob
 	// Done marks the last event; Stats (with Finish) or Err are set on it.
 	Done  bool
 	Stats generate.Stats
@@ -263,6 +280,13 @@ type seqState struct {
 	blocks  int              // worst-case KV blocks
 	last    Event            // the last event, sent once the sequence is retired
 	drafter generate.Drafter // Config.NewDrafter's, or nil
+	prompt  []PromptLogprob  // Seq.Echo's, until the first event carries them
+}
+
+// push sends ev, with the prompt's log probabilities if it is the first.
+func (q *seqState) push(ev Event) {
+	ev.Prompt, q.prompt = q.prompt, nil
+	q.st.push(ev)
 }
 
 // group is one Submit: sequences admitted together.
@@ -364,6 +388,9 @@ func (s *Scheduler) Submit(ctx context.Context, seqs []Seq) ([]*Stream, error) {
 	for i, q := range seqs {
 		if q.Logprobs > MaxTopLogprobs {
 			return nil, fmt.Errorf("sched: %w: %d top log probabilities (at most %d)", ErrConfig, q.Logprobs, MaxTopLogprobs)
+		}
+		if q.Echo && q.Logprobs < 0 {
+			return nil, fmt.Errorf("sched: %w: the prompt's log probabilities (Echo) need Logprobs ≥ 0", ErrConfig)
 		}
 		if q.Options.PromptLookup == 0 && q.Logprobs < 0 {
 			q.Options.PromptLookup = s.cfg.PromptLookup
@@ -518,7 +545,7 @@ func (s *Scheduler) loop() {
 		s.running = len(running)
 		s.mu.Unlock()
 		for _, q := range ending {
-			q.st.push(q.last)
+			q.push(q.last)
 		}
 		clear(ending)
 		ending = ending[:0]
@@ -556,7 +583,7 @@ func (s *Scheduler) loop() {
 			for i, q := range g.seqs {
 				lead := g.seqs[0]
 				switch {
-				case !s.cfg.PrefixCache:
+				case !s.cfg.PrefixCache, q.spec.Echo: // an echoed prompt is computed in full
 				case i > 0 && len(q.spec.Prompt) > s.e.Cache().BlockSize() && slices.Equal(q.spec.Prompt, lead.spec.Prompt):
 					q.leader = lead
 				default:
@@ -602,13 +629,20 @@ func (s *Scheduler) loop() {
 				tokens++
 			}
 		}
-		budget := s.cfg.PrefillChunk
+		budget, outs := s.cfg.PrefillChunk, s.e.MaxOut()-len(jobs)
 		for _, q := range running {
-			if q.fed < len(q.spec.Prompt) && q.leader == nil && budget > 0 && len(jobs) < s.e.MaxJobs() {
-				j := s.job(q, budget)
+			if q.fed < len(q.spec.Prompt) && q.leader == nil && budget > 0 && len(jobs) < s.e.MaxJobs() && outs > 0 {
+				var j generate.Job
+				if q.spec.Echo { // the logits after every token
+					j = q.req.Job(min(budget, outs))
+					j.Want, j.Outs = generate.WantLogits, len(j.Tokens)
+				} else {
+					j = s.job(q, budget)
+				}
 				jobs, owners = append(jobs, j), append(owners, q)
 				budget -= len(j.Tokens)
 				tokens += len(j.Tokens)
+				outs -= resultRows(&j)
 			}
 		}
 		tokens += s.drafts(jobs, owners, tokens)
@@ -650,13 +684,13 @@ func (s *Scheduler) loop() {
 				if tok.ID >= 0 && rows[i].ok {
 					ev.Logprob, ev.Top = rows[i].logprob, rows[i].top
 				}
-				q.st.push(ev)
+				q.push(ev)
 			}
 			// A step that verified drafts made more tokens (never with
 			// log probabilities: such sequences get no drafts).
 			for tok, more := q.req.More(); more; tok, more = q.req.More() {
 				if tok.ID >= 0 || tok.Text != "" {
-					q.st.push(Event{Token: tok})
+					q.push(Event{Token: tok})
 				}
 			}
 			if q.req.Done() {
@@ -689,6 +723,12 @@ func (s *Scheduler) draw(jobs []generate.Job, owners []*seqState, out []drawn) [
 		if j.Want != generate.WantLogits {
 			return
 		}
+		if q.spec.Echo && q.fed < len(q.spec.Prompt) {
+			s.promptLogprobs(q, j)
+			if j.Want == generate.WantNone {
+				return
+			}
+		}
 		q.req.Sample(j)
 		if q.spec.Logprobs >= 0 && j.ID >= 0 {
 			d := &out[i]
@@ -714,6 +754,36 @@ func (s *Scheduler) draw(jobs []generate.Job, owners []*seqState, out []drawn) [
 	return out
 }
 
+// promptLogprobs reads the log probability of each prompt token after j's
+// rows (a prompt chunk of an echoed sequence: the logits after each of its
+// tokens), then leaves j as the Request made it: the last chunk with the
+// last row's logits to sample from, the others asking for nothing.
+func (s *Scheduler) promptLogprobs(q *seqState, j *generate.Job) {
+	vocab := len(j.Logits) / len(j.Tokens)
+	for k := range j.Tokens {
+		p := q.fed + k + 1 // the prompt token these logits predict
+		if p == len(q.spec.Prompt) {
+			break
+		}
+		lp, top := logprobs(j.Logits[k*vocab:(k+1)*vocab], q.spec.Prompt[p], q.spec.Logprobs, &q.scratch)
+		q.prompt = append(q.prompt, PromptLogprob{Logprob: lp, Top: top})
+	}
+	j.Outs = 0
+	if q.fed+len(j.Tokens) < len(q.spec.Prompt) {
+		j.Want, j.Logits = generate.WantNone, nil
+		return
+	}
+	j.Logits = j.Logits[len(j.Logits)-vocab:]
+}
+
+// resultRows is the number of result rows j takes in a step.
+func resultRows(j *generate.Job) int {
+	if j.Want == generate.WantNone {
+		return 0
+	}
+	return max(j.Outs, 1)
+}
+
 // parallelSampleMin is ParallelSampleMin, lowered by tests; parallelDraws
 // counts the steps that drew in parallel.
 var (
@@ -728,9 +798,7 @@ var (
 func (s *Scheduler) drafts(jobs []generate.Job, owners []*seqState, rows int) int {
 	outs := 0
 	for i := range jobs {
-		if jobs[i].Want != generate.WantNone {
-			outs++
-		}
+		outs += resultRows(&jobs[i])
 	}
 	spare := min(s.e.MaxOut()-outs, s.e.MaxRows()-rows)
 	if m := s.cfg.SpeculateMaxBatch; m > 0 {

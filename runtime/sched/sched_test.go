@@ -452,6 +452,49 @@ func TestLogprobs(t *testing.T) {
 	require.Less(t, r.events[0].Logprob, float32(0))
 }
 
+// TestEcho: the log probabilities of a prompt's tokens (Seq.Echo) are those
+// the model gave when it generated them: a greedy continuation, fed back as
+// a prompt, scores as it was generated (each token the most likely), in
+// prompt chunks cut to the engine's 4 result rows, beside a sequence that
+// decodes in the same steps; the first event carries them.
+func TestEcho(t *testing.T) {
+	s := loadStories(t, 4, 0)
+	sc := s.start(t, Config{PrefixCache: true})
+	q := s.seq("Once upon a time", 24)
+	q.Logprobs = 0
+	gen := run(t, sc, q)
+	require.Len(t, gen.ids, 24)
+
+	echo := s.seq("", 2)
+	echo.Prompt = append(slices.Clone(q.Prompt), gen.ids...)
+	echo.Logprobs, echo.Echo = 3, true
+	other := s.seq("The dog", 30)
+	rs := runConcurrently(t, sc, []Seq{other, echo})
+	require.Equal(t, run(t, sc, other).ids, rs[0].ids, "the other sequence is unchanged")
+	r := rs[1]
+	prompt := r.events[0].Prompt
+	require.Len(t, prompt, len(echo.Prompt)-1)
+	for _, ev := range r.events[1:] {
+		require.Nil(t, ev.Prompt, "only the first event carries them")
+	}
+	for i, id := range gen.ids {
+		lp := prompt[len(q.Prompt)-1+i]
+		require.InDelta(t, gen.events[i].Logprob, lp.Logprob, 1e-4, "token %d", i)
+		require.Len(t, lp.Top, 3)
+		require.Equal(t, id, lp.Top[0].ID, "token %d: greedy", i)
+	}
+	for _, lp := range prompt {
+		require.LessOrEqual(t, lp.Logprob, float32(0))
+		require.LessOrEqual(t, lp.Logprob, lp.Top[0].Logprob+1e-6)
+	}
+	// The prompt's own (the first token has none) are scored too, and the
+	// continuation is the greedy one.
+	require.Equal(t, run(t, sc, Seq{Prompt: echo.Prompt, Logprobs: -1, Options: echo.Options}).ids, r.ids)
+
+	_, err := sc.Submit(context.Background(), []Seq{{Prompt: echo.Prompt, Logprobs: -1, Echo: true}})
+	require.ErrorIs(t, err, ErrConfig)
+}
+
 func TestLogprobsFunc(t *testing.T) {
 	logits := []float32{1, 3, 3, float32(math.NaN()), 2}
 	var buf []float32
