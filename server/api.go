@@ -17,8 +17,8 @@ import (
 // null both mean "the default". Fields OpenAI defines that loom does not
 // use (user, metadata, store, ...) are accepted and ignored, as OpenAI's
 // own server ignores unknown fields; fields whose meaning loom cannot
-// honour (suffix, echo, tool_choice "required", a JSON schema response
-// format) are rejected.
+// honour (suffix, best_of other than n, response formats other than text,
+// json_object and json_schema) are rejected.
 
 // StreamOptions are the options of a streamed response.
 type StreamOptions struct {
@@ -54,8 +54,10 @@ type CompletionRequest struct {
 	// Logprobs asks for the log probability of each token and of the
 	// Logprobs most likely alternatives (0 to 5).
 	Logprobs *int `json:"logprobs"`
-	// Echo, Suffix and BestOf (other than n) are not supported: a request
-	// that sets them is rejected.
+	// Echo puts the prompt, as its tokens spell it, before each choice's
+	// text, and with Logprobs its tokens' log probabilities (null for the
+	// first) before the choice's. Suffix and BestOf (other than n) are not
+	// supported: a request that sets them is rejected.
 	Echo   bool   `json:"echo"`
 	Suffix string `json:"suffix"`
 	BestOf *int   `json:"best_of"`
@@ -259,7 +261,7 @@ type CompletionChoice struct {
 // CompletionLogprobs are the legacy completions log probabilities.
 type CompletionLogprobs struct {
 	Tokens        []string             `json:"tokens"`
-	TokenLogprobs []float64            `json:"token_logprobs"`
+	TokenLogprobs []*float64           `json:"token_logprobs"` // null for an echoed prompt's first token
 	TopLogprobs   []map[string]float64 `json:"top_logprobs"`
 	TextOffset    []int                `json:"text_offset"`
 }

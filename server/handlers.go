@@ -46,6 +46,7 @@ type job struct {
 	defaultMax int        // max_tokens when absent; 0: the rest of the context
 	tools      toolFormat // the call syntax to look for in chat replies; toolsUnknown: none
 	think      int        // split chat replies' reasoning: 0 no, thinkMaybe+1 (a block may open) or thinkIn+1 (the prompt opened it)
+	echo       bool       // completions: the prompt precedes each choice's text (and its tokens the log probabilities)
 }
 
 func (s *Server) completions(w http.ResponseWriter, r *http.Request) {
@@ -88,8 +89,6 @@ func (s *Server) parseCompletion(req *CompletionRequest, j *job) *apiError {
 	switch {
 	case req.Suffix != "":
 		return badRequest("suffix", "suffix is not supported")
-	case req.Echo:
-		return badRequest("echo", "echo is not supported")
 	case req.BestOf != nil && *req.BestOf != j.n:
 		return badRequest("best_of", "best_of must equal n (%d) when set", j.n)
 	case !req.Prompt.set || req.Prompt.count() == 0:
@@ -103,6 +102,7 @@ func (s *Server) parseCompletion(req *CompletionRequest, j *job) *apiError {
 		}
 		j.logprobs = *req.Logprobs
 	}
+	j.echo = req.Echo
 	tok := s.cfg.Tokenizer
 	for _, text := range req.Prompt.Texts {
 		ids := tok.Encode(text, tokenizer.EncodeOptions{AddSpecial: true})
@@ -310,6 +310,8 @@ func (j *job) id() string {
 
 // choice is the state of one generated sequence in a response.
 type choice struct {
+	prompt   []sched.PromptLogprob // the prompt's log probabilities (echo)
+	echoed   bool                  // a stream has sent the prompt (echo)
 	text     strings.Builder
 	events   []sched.Event // token events, kept for log probabilities
 	offset   int           // completions text_offset of the next token
@@ -358,7 +360,7 @@ func (s *Server) generate(w http.ResponseWriter, r *http.Request, j *job) {
 			} else {
 				o.Sampling.Seed = rand.Uint64()
 			}
-			seqs = append(seqs, sched.Seq{Prompt: p, Options: o, Logprobs: j.logprobs})
+			seqs = append(seqs, sched.Seq{Prompt: p, Options: o, Logprobs: j.logprobs, Echo: j.echo && j.logprobs >= 0})
 		}
 	}
 	ctx := r.Context()
@@ -449,6 +451,9 @@ func fanIn(ctx context.Context, streams []*sched.Stream) <-chan tagged {
 
 // observe updates a choice and the latency metrics with an event.
 func (s *Server) observe(j *job, c *choice, ev sched.Event, first *bool) {
+	if ev.Prompt != nil {
+		c.prompt = ev.Prompt
+	}
 	if ev.Done {
 		c.finished, c.stats = true, ev.Stats
 		if ev.Err == nil {
@@ -553,8 +558,13 @@ func (s *Server) respond(w http.ResponseWriter, ctx context.Context, j *job, str
 		c := &choices[i]
 		reason := finishReason(c.stats.Finish)
 		ch := CompletionChoice{Index: i, Text: c.text.String(), FinishReason: &reason}
+		var echoed *CompletionLogprobs
+		if j.echo {
+			text, lp := s.echo(j.prompts[i/j.n], c.prompt, j.logprobs >= 0, &c.offset)
+			ch.Text, echoed = text+ch.Text, lp
+		}
 		if j.logprobs >= 0 {
-			ch.Logprobs = s.completionLogprobs(c.events, &c.offset)
+			ch.Logprobs = echoed.join(s.completionLogprobs(c.events, &c.offset))
 		}
 		resp.Choices = append(resp.Choices, ch)
 	}
@@ -660,6 +670,11 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, stre
 			}
 			ev, c := t.ev, &choices[t.i]
 			s.observe(j, c, ev, &first)
+			if j.echo && !c.echoed { // the prompt first (its log probabilities come with the first event)
+				c.echoed = true
+				text, lp := s.echo(j.prompts[t.i/j.n], c.prompt, j.logprobs >= 0, &c.offset)
+				send(textChunk(CompletionChoice{Index: t.i, Text: text, Logprobs: lp}))
+			}
 			switch {
 			case ev.Done:
 				running--
@@ -806,22 +821,70 @@ func (s *Server) chatLogprobs(events []sched.Event) *ChatLogprobs {
 }
 
 func (s *Server) completionLogprobs(events []sched.Event, offset *int) *CompletionLogprobs {
-	lp := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
+	lp := &CompletionLogprobs{Tokens: []string{}, TokenLogprobs: []*float64{}, TopLogprobs: []map[string]float64{}, TextOffset: []int{}}
 	for _, ev := range events {
-		text := s.tokenText(ev.Token.ID)
-		lp.Tokens = append(lp.Tokens, text)
-		lp.TokenLogprobs = append(lp.TokenLogprobs, finiteLogprob(ev.Logprob))
-		top := make(map[string]float64, len(ev.Top))
-		for _, t := range ev.Top {
-			if _, dup := top[s.tokenText(t.ID)]; !dup {
-				top[s.tokenText(t.ID)] = finiteLogprob(t.Logprob)
-			}
-		}
-		lp.TopLogprobs = append(lp.TopLogprobs, top)
-		lp.TextOffset = append(lp.TextOffset, *offset)
-		*offset += len(text)
+		lp.add(s, ev.Token.ID, &ev.Logprob, ev.Top, offset)
 	}
 	return lp
+}
+
+// add appends a token, its log probability (nil: none, as for a prompt's
+// first token) and its position's top tokens to lp.
+func (lp *CompletionLogprobs) add(s *Server, id int32, logprob *float32, top []sched.TokenLogprob, offset *int) {
+	text := s.tokenText(id)
+	lp.Tokens = append(lp.Tokens, text)
+	var v *float64
+	var m map[string]float64
+	if logprob != nil {
+		f := finiteLogprob(*logprob)
+		v, m = &f, make(map[string]float64, len(top))
+		for _, t := range top {
+			if _, dup := m[s.tokenText(t.ID)]; !dup {
+				m[s.tokenText(t.ID)] = finiteLogprob(t.Logprob)
+			}
+		}
+	}
+	lp.TokenLogprobs = append(lp.TokenLogprobs, v)
+	lp.TopLogprobs = append(lp.TopLogprobs, m)
+	lp.TextOffset = append(lp.TextOffset, *offset)
+	*offset += len(text)
+}
+
+// join returns lp followed by more (more alone when lp is nil).
+func (lp *CompletionLogprobs) join(more *CompletionLogprobs) *CompletionLogprobs {
+	if lp == nil {
+		return more
+	}
+	lp.Tokens = append(lp.Tokens, more.Tokens...)
+	lp.TokenLogprobs = append(lp.TokenLogprobs, more.TokenLogprobs...)
+	lp.TopLogprobs = append(lp.TopLogprobs, more.TopLogprobs...)
+	lp.TextOffset = append(lp.TextOffset, more.TextOffset...)
+	return lp
+}
+
+// echo returns a prompt as its tokens spell it (the text that echo puts
+// before a choice's) and, when withLogprobs, its tokens' log probabilities
+// (the first token has none), advancing offset past it.
+func (s *Server) echo(prompt []int32, lps []sched.PromptLogprob, withLogprobs bool, offset *int) (string, *CompletionLogprobs) {
+	var text strings.Builder
+	var lp *CompletionLogprobs
+	if withLogprobs {
+		lp = &CompletionLogprobs{}
+	}
+	for i, id := range prompt {
+		if lp == nil {
+			text.WriteString(s.tokenText(id))
+			continue
+		}
+		var v *float32
+		var top []sched.TokenLogprob
+		if i > 0 && i-1 < len(lps) {
+			v, top = &lps[i-1].Logprob, lps[i-1].Top
+		}
+		lp.add(s, id, v, top, offset)
+		text.WriteString(lp.Tokens[i])
+	}
+	return text.String(), lp
 }
 
 // parseResponseFormat sets j's constraint for response_format: JSON mode

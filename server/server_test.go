@@ -292,6 +292,83 @@ func TestChat(t *testing.T) {
 	require.Equal(t, *resp.Choices[0].Message.Content, text.String())
 }
 
+// TestEcho: echo puts the prompt before the text and, with logprobs, its
+// tokens' log probabilities before the choice's (null for the first), as
+// evaluation harnesses read them: a greedy continuation sent back as a
+// prompt scores as it was generated, each token the top one; streamed,
+// the prompt comes first with the same figures.
+func TestEcho(t *testing.T) {
+	ts := startServer(t, serverOptions{})
+	gen := greedy("Once upon a time", 12)
+	gen["logprobs"] = 1
+	var first CompletionResponse
+	require.Equal(t, 200, ts.post(t, "/v1/completions", gen, &first).StatusCode)
+
+	// The prompt as token ids: the prompt and the text generated.
+	var tk TokenizeResponse
+	require.Equal(t, 200, ts.post(t, "/tokenize", map[string]any{"model": "stories260K", "prompt": "Once upon a time" + first.Choices[0].Text}, &tk).StatusCode)
+	ids := tk.Tokens
+	req := map[string]any{"model": "stories260K", "max_tokens": 1, "temperature": 0, "logprobs": 1, "echo": true}
+	req["prompt"] = ids
+	var resp CompletionResponse
+	require.Equal(t, 200, ts.post(t, "/v1/completions", req, &resp).StatusCode)
+	lp := resp.Choices[0].Logprobs
+	require.Len(t, lp.Tokens, len(ids)+1, "the prompt's tokens, then the one generated")
+	require.Nil(t, lp.TokenLogprobs[0])
+	require.Nil(t, lp.TopLogprobs[0])
+	require.Equal(t, resp.Choices[0].Text, strings.Join(lp.Tokens, ""))
+	require.Equal(t, 0, lp.TextOffset[0])
+	for i := 1; i < len(lp.Tokens); i++ {
+		require.NotNil(t, lp.TokenLogprobs[i])
+		require.LessOrEqual(t, *lp.TokenLogprobs[i], 0.0)
+		require.Equal(t, lp.TextOffset[i-1]+len(lp.Tokens[i-1]), lp.TextOffset[i])
+	}
+	// The generated text re-tokenizes to the tokens generated, which score
+	// as they did when generated.
+	n := len(first.Choices[0].Logprobs.Tokens)
+	require.Equal(t, first.Choices[0].Logprobs.Tokens, lp.Tokens[len(ids)-n:len(ids)])
+	for k := range n {
+		i := len(ids) - n + k
+		require.InDelta(t, *first.Choices[0].Logprobs.TokenLogprobs[k], *lp.TokenLogprobs[i], 1e-4, "token %d", k)
+		require.Contains(t, lp.TopLogprobs[i], lp.Tokens[i], "greedy: the top token")
+	}
+
+	// Streamed: the prompt first, with the same log probabilities.
+	req["stream"] = true
+	b, err := json.Marshal(req)
+	require.NoError(t, err)
+	r, err := http.Post(ts.url+"/v1/completions", "application/json", bytes.NewReader(b))
+	require.NoError(t, err)
+	defer r.Body.Close()
+	var chunks []CompletionResponse
+	for _, data := range sse(t, r.Body) {
+		if data != "[DONE]" {
+			var c CompletionResponse
+			require.NoError(t, json.Unmarshal([]byte(data), &c))
+			chunks = append(chunks, c)
+		}
+	}
+	head := chunks[0].Choices[0]
+	require.Equal(t, lp.Tokens[:len(ids)], head.Logprobs.Tokens)
+	for i := 1; i < len(ids); i++ {
+		require.InDelta(t, *lp.TokenLogprobs[i], *head.Logprobs.TokenLogprobs[i], 1e-6)
+	}
+	var all strings.Builder
+	for _, c := range chunks {
+		for _, ch := range c.Choices {
+			all.WriteString(ch.Text)
+		}
+	}
+	require.Equal(t, resp.Choices[0].Text, all.String())
+
+	// Without logprobs: the text only.
+	delete(req, "logprobs")
+	delete(req, "stream")
+	require.Equal(t, 200, ts.post(t, "/v1/completions", req, &resp).StatusCode)
+	require.Nil(t, resp.Choices[0].Logprobs)
+	require.Equal(t, strings.Join(lp.Tokens, ""), resp.Choices[0].Text)
+}
+
 func TestLogprobsAndN(t *testing.T) {
 	ts := startServer(t, serverOptions{})
 	req := greedy("Once upon a time", 10)
@@ -305,7 +382,7 @@ func TestLogprobsAndN(t *testing.T) {
 	require.Equal(t, resp.Choices[0].Text, strings.Join(lp.Tokens, ""), "token texts make up the text")
 	for i, top := range lp.TopLogprobs {
 		require.LessOrEqual(t, len(top), 3)
-		require.InDelta(t, lp.TokenLogprobs[i], top[lp.Tokens[i]], 1e-6, "greedy picks the top token")
+		require.InDelta(t, *lp.TokenLogprobs[i], top[lp.Tokens[i]], 1e-6, "greedy picks the top token")
 	}
 
 	chat := map[string]any{"model": "stories260K", "messages": []map[string]string{{"role": "user", "content": "Hi"}},
@@ -470,7 +547,7 @@ func TestBadInput(t *testing.T) {
 		{"logit_bias value", "/v1/completions", `{"model": "stories260K", "prompt": "x", "logit_bias": {"5": 101}}`, 400, "logit_bias", ""},
 		{"token id", "/v1/completions", `{"model": "stories260K", "prompt": [1, 99999]}`, 400, "prompt", ""},
 		{"no prompt", "/v1/completions", `{"model": "stories260K"}`, 400, "prompt", ""},
-		{"echo", "/v1/completions", `{"model": "stories260K", "prompt": "x", "echo": true}`, 400, "echo", ""},
+		{"suffix", "/v1/completions", `{"model": "stories260K", "prompt": "x", "suffix": "y"}`, 400, "suffix", ""},
 		{"stream_options", "/v1/completions", `{"model": "stories260K", "prompt": "x", "stream_options": {"include_usage": true}}`, 400, "stream_options", ""},
 		{"no model", "/v1/completions", `{"prompt": "x"}`, 400, "model", ""},
 		{"unknown model", "/v1/completions", `{"model": "gpt-4", "prompt": "x"}`, 404, "model", "model_not_found"},
