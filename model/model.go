@@ -71,6 +71,15 @@ type Config struct {
 	// NormEps) before RoPE, by blk.N.attn_q_norm.weight and
 	// attn_k_norm.weight (HeadDim wide, shared by the heads): Qwen3.
 	QKNorm bool
+	// FusedWeights: blk.N.attn_qkv.weight holds Q, K and V (rows in that
+	// order) and blk.N.ffn_up.weight the gate then the up projection
+	// (2·Hidden rows), instead of separate tensors: Phi-3.
+	FusedWeights bool
+	// SlidingWindow, when above 0, is how many positions each one attends
+	// to (itself and those before it; Mistral v0.1, Phi-3). loom attends
+	// to all, so it runs such a model with at most this many positions,
+	// where the two agree.
+	SlidingWindow int
 }
 
 // Tensor is one weight tensor: rows × cols elements (GGUF's ne[1] × ne[0];

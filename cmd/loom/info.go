@@ -222,6 +222,9 @@ func (r *infoReport) print(w io.Writer) {
 		if c.QKNorm {
 			qk = ", per-head Q/K norm"
 		}
+		if c.FusedWeights {
+			qk += ", Q/K/V and gate/up fused"
+		}
 		row("attention", "%d heads, %d key/value heads, head size %d%s", c.Heads, c.KVHeads, c.HeadDim, qk)
 		if c.Arch == model.ArchLlama {
 			layout := "interleaved"
@@ -244,7 +247,11 @@ func (r *infoReport) print(w io.Writer) {
 		}
 	}
 	if r.Context > 0 {
-		row("context", "%d", r.Context)
+		if c := r.Config; c != nil && c.SlidingWindow > 0 && c.SlidingWindow < r.Context {
+			row("context", "%d (sliding window %d: loom runs at most %d positions)", r.Context, c.SlidingWindow, c.SlidingWindow)
+		} else {
+			row("context", "%d", r.Context)
+		}
 	}
 	if t := r.Tokenizer; t != nil {
 		kind := map[string]string{"llama": "llama (SentencePiece)", "gpt2": "gpt2 (byte-level BPE)"}[t.Model]

@@ -62,7 +62,8 @@ type Model interface {
 	// MaxOut is the most logit rows one Forward may return.
 	MaxOut() int
 	// MaxContext is the most positions a sequence may hold: the size of
-	// GPT-2's learned position table, or 0 where positions are unbounded
+	// GPT-2's learned position table, a sliding window (which loom runs
+	// as full attention within it), or 0 where positions are unbounded
 	// (rotary embeddings).
 	MaxContext() int
 	// KVSpec describes the key/value cache the model needs, for the given
@@ -169,8 +170,8 @@ func checkConfig(c model.Config) (model.Config, error) {
 		return bad("%d layers, %d heads", c.Layers, c.Heads)
 	case c.RopeDims < 0 || c.RopeDims > c.HeadDim || c.RopeDims%2 != 0:
 		return bad("rotary dims %d for head dim %d", c.RopeDims, c.HeadDim)
-	case c.Context < 0:
-		return bad("context %d", c.Context)
+	case c.Context < 0 || c.SlidingWindow < 0:
+		return bad("context %d, sliding window %d", c.Context, c.SlidingWindow)
 	case !(c.NormEps > 0 && c.NormEps < 1):
 		return bad("norm epsilon %v", c.NormEps)
 	case !(c.RopeTheta > 0):

@@ -1,8 +1,12 @@
 package arch
 
 import (
+	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +15,8 @@ import (
 
 	"github.com/loomllm/loom/cpu"
 	"github.com/loomllm/loom/model"
+	"github.com/loomllm/loom/model/gguf"
+	"github.com/loomllm/loom/model/loader"
 	"github.com/loomllm/loom/runtime/backend"
 	"github.com/loomllm/loom/runtime/conformance"
 	"github.com/loomllm/loom/runtime/kvcache"
@@ -356,4 +362,74 @@ func TestMapApart(t *testing.T) {
 	require.Less(t, used[0], int64(matrix), "mapped: q, k, v, gate, up, o, down not copied")
 	require.Greater(t, used[1], int64(7*matrix), "plain: every matrix allocated")
 	require.Equal(t, logits[1], logits[0])
+}
+
+// fuse returns m with Phi-3's layout: each layer's Q, K and V rows in one
+// attn_qkv.weight, its gate and up rows in one ffn_up.weight.
+func fuse(m *model.Model) *model.Model {
+	f := &model.Model{Config: m.Config, Tensors: map[string]*model.Tensor{}, Path: m.Path}
+	f.Config.FusedWeights = true
+	maps.Copy(f.Tensors, m.Tensors)
+	cat := func(name string, parts ...string) {
+		t := &model.Tensor{Name: name, DType: m.Tensors[parts[0]].DType, Cols: m.Tensors[parts[0]].Cols}
+		for _, p := range parts {
+			t.Rows += m.Tensors[p].Rows
+			t.Data = append(t.Data, m.Tensors[p].Data...)
+			delete(f.Tensors, p)
+		}
+		f.Tensors[name] = t
+	}
+	for l := range m.Config.Layers {
+		p := fmt.Sprintf("blk.%d.", l)
+		cat(p+"attn_qkv.weight", p+"attn_q.weight", p+"attn_k.weight", p+"attn_v.weight")
+		cat(p+"ffn_up.weight", p+"ffn_gate.weight", p+"ffn_up.weight")
+	}
+	return f
+}
+
+// TestFusedWeights: a model in Phi-3's fused layout (attn_qkv, gate and
+// up in ffn_up) computes what the same weights do as separate tensors,
+// loaded directly and through a written "phi3" GGUF file; its sliding
+// window bounds the context.
+func TestFusedWeights(t *testing.T) {
+	r := newRand(t)
+	cfg := shapes[1].cfg // NeoX, as Phi-3
+	cfg.KVHeads = 2
+	plain := randModel(r, cfg, false, true)
+	fused := fuse(plain)
+	fused.Config.SlidingWindow = 40
+
+	path := filepath.Join(t.TempDir(), "phi3.gguf")
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	require.NoError(t, gguf.WriteModel(f, fused))
+	require.NoError(t, f.Close())
+	file, err := loader.Open(path)
+	require.NoError(t, err)
+	defer file.Close()
+	require.True(t, file.Config.FusedWeights)
+	require.Equal(t, 40, file.Config.SlidingWindow)
+	require.Equal(t, "phi3", file.Meta["general.architecture"])
+
+	be := cpu.New(cpu.Options{Threads: 2})
+	defer be.Close()
+	tokens := []int32{1, 7, 3, 22, 9, 4, 30, 2}
+	var logits [3][][]float32
+	for i, desc := range []*model.Model{plain, fused, file} {
+		m, err := New(be, desc, Options{MaxRows: 8, MaxOut: 8})
+		require.NoError(t, err)
+		logits[i] = newRunner(t, be, m, 16).step(tokens)
+		if i > 0 {
+			require.Equal(t, 40, m.MaxContext())
+		}
+		m.Close()
+	}
+	for p := range tokens {
+		require.Less(t, conformance.RelErr(logits[1][p], logits[0][p]), 1e-6, "position %d", p)
+		require.Equal(t, logits[1][p], logits[2][p], "position %d: the file holds the same model", p)
+	}
+
+	delete(fused.Tensors, "blk.0.attn_qkv.weight")
+	_, err = New(be, fused, Options{MaxRows: 8, MaxOut: 8})
+	require.ErrorContains(t, err, "blk.0.attn_qkv.weight")
 }

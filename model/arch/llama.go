@@ -17,7 +17,7 @@ import (
 //		(q, k = rmsnorm of each head of q and k)   Qwen3 (QKNorm), on contiguous copies
 //		q, k = rope(q), rope(k)                    one call: adjacent columns
 //		x += attention(q, k, v; cache) · Wo
-//		h = rmsnorm(x) · [Wgate; Wup]               one matmul
+//		h = rmsnorm(x) · [Wgate; Wup]               one matmul (Phi-3's fused tensors are these matrices)
 //		x += swiglu(gate, up) · Wdown
 //	logits = rmsnorm(x[out rows]) · Woutput
 type llama struct {
@@ -61,7 +61,11 @@ func newLlama(be backend.Backend, m *model.Model, c model.Config, opt Options) (
 		name := func(s string) string { return fmt.Sprintf("blk.%d.%s", i, s) }
 		var ly llamaLayer
 		ly.attnNorm = w.vector(part{name("attn_norm.weight"), c.Dim})
-		ly.qkv = w.matrix(c.Dim, part{name("attn_q.weight"), qd}, part{name("attn_k.weight"), kvd}, part{name("attn_v.weight"), kvd})
+		if c.FusedWeights { // Phi-3
+			ly.qkv = w.matrix(c.Dim, part{name("attn_qkv.weight"), qd + 2*kvd})
+		} else {
+			ly.qkv = w.matrix(c.Dim, part{name("attn_q.weight"), qd}, part{name("attn_k.weight"), kvd}, part{name("attn_v.weight"), kvd})
+		}
 		if w.has(name("attn_q.bias")) { // Qwen2
 			ly.qkvBias = w.vector(part{name("attn_q.bias"), qd}, part{name("attn_k.bias"), kvd}, part{name("attn_v.bias"), kvd})
 		}
@@ -78,7 +82,11 @@ func newLlama(be backend.Backend, m *model.Model, c model.Config, opt Options) (
 		}
 		ly.wo = w.matrix(qd, part{name("attn_output.weight"), c.Dim})
 		ly.ffnNorm = w.vector(part{name("ffn_norm.weight"), c.Dim})
-		ly.gateUp = w.matrix(c.Dim, part{name("ffn_gate.weight"), c.Hidden}, part{name("ffn_up.weight"), c.Hidden})
+		if c.FusedWeights {
+			ly.gateUp = w.matrix(c.Dim, part{name("ffn_up.weight"), 2 * c.Hidden})
+		} else {
+			ly.gateUp = w.matrix(c.Dim, part{name("ffn_gate.weight"), c.Hidden}, part{name("ffn_up.weight"), c.Hidden})
+		}
 		ly.down = w.matrix(c.Hidden, part{name("ffn_down.weight"), c.Dim})
 		l.layers = append(l.layers, ly)
 	}
@@ -87,6 +95,9 @@ func newLlama(be backend.Backend, m *model.Model, c model.Config, opt Options) (
 		l.output = linear{parts: []backend.Tensor{l.embed}, offs: []int{0}}
 	} else {
 		l.output = w.matrix(c.Dim, part{"output.weight", c.VocabSize})
+	}
+	if w.has("rope_factors_long.weight") || w.has("rope_factors_short.weight") {
+		w.fail(fmt.Errorf("%s: rope_factors_long.weight: LongRoPE scaling (Phi-3 128k): %w", m.Path, model.ErrUnsupported))
 	}
 	var factors []float32
 	if w.has("rope_freqs.weight") { // per-frequency divisors (Llama 3.1 GGUF files)
@@ -156,7 +167,7 @@ func ropeFreqs(c model.Config, factors []float32) []float32 {
 func (l *llama) Config() model.Config { return l.cfg }
 func (l *llama) MaxRows() int         { return l.opt.MaxRows }
 func (l *llama) MaxOut() int          { return l.opt.MaxOut }
-func (l *llama) MaxContext() int      { return 0 }
+func (l *llama) MaxContext() int      { return l.cfg.SlidingWindow }
 func (l *llama) Close()               { l.w.free() }
 
 func (l *llama) KVSpec(blockSize, blocks int, dt backend.DType) backend.KVSpec {

@@ -39,20 +39,28 @@ func Tensors(cfg *model.Config) ([]TensorSpec, error) {
 		for i := 0; i < cfg.Layers; i++ {
 			p := fmt.Sprintf("blk.%d.", i)
 			add(p+"attn_norm.weight", 1, d, false)
-			add(p+"attn_q.weight", q, d, false)
-			add(p+"attn_q.bias", 1, q, true)
-			add(p+"attn_k.weight", kv, d, false)
-			add(p+"attn_k.bias", 1, kv, true)
-			add(p+"attn_v.weight", kv, d, false)
-			add(p+"attn_v.bias", 1, kv, true)
+			if cfg.FusedWeights { // Phi-3
+				add(p+"attn_qkv.weight", q+2*kv, d, false)
+			} else {
+				add(p+"attn_q.weight", q, d, false)
+				add(p+"attn_q.bias", 1, q, true)
+				add(p+"attn_k.weight", kv, d, false)
+				add(p+"attn_k.bias", 1, kv, true)
+				add(p+"attn_v.weight", kv, d, false)
+				add(p+"attn_v.bias", 1, kv, true)
+			}
 			if cfg.QKNorm {
 				add(p+"attn_q_norm.weight", 1, cfg.HeadDim, false)
 				add(p+"attn_k_norm.weight", 1, cfg.HeadDim, false)
 			}
 			add(p+"attn_output.weight", d, q, false)
 			add(p+"ffn_norm.weight", 1, d, false)
-			add(p+"ffn_gate.weight", f, d, false)
-			add(p+"ffn_up.weight", f, d, false)
+			if cfg.FusedWeights {
+				add(p+"ffn_up.weight", 2*f, d, false) // gate, then up
+			} else {
+				add(p+"ffn_gate.weight", f, d, false)
+				add(p+"ffn_up.weight", f, d, false)
+			}
 			add(p+"ffn_down.weight", d, f, false)
 		}
 	case model.ArchGPT2:

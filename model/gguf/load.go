@@ -135,6 +135,9 @@ func (f *File) config() (model.Config, error) {
 	case "qwen3":
 		// Qwen2's layout plus a per-head RMSNorm of Q and K.
 		c.Arch, c.RopeNeoX, c.QKNorm = model.ArchLlama, true, true
+	case "phi3":
+		// Llama with Q/K/V and gate/up each in one tensor, NeoX RoPE.
+		c.Arch, c.RopeNeoX, c.FusedWeights = model.ArchLlama, true, true
 	case "gpt2":
 	default:
 		if need {
@@ -160,6 +163,9 @@ func (f *File) config() (model.Config, error) {
 		}
 	}
 	if c.KVHeads, err = f.intKey(p+"attention.head_count_kv", c.Heads, false); err != nil {
+		return c, err
+	}
+	if c.SlidingWindow, err = f.intKey(p+"attention.sliding_window", 0, false); err != nil {
 		return c, err
 	}
 	if experts, err := f.intKey(p+"expert_count", 0, false); err != nil {

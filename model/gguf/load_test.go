@@ -68,7 +68,7 @@ func TestLoadVocabularies(t *testing.T) {
 	}{
 		{"ggml-vocab-llama-spm.gguf", "llama", "llama", 32000, 1, 2, -1, true, false, false},
 		{"ggml-vocab-gpt-2.gguf", "gpt2", "gpt2", 50257, 50256, 50256, 50256, false, true, false},
-		{"ggml-vocab-phi-3.gguf", "phi3", "llama", 32064, 1, 32000, 32007, true, false, true},
+		{"ggml-vocab-phi-3.gguf", "llama", "llama", 32064, 1, 32000, 32007, true, false, true},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {

@@ -310,7 +310,8 @@ func Write(w io.Writer, kvs []KV, tensors []TensorInfo, data [][]byte) error {
 //     as Hugging Face stores them) the rows are permuted to the interleaved
 //     layout, as llama.cpp's converter does, unless m.Meta names the file's
 //     architecture "qwen2" (which llama.cpp runs with NeoX RoPE); a model
-//     with QKNorm is written as "qwen3", NeoX layout kept;
+//     with QKNorm is written as "qwen3", and one with FusedWeights as
+//     "phi3", NeoX layout kept;
 //   - Llama 3 RoPE scaling becomes the rope_freqs.weight tensor.
 func ModelLayout(m *model.Model) ([]KV, []TensorInfo, [][]byte, error) {
 	c := m.Config
@@ -322,6 +323,12 @@ func ModelLayout(m *model.Model) ([]KV, []TensorInfo, [][]byte, error) {
 		if c.QKNorm {
 			arch = "qwen3"
 		}
+		if c.FusedWeights {
+			arch = "phi3"
+		}
+	}
+	if c.FusedWeights && arch != "phi3" {
+		return nil, nil, nil, fmt.Errorf("gguf: fused Q/K/V and gate/up tensors in a %s model (only Phi-3's, a NeoX llama): %w", c.Arch, model.ErrUnsupported)
 	}
 	permute := c.Arch == model.ArchLlama && c.RopeNeoX && arch == "llama"
 	kvs := []KV{{Key: "general.architecture", Value: arch}}
@@ -342,6 +349,9 @@ func ModelLayout(m *model.Model) ([]KV, []TensorInfo, [][]byte, error) {
 		}
 		if c.VocabSize > 0 {
 			u32("vocab_size", c.VocabSize)
+		}
+		if c.SlidingWindow > 0 {
+			u32("attention.sliding_window", c.SlidingWindow)
 		}
 		if c.Arch == model.ArchGPT2 {
 			kvs = append(kvs, KV{Key: arch + ".attention.layer_norm_epsilon", Value: c.NormEps})

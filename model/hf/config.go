@@ -14,7 +14,7 @@ type config struct {
 	Architectures []string `json:"architectures,omitempty"`
 	ModelType     string   `json:"model_type"`
 
-	// Llama family (llama, mistral, qwen2, qwen3).
+	// Llama family (llama, mistral, qwen2, qwen3, phi3).
 	HiddenSize            *int         `json:"hidden_size,omitempty"`
 	IntermediateSize      *int         `json:"intermediate_size,omitempty"`
 	NumHiddenLayers       *int         `json:"num_hidden_layers,omitempty"`
@@ -29,6 +29,8 @@ type config struct {
 	PartialRotaryFactor   *float64     `json:"partial_rotary_factor,omitempty"`
 	HiddenAct             string       `json:"hidden_act,omitempty"`
 	AttentionBias         *bool        `json:"attention_bias,omitempty"`
+	SlidingWindow         *int         `json:"sliding_window,omitempty"`     // Mistral v0.1, Phi-3, Qwen2 (see UseSlidingWindow)
+	UseSlidingWindow      *bool        `json:"use_sliding_window,omitempty"` // Qwen2: false leaves sliding_window unused
 
 	// GPT-2.
 	NEmbd              *int     `json:"n_embd,omitempty"`
@@ -89,8 +91,12 @@ func (c *config) toConfig(path, name string) (model.Config, error) {
 		return nil
 	}
 	switch c.ModelType {
-	case "llama", "mistral", "qwen2", "qwen3":
+	case "llama", "mistral", "qwen2", "qwen3", "phi3":
 		m.Arch, m.RopeNeoX, m.QKNorm = model.ArchLlama, true, c.ModelType == "qwen3"
+		m.FusedWeights = c.ModelType == "phi3" // qkv_proj, gate_up_proj
+		if w := get(c.SlidingWindow, 0); w > 0 && get(c.UseSlidingWindow, true) {
+			m.SlidingWindow = w
+		}
 		if get(c.AttentionBias, false) && c.ModelType != "qwen2" {
 			return m, fmt.Errorf("%s: config.json: attention_bias with model_type %q: %w", path, c.ModelType, model.ErrUnsupported)
 		}

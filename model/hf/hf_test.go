@@ -3,9 +3,11 @@ package hf
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -404,4 +406,88 @@ func TestNames(t *testing.T) {
 		_, _, ok := GGUFName(model.ArchLlama, bad)
 		require.False(t, ok, bad)
 	}
+}
+
+// TestPhi3Directory: a Hugging Face Phi-3 directory (model_type phi3,
+// qkv_proj and gate_up_proj tensors, a sliding window) loads as the fused
+// llama layout: attn_qkv holds the Q, K and V rows of the same model
+// written unfused, ffn_up its gate then up rows.
+func TestPhi3Directory(t *testing.T) {
+	m := tiny(t, "tiny", backend.F32, 4)
+	dir, plain := writeHF(t, m)
+	st, err := safetensors.Open(filepath.Join(dir, WeightsFile))
+	require.NoError(t, err)
+	defer st.Close()
+	data := func(name string) []byte {
+		info, ok := st.Tensor(name)
+		require.True(t, ok, name)
+		return st.Data(info)
+	}
+	var tensors []safetensors.Tensor
+	for _, info := range st.Tensors {
+		name := info.Name
+		layer, rest, ok := splitLayer(name, "model.layers.")
+		switch {
+		case ok && rest == "self_attn.q_proj.weight":
+			p := "model.layers." + layer + "."
+			var qkv []byte
+			rows := int64(0)
+			for _, n := range []string{"q_proj", "k_proj", "v_proj"} {
+				qkv = append(qkv, data(p+"self_attn."+n+".weight")...)
+				i, _ := st.Tensor(p + "self_attn." + n + ".weight")
+				rows += i.Shape[0]
+			}
+			tensors = append(tensors, safetensors.Tensor{Name: p + "self_attn.qkv_proj.weight", DType: info.DType, Shape: []int64{rows, info.Shape[1]}, Data: qkv})
+		case ok && rest == "mlp.gate_proj.weight":
+			p := "model.layers." + layer + "."
+			gu := append(slices.Clone(data(p+"mlp.gate_proj.weight")), data(p+"mlp.up_proj.weight")...)
+			tensors = append(tensors, safetensors.Tensor{Name: p + "mlp.gate_up_proj.weight", DType: info.DType, Shape: []int64{2 * info.Shape[0], info.Shape[1]}, Data: gu})
+		case ok && (rest == "self_attn.k_proj.weight" || rest == "self_attn.v_proj.weight" || rest == "mlp.up_proj.weight"):
+		default:
+			tensors = append(tensors, safetensors.Tensor{Name: name, DType: info.DType, Shape: info.Shape, Data: data(name)})
+		}
+	}
+	phi := filepath.Join(t.TempDir(), "phi3")
+	require.NoError(t, os.MkdirAll(phi, 0o755))
+	fd, err := os.Create(filepath.Join(phi, WeightsFile))
+	require.NoError(t, err)
+	require.NoError(t, safetensors.Write(fd, tensors, nil))
+	require.NoError(t, fd.Close())
+	var cfg map[string]any
+	raw, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(raw, &cfg))
+	cfg["model_type"], cfg["architectures"], cfg["sliding_window"] = "phi3", []string{"Phi3ForCausalLM"}, 48
+	raw, err = json.Marshal(cfg)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(phi, ConfigFile), raw, 0o644))
+
+	got, err := Load(phi)
+	require.NoError(t, err)
+	defer got.Close()
+	require.True(t, got.Config.FusedWeights)
+	require.Equal(t, 48, got.Config.SlidingWindow)
+	for l := range m.Config.Layers {
+		p := fmt.Sprintf("blk.%d.", l)
+		cat := func(names ...string) []byte {
+			var b []byte
+			for _, n := range names {
+				b = append(b, plain.Tensors[p+n].Data...)
+			}
+			return b
+		}
+		require.Equal(t, cat("attn_q.weight", "attn_k.weight", "attn_v.weight"), got.Tensors[p+"attn_qkv.weight"].Data)
+		require.Equal(t, cat("ffn_gate.weight", "ffn_up.weight"), got.Tensors[p+"ffn_up.weight"].Data)
+		require.Nil(t, got.Tensors[p+"attn_q.weight"])
+	}
+	require.ErrorIs(t, Write(filepath.Join(t.TempDir(), "back"), got), model.ErrUnsupported)
+
+	// Qwen2's use_sliding_window false leaves its sliding_window unused.
+	cfg["model_type"], cfg["use_sliding_window"] = "qwen2", false
+	var c config
+	raw, _ = json.Marshal(cfg)
+	require.NoError(t, json.Unmarshal(raw, &c))
+	mc, err := c.toConfig(phi, "x")
+	require.NoError(t, err)
+	require.Zero(t, mc.SlidingWindow)
 }

@@ -35,6 +35,8 @@ var tables = map[string]*nameTable{
 			{"mlp.gate_proj.weight", "ffn_gate.weight"},
 			{"mlp.up_proj.weight", "ffn_up.weight"},
 			{"mlp.down_proj.weight", "ffn_down.weight"},
+			{"self_attn.qkv_proj.weight", "attn_qkv.weight"}, // Phi-3
+			{"mlp.gate_up_proj.weight", "ffn_up.weight"},
 		},
 		skip: []string{"self_attn.rotary_emb.inv_freq"},
 	},

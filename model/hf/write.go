@@ -25,6 +25,9 @@ var torchDTypes = map[backend.DType]string{backend.F32: "float32", backend.F16: 
 // F32, F16 and BF16 tensors can be written.
 func Write(dir string, m *model.Model) error {
 	c := &m.Config
+	if c.FusedWeights {
+		return fmt.Errorf("%s: writing Phi-3's fused tensors as a Hugging Face directory: %w", dir, model.ErrUnsupported)
+	}
 	var tensors []safetensors.Tensor
 	qkvBias := false
 	specs, err := gguf.Tensors(c)

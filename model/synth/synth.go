@@ -33,7 +33,8 @@
 // rows are not whole 256-element blocks are Q8_0 instead, or F32 when not
 // whole 32-element ones either). Q/K rows are in
 // GGUF's interleaved RoPE layout (RopeNeoX false), except in the Qwen3
-// presets, which use NeoX RoPE as Qwen3 files do.
+// and Phi-3 presets, which use NeoX RoPE as those files do (Phi-3's with
+// its Q/K/V and gate/up tensors fused).
 package synth
 
 import (
@@ -64,6 +65,14 @@ func qwen3(v, d, f, l, h, kv, hd, ctx int, tied bool) model.Config {
 		HeadDim: hd, Context: ctx, NormEps: 1e-6, RopeTheta: 1e6, RopeDims: hd, TiedEmbeddings: tied, RopeNeoX: true, QKNorm: true}
 }
 
+// phi3 returns a Phi-3 config: Q/K/V and gate/up fused, NeoX RoPE,
+// a sliding window.
+func phi3(v, d, f, l, h, ctx, window int) model.Config {
+	c := llama(v, d, f, l, h, h, ctx, 1e-5, 10000, false)
+	c.RopeNeoX, c.FusedWeights, c.SlidingWindow = true, true, window
+	return c
+}
+
 // presets are the shapes of well-known models (their published configs).
 var presets = map[string]model.Config{
 	"llama3-8b":      llama(128256, 4096, 14336, 32, 32, 8, 8192, 1e-5, 500000, false),
@@ -76,6 +85,8 @@ var presets = map[string]model.Config{
 	"qwen3-0.6b":     qwen3(151936, 1024, 3072, 28, 16, 8, 128, 40960, true),
 	"qwen3-8b":       qwen3(151936, 4096, 12288, 36, 32, 8, 128, 40960, false),
 	"tiny-qwen3":     qwen3(512, 64, 128, 2, 4, 2, 32, 128, true),
+	"phi3-mini":      phi3(32064, 3072, 8192, 32, 32, 4096, 2047),
+	"tiny-phi3":      phi3(512, 64, 128, 2, 4, 128, 96),
 	"gpt2-124m": {Arch: model.ArchGPT2, VocabSize: 50257, Dim: 768, Hidden: 3072, Layers: 12, Heads: 12,
 		KVHeads: 12, HeadDim: 64, Context: 1024, NormEps: 1e-5, TiedEmbeddings: true},
 	"tiny-gpt2": {Arch: model.ArchGPT2, VocabSize: 512, Dim: 64, Hidden: 256, Layers: 2, Heads: 4,
