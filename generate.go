@@ -170,17 +170,23 @@ func (m *Model) Generate(ctx context.Context, prompt string, opt GenerateOptions
 			yield(Token{ID: -1}, err)
 			return
 		}
-		stopped := false
-		_, err = m.Stream(ctx, ids, opt, func(t Token) bool {
-			if !yield(t, nil) {
-				stopped = true
-				return false
-			}
-			return true
-		})
-		if err != nil && !stopped {
-			yield(Token{ID: -1}, err)
+		m.streamSeq(ctx, ids, opt, yield)
+	}
+}
+
+// streamSeq runs Stream for an iterator: tokens go to yield, and an
+// error (unless yield stopped the generation) as the last pair.
+func (m *Model) streamSeq(ctx context.Context, ids []int32, opt GenerateOptions, yield func(Token, error) bool) {
+	stopped := false
+	_, err := m.Stream(ctx, ids, opt, func(t Token) bool {
+		if !yield(t, nil) {
+			stopped = true
+			return false
 		}
+		return true
+	})
+	if err != nil && !stopped {
+		yield(Token{ID: -1}, err)
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"github.com/loomllm/loom/cpu"
 	"github.com/loomllm/loom/model"
 	"github.com/loomllm/loom/model/arch"
+	"github.com/loomllm/loom/model/chat"
 	"github.com/loomllm/loom/model/loader"
 	"github.com/loomllm/loom/model/tokenizer"
 	"github.com/loomllm/loom/runtime/backend"
@@ -118,6 +119,9 @@ type Model struct {
 
 	vocabOnce sync.Once // GenerateOptions.JSON's and JSONSchema's vocabulary, built on first use
 	vocab     *constrain.Vocab
+	chatOnce  sync.Once // EncodeChat's template, parsed on first use
+	chat      *chat.Template
+	chatErr   error
 }
 
 // Load opens a model (a GGUF file or a Hugging Face directory) and puts

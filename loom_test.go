@@ -227,3 +227,31 @@ func TestDraftModel(t *testing.T) {
 	_, err = Load(testdata.Path(t, "models/stories260K.gguf"), Options{Device: "cpu", Draft: draft})
 	require.ErrorIs(t, err, ErrOptions, "a draft model without PromptLookup")
 }
+
+// TestChat: EncodeChat renders the conversation with the model's template
+// (ChatML for stories260K, which has none), assistant turn open, and Chat
+// generates from exactly those ids.
+func TestChat(t *testing.T) {
+	m := loadStories(t, Options{Device: "cpu"})
+	msgs := []Message{{Role: "system", Content: "Be brief."}, {Role: "user", Content: "Tell me a story"}}
+	ids, err := m.EncodeChat(msgs, nil)
+	require.NoError(t, err)
+	text := m.Tokenizer().Decode(ids)
+	require.Contains(t, text, "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nTell me a story<|im_end|>\n")
+	require.True(t, strings.HasSuffix(text, "<|im_start|>assistant\n"), "%q", text)
+
+	opt := GenerateOptions{MaxTokens: 30}
+	var want strings.Builder
+	_, err = m.Stream(context.Background(), ids, opt, func(tk Token) bool { want.WriteString(tk.Text); return true })
+	require.NoError(t, err)
+	var got strings.Builder
+	for tk, err := range m.Chat(context.Background(), msgs, opt) {
+		require.NoError(t, err)
+		got.WriteString(tk.Text)
+	}
+	require.Equal(t, want.String(), got.String())
+	require.NotEmpty(t, got.String())
+
+	_, err = m.EncodeChat([]Message{{Role: "user", Content: "x"}}, map[string]any{"unused": true})
+	require.NoError(t, err)
+}
