@@ -49,6 +49,10 @@ type Batch struct {
 	// Out is I32 k × 1: the rows (indices into the n rows) whose logits
 	// are wanted, in the order the logits come back.
 	Out backend.Tensor
+	// Hidden is how many of Out's rows, the last ones, want their final
+	// hidden state (the output norm's, Model.Hidden) instead of logits:
+	// embeddings. The logits come back for the k - Hidden others.
+	Hidden int
 	// Cache is the key/value cache the rows' keys and values go to.
 	Cache backend.KVCache
 }
@@ -75,6 +79,10 @@ type Model interface {
 	// for a batch the model was not sized for; errors of the operations
 	// surface when the logits are read back.
 	Forward(b Batch) (backend.Tensor, error)
+	// Hidden is, after Forward, the final hidden state (the output norm
+	// applied) of each of b.Out's rows: F32 k × Dim, valid until the next
+	// Forward.
+	Hidden() backend.Tensor
 	// Close frees the model's tensors on the backend.
 	Close()
 }

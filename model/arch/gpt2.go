@@ -32,6 +32,7 @@ type gpt2 struct {
 	// (xo, logits).
 	x, h, qkv, att, ffn backend.Tensor
 	xo, logits          backend.Tensor
+	hidden              backend.Tensor // the last Forward's xo rows
 }
 
 type gpt2Layer struct {
@@ -104,7 +105,10 @@ func (g *gpt2) Config() model.Config { return g.cfg }
 func (g *gpt2) MaxRows() int         { return g.opt.MaxRows }
 func (g *gpt2) MaxOut() int          { return g.opt.MaxOut }
 func (g *gpt2) MaxContext() int      { return g.cfg.Context }
-func (g *gpt2) Close()               { g.w.free() }
+
+// Hidden is the last Forward's final hidden states (Model.Hidden).
+func (g *gpt2) Hidden() backend.Tensor { return g.hidden }
+func (g *gpt2) Close()                 { g.w.free() }
 
 func (g *gpt2) KVSpec(blockSize, blocks int, dt backend.DType) backend.KVSpec {
 	c := g.cfg
@@ -133,8 +137,11 @@ func (g *gpt2) Forward(b Batch) (backend.Tensor, error) {
 	if g.opt.Trace != nil {
 		g.opt.Trace(c.Layers, xo)
 	}
-	logits := g.logits.Slice(0, k)
-	g.output.forward(be, logits, xo)
+	g.hidden = xo
+	logits := g.logits.Slice(0, k-b.Hidden)
+	if logits.Rows() > 0 {
+		g.output.forward(be, logits, xo.Slice(0, k-b.Hidden))
+	}
 	return logits, nil
 }
 

@@ -38,6 +38,7 @@ type llama struct {
 	x, h, qkv, att, ffn backend.Tensor
 	qn, kn              backend.Tensor
 	xo, logits          backend.Tensor
+	hidden              backend.Tensor // the last Forward's xo rows
 }
 
 type llamaLayer struct {
@@ -168,7 +169,10 @@ func (l *llama) Config() model.Config { return l.cfg }
 func (l *llama) MaxRows() int         { return l.opt.MaxRows }
 func (l *llama) MaxOut() int          { return l.opt.MaxOut }
 func (l *llama) MaxContext() int      { return l.cfg.SlidingWindow }
-func (l *llama) Close()               { l.w.free() }
+
+// Hidden is the last Forward's final hidden states (Model.Hidden).
+func (l *llama) Hidden() backend.Tensor { return l.hidden }
+func (l *llama) Close()                 { l.w.free() }
 
 func (l *llama) KVSpec(blockSize, blocks int, dt backend.DType) backend.KVSpec {
 	c := l.cfg
@@ -197,8 +201,11 @@ func (l *llama) Forward(b Batch) (backend.Tensor, error) {
 	if l.opt.Trace != nil {
 		l.opt.Trace(c.Layers, xo)
 	}
-	logits := l.logits.Slice(0, k)
-	l.output.forward(be, logits, xo)
+	l.hidden = xo
+	logits := l.logits.Slice(0, k-b.Hidden)
+	if logits.Rows() > 0 {
+		l.output.forward(be, logits, xo.Slice(0, k-b.Hidden))
+	}
 	return logits, nil
 }
 
@@ -250,7 +257,7 @@ func (ly *llamaLayer) forward(l *llama, b Batch, layer int, x backend.Tensor) {
 func checkBatch(b Batch, o Options) error {
 	n, k := b.Tokens.Rows(), b.Out.Rows()
 	if b.Tokens.IsZero() || b.Out.IsZero() || n > o.MaxRows || k > o.MaxOut ||
-		b.Pos.Rows() != n || b.Seq.Rows() != n || b.Cache == nil {
+		b.Pos.Rows() != n || b.Seq.Rows() != n || b.Cache == nil || b.Hidden < 0 || b.Hidden > k {
 		return fmt.Errorf("arch: batch of %d rows, %d outputs (model sized for %d, %d): %w",
 			n, k, o.MaxRows, o.MaxOut, backend.ErrShape)
 	}

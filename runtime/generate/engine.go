@@ -69,6 +69,10 @@ const (
 	WantLogits
 	// WantArgMax returns the id of the largest logit (greedy decoding).
 	WantArgMax
+	// WantHidden returns the final hidden state (the output norm's) after
+	// each of the last Outs tokens, for embeddings: no logits are computed
+	// for them.
+	WantHidden
 )
 
 // Job is one sequence's work in a step.
@@ -95,7 +99,9 @@ type Job struct {
 	// IDs is set by Step for WantArgMax: the largest logit's id after
 	// each of the last Outs tokens (ID is the last), in the engine's
 	// memory, valid until the next Step.
-	IDs []int32
+	IDs []int32 // Hidden is set by Step for WantHidden: Outs rows of the model's
+	// width, in the engine's memory, valid until the next Step.
+	Hidden []float32
 }
 
 // outs is the number of result rows j asks for.
@@ -138,13 +144,14 @@ type Engine struct {
 	ids    backend.Tensor
 	argmax backend.ArgMaxer
 	graph  backend.Grapher
-	keys   map[[2]int]string
+	keys   map[[3]int]string // graph names by rows, outputs, hidden outputs
 
 	// Host staging, sized once.
 	tokens, pos, seq, out []int32
 	blocks                []int32
 	idsHost               []int32
 	logits                []float32
+	hidden                []float32  // WantHidden results, allocated on first use
 	hostLogits            []byte     // logits' memory when the backend allocated it (HostAllocator)
 	cur                   arch.Batch // the step being run (read by runForward)
 	curLogits             backend.Tensor
@@ -176,7 +183,7 @@ func NewEngine(be backend.Backend, m arch.Model, opt EngineOptions) (*Engine, er
 		return nil, fmt.Errorf("generate: %w", err)
 	}
 	rows, outs, width := m.MaxRows(), m.MaxOut(), cache.Width()
-	e := &Engine{be: be, m: m, cache: cache, ctx: ctx, vocab: c.VocabSize, keys: map[[2]int]string{},
+	e := &Engine{be: be, m: m, cache: cache, ctx: ctx, vocab: c.VocabSize, keys: map[[3]int]string{},
 		tokens: make([]int32, rows), pos: make([]int32, rows), seq: make([]int32, rows), out: make([]int32, outs),
 		idsHost: make([]int32, outs)}
 	// Logits come back every sampled step (a 128k vocabulary at 32 rows
@@ -257,10 +264,10 @@ func (e *Engine) MaxJobs() int { return min(e.m.MaxRows(), e.m.MaxOut()) }
 // a sequence cannot grow (kvcache.ErrCacheFull, kvcache.ErrSeqFull) Step
 // returns the error, naming the job, and no sequence has changed.
 func (e *Engine) Step(jobs []Job) error {
-	rows, outs, width := 0, 0, e.cache.Width()
+	rows, outs, hidden, width := 0, 0, 0, e.cache.Width()
 	for i := range jobs {
 		j := &jobs[i]
-		if len(j.Tokens) == 0 || j.Seq == nil || j.Want > WantArgMax {
+		if len(j.Tokens) == 0 || j.Seq == nil || j.Want > WantHidden {
 			return fmt.Errorf("generate: job %d: %w: no tokens or sequence", i, ErrBatch)
 		}
 		if j.Outs < 0 || j.Outs > len(j.Tokens) || (j.Outs > 1 && j.Want == WantNone) {
@@ -273,6 +280,9 @@ func (e *Engine) Step(jobs []Job) error {
 		}
 		rows += len(j.Tokens)
 		outs += j.outs()
+		if j.Want == WantHidden {
+			hidden += j.outs()
+		}
 	}
 	if len(jobs) == 0 || rows > e.m.MaxRows() || outs > e.m.MaxOut() || len(jobs) > e.MaxJobs() {
 		return fmt.Errorf("generate: %d jobs, %d tokens, %d outputs (engine takes %d, %d, %d): %w",
@@ -286,8 +296,9 @@ func (e *Engine) Step(jobs []Job) error {
 		}
 	}
 
-	// Grow every sequence, or none.
-	r, o := 0, 0
+	// Grow every sequence, or none. The result rows of hidden states come
+	// after those of logits (arch.Batch.Hidden).
+	r, o, oh := 0, 0, outs-hidden
 	for i := range jobs {
 		j := &jobs[i]
 		start, err := j.Seq.Grow(len(j.Tokens))
@@ -302,14 +313,19 @@ func (e *Engine) Step(jobs []Job) error {
 			r++
 		}
 		for k := j.outs(); k > 0; k-- {
-			e.out[o] = int32(r - k)
-			o++
+			if j.Want == WantHidden {
+				e.out[oh] = int32(r - k)
+				oh++
+			} else {
+				e.out[o] = int32(r - k)
+				o++
+			}
 		}
 		j.Seq.FillRow(e.blocks[i*width : (i+1)*width])
 	}
 
 	e.cur = arch.Batch{Tokens: e.in.Tokens.Slice(0, rows), Pos: e.in.Pos.Slice(0, rows), Seq: e.in.Seq.Slice(0, rows),
-		Blocks: e.in.Blocks.Slice(0, len(jobs)), Cache: e.in.Cache}
+		Blocks: e.in.Blocks.Slice(0, len(jobs)), Cache: e.in.Cache, Hidden: hidden}
 	if outs > 0 {
 		e.cur.Out = e.in.Out.Slice(0, outs)
 	} else {
@@ -329,10 +345,11 @@ func (e *Engine) Step(jobs []Job) error {
 	}
 
 	if e.graph != nil && rows == len(jobs) {
-		key, ok := e.keys[[2]int{rows, e.cur.Out.Rows()}]
+		shape := [3]int{rows, e.cur.Out.Rows(), hidden}
+		key, ok := e.keys[shape]
 		if !ok {
-			key = fmt.Sprintf("decode/%d/%d", rows, e.cur.Out.Rows())
-			e.keys[[2]int{rows, e.cur.Out.Rows()}] = key
+			key = fmt.Sprintf("decode/%d/%d/%d", rows, e.cur.Out.Rows(), hidden)
+			e.keys[shape] = key
 		}
 		if err := e.graph.Graph(key, e.forward); err != nil {
 			return fmt.Errorf("generate: step: %w", err)
@@ -343,7 +360,7 @@ func (e *Engine) Step(jobs []Job) error {
 	if e.fwdErr != nil {
 		return fmt.Errorf("generate: step: %w", e.fwdErr)
 	}
-	return e.results(jobs, outs)
+	return e.results(jobs, outs, hidden)
 }
 
 // runForward runs the model on e.cur (a method value, so Grapher gets the
@@ -352,34 +369,52 @@ func (e *Engine) runForward() {
 	e.curLogits, e.fwdErr = e.m.Forward(e.cur)
 }
 
-// results reads back what the jobs asked for.
-func (e *Engine) results(jobs []Job, outs int) error {
+// results reads back what the jobs asked for: the logits (or their
+// argmax) of the first outs-hidden result rows, the hidden states of the
+// rest.
+func (e *Engine) results(jobs []Job, outs, hidden int) error {
 	if outs == 0 {
 		return e.be.Sync()
 	}
+	nl := outs - hidden
 	greedy := e.argmax != nil
 	for i := range jobs {
 		if jobs[i].Want == WantLogits {
 			greedy = false
 		}
 	}
-	if greedy {
-		ids := e.ids.Slice(0, outs)
+	switch {
+	case nl == 0:
+	case greedy:
+		ids := e.ids.Slice(0, nl)
 		e.argmax.ArgMax(ids, e.curLogits)
-		if err := e.be.Download(quant.I32Bytes(e.idsHost[:outs]), ids); err != nil {
+		if err := e.be.Download(quant.I32Bytes(e.idsHost[:nl]), ids); err != nil {
 			return fmt.Errorf("generate: step: %w", err)
 		}
-	} else {
-		if err := e.be.Download(quant.F32Bytes(e.logits[:outs*e.vocab]), e.curLogits); err != nil {
+	default:
+		if err := e.be.Download(quant.F32Bytes(e.logits[:nl*e.vocab]), e.curLogits); err != nil {
 			return fmt.Errorf("generate: step: %w", err)
 		}
 	}
-	o := 0
+	dim := e.m.Config().Dim
+	if hidden > 0 {
+		if e.hidden == nil {
+			e.hidden = make([]float32, e.m.MaxOut()*dim)
+		}
+		if err := e.be.Download(quant.F32Bytes(e.hidden[:hidden*dim]), e.m.Hidden().Slice(nl, outs)); err != nil {
+			return fmt.Errorf("generate: step: %w", err)
+		}
+	}
+	o, oh := 0, 0
 	for i := range jobs {
 		j := &jobs[i]
 		n := j.outs()
 		switch j.Want {
 		case WantNone:
+			continue
+		case WantHidden:
+			j.Hidden = e.hidden[oh*dim : (oh+n)*dim]
+			oh += n
 			continue
 		case WantLogits:
 			j.Logits = e.logits[o*e.vocab : (o+n)*e.vocab]

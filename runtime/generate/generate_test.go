@@ -17,17 +17,20 @@ import (
 	"github.com/loomllm/loom/internal/testdata"
 	"github.com/loomllm/loom/model/arch"
 	"github.com/loomllm/loom/model/loader"
+	"github.com/loomllm/loom/model"
 	"github.com/loomllm/loom/model/tokenizer"
 	"github.com/loomllm/loom/runtime/backend"
 	"github.com/loomllm/loom/runtime/constrain"
 	"github.com/loomllm/loom/runtime/kvcache"
+	"github.com/loomllm/loom/runtime/quant"
 	"github.com/loomllm/loom/runtime/sample"
 )
 
 // stories is the trained stories260K model on the CPU backend.
 type stories struct {
-	e   *Engine
-	tok *tokenizer.Tokenizer
+	e    *Engine
+	tok  *tokenizer.Tokenizer
+	desc *model.Model
 }
 
 func loadStories(t testing.TB, opt arch.Options, eopt EngineOptions) *stories {
@@ -45,7 +48,7 @@ func loadStories(t testing.TB, opt arch.Options, eopt EngineOptions) *stories {
 	e, err := NewEngine(be, m, eopt)
 	require.NoError(t, err)
 	t.Cleanup(e.Close)
-	return &stories{e: e, tok: tok}
+	return &stories{e: e, tok: tok, desc: desc}
 }
 
 func (s *stories) options(maxTokens int) Options {
@@ -325,6 +328,46 @@ func TestLogitRows(t *testing.T) {
 	}
 	require.InDeltaSlice(t, want[2], jobs[0].Logits, 1e-4)
 	require.ErrorIs(t, s.e.Step([]Job{{Seq: c.NewSeq(), Tokens: prompt[:2], Outs: 2}}), ErrBatch) // results with WantNone
+}
+
+// TestHiddenRows: a job asking for hidden states (WantHidden) gets, for
+// each of its tokens, the vector the output matrix turns into that
+// token's logits (checked against logits a second sequence gets in the
+// same step), and the hidden rows do not disturb the other jobs' results.
+func TestHiddenRows(t *testing.T) {
+	s := loadStories(t, arch.Options{MaxRows: 32, MaxOut: 24}, EngineOptions{Blocks: 64})
+	prompt := s.tok.Encode("Once upon a time, there was", tokenizer.EncodeOptions{AddSpecial: true})
+	c := s.e.Cache()
+	a, b, d := c.NewSeq(), c.NewSeq(), c.NewSeq()
+	defer a.Free()
+	defer b.Free()
+	defer d.Free()
+	jobs := []Job{{Seq: a, Tokens: prompt, Want: WantHidden, Outs: len(prompt)}, {Seq: b, Tokens: prompt, Want: WantLogits, Outs: len(prompt)},
+		{Seq: d, Tokens: prompt[:2], Want: WantArgMax}}
+	require.NoError(t, s.e.Step(jobs))
+	dim, vocab := s.desc.Config.Dim, s.tok.VocabSize()
+	require.Len(t, jobs[0].Hidden, len(prompt)*dim)
+	require.Len(t, jobs[1].Logits, len(prompt)*vocab)
+	out := s.desc.Tensors["output.weight"]
+	if out == nil {
+		out = s.desc.Tensors["token_embd.weight"]
+	}
+	w := make([]float32, out.Rows*out.Cols)
+	require.NoError(t, quant.Dequantize(out.DType, w, out.Data))
+	for k := range prompt {
+		h := jobs[0].Hidden[k*dim : (k+1)*dim]
+		for v := range vocab {
+			var dot float64
+			for i, x := range h {
+				dot += float64(x) * float64(w[v*dim+i])
+			}
+			require.InDelta(t, dot, jobs[1].Logits[k*vocab+v], 1e-3, "row %d token %d", k, v)
+		}
+	}
+	alone := []Job{{Seq: c.NewSeq(), Tokens: prompt[:2], Want: WantArgMax}}
+	defer alone[0].Seq.Free()
+	require.NoError(t, s.e.Step(alone))
+	require.Equal(t, alone[0].ID, jobs[2].ID)
 }
 
 func TestStepErrors(t *testing.T) {
