@@ -80,6 +80,12 @@ type Config struct {
 	// to all, so it runs such a model with at most this many positions,
 	// where the two agree.
 	SlidingWindow int
+	// Pooling is how the file says to make one embedding of a text from
+	// its tokens' final hidden states: "mean", "last" or "cls" (the
+	// first token's), another method's name where the file names one
+	// loom does not do ("rank", "max", ...), or "" when it says nothing
+	// (GGUF {arch}.pooling_type, sentence-transformers 1_Pooling/config.json).
+	Pooling string
 }
 
 // Tensor is one weight tensor: rows × cols elements (GGUF's ne[1] × ne[0];

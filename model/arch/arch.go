@@ -51,7 +51,8 @@ type Batch struct {
 	Out backend.Tensor
 	// Hidden is how many of Out's rows, the last ones, want their final
 	// hidden state (the output norm's, Model.Hidden) instead of logits:
-	// embeddings. The logits come back for the k - Hidden others.
+	// embeddings. The logits come back for the k - Hidden others (a zero
+	// Tensor when there are none).
 	Hidden int
 	// Cache is the key/value cache the rows' keys and values go to.
 	Cache backend.KVCache

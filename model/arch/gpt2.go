@@ -138,10 +138,11 @@ func (g *gpt2) Forward(b Batch) (backend.Tensor, error) {
 		g.opt.Trace(c.Layers, xo)
 	}
 	g.hidden = xo
-	logits := g.logits.Slice(0, k-b.Hidden)
-	if logits.Rows() > 0 {
-		g.output.forward(be, logits, xo.Slice(0, k-b.Hidden))
+	if k == b.Hidden {
+		return backend.Tensor{}, nil // hidden states only
 	}
+	logits := g.logits.Slice(0, k-b.Hidden)
+	g.output.forward(be, logits, xo.Slice(0, k-b.Hidden))
 	return logits, nil
 }
 

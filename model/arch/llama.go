@@ -202,10 +202,11 @@ func (l *llama) Forward(b Batch) (backend.Tensor, error) {
 		l.opt.Trace(c.Layers, xo)
 	}
 	l.hidden = xo
-	logits := l.logits.Slice(0, k-b.Hidden)
-	if logits.Rows() > 0 {
-		l.output.forward(be, logits, xo.Slice(0, k-b.Hidden))
+	if k == b.Hidden {
+		return backend.Tensor{}, nil // hidden states only
 	}
+	logits := l.logits.Slice(0, k-b.Hidden)
+	l.output.forward(be, logits, xo.Slice(0, k-b.Hidden))
 	return logits, nil
 }
 

@@ -112,6 +112,9 @@ func (f *File) intKey(key string, def int, required bool) (int, error) {
 	return int(v), nil
 }
 
+// poolingTypes names llama.cpp's pooling types ({arch}.pooling_type).
+var poolingTypes = map[int]string{0: "", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
+
 // config reads the hyperparameters under the architecture's key prefix.
 // Keys needed to run the model are required only when the file has tensors.
 func (f *File) config() (model.Config, error) {
@@ -167,6 +170,14 @@ func (f *File) config() (model.Config, error) {
 	}
 	if c.SlidingWindow, err = f.intKey(p+"attention.sliding_window", 0, false); err != nil {
 		return c, err
+	}
+	pooling, err := f.intKey(p+"pooling_type", 0, false)
+	if err != nil {
+		return c, err
+	}
+	c.Pooling = poolingTypes[pooling] // llama.cpp's enum llama_pooling_type
+	if c.Pooling == "" && pooling != 0 {
+		c.Pooling = fmt.Sprintf("type %d", pooling)
 	}
 	if experts, err := f.intKey(p+"expert_count", 0, false); err != nil {
 		return c, err

@@ -353,6 +353,11 @@ func ModelLayout(m *model.Model) ([]KV, []TensorInfo, [][]byte, error) {
 		if c.SlidingWindow > 0 {
 			u32("attention.sliding_window", c.SlidingWindow)
 		}
+		for id, name := range poolingTypes {
+			if name != "" && name == c.Pooling {
+				u32("pooling_type", id)
+			}
+		}
 		if c.Arch == model.ArchGPT2 {
 			kvs = append(kvs, KV{Key: arch + ".attention.layer_norm_epsilon", Value: c.NormEps})
 		} else {

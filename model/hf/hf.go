@@ -29,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/loomllm/loom/model"
 	"github.com/loomllm/loom/model/gguf"
@@ -46,6 +47,37 @@ const (
 	TokenizerConfigFile  = "tokenizer_config.json"
 	GenerationConfigFile = "generation_config.json"
 )
+
+// PoolingFile is sentence-transformers' pooling configuration.
+const PoolingFile = "1_Pooling/config.json"
+
+// readPooling returns the pooling PoolingFile names ("" without one).
+func readPooling(dir string) (string, error) {
+	var p map[string]any
+	path := filepath.Join(dir, PoolingFile)
+	if ok, err := readJSON(path, &p); err != nil || !ok {
+		return "", err
+	}
+	var modes []string
+	for k, v := range p {
+		if on, _ := v.(bool); on && strings.HasPrefix(k, "pooling_mode_") {
+			modes = append(modes, strings.TrimPrefix(k, "pooling_mode_"))
+		}
+	}
+	if len(modes) != 1 {
+		return "", fmt.Errorf("%s: %d pooling modes set (want one): %w", path, len(modes), model.ErrFormat)
+	}
+	switch m := modes[0]; m {
+	case "mean_tokens":
+		return "mean", nil
+	case "lasttoken":
+		return "last", nil
+	case "cls_token":
+		return "cls", nil
+	default:
+		return m, nil
+	}
+}
 
 // maxJSON bounds the size of the JSON files read whole (tokenizer.json of
 // large vocabularies is tens of megabytes).
@@ -143,6 +175,9 @@ func Load(dir string) (_ *model.Model, err error) {
 		return nil, err
 	}
 	if m.Tokenizer, err = loadTokenizer(dir, &cfg); err != nil {
+		return nil, err
+	}
+	if m.Config.Pooling, err = readPooling(dir); err != nil {
 		return nil, err
 	}
 	if n := len(m.Tokenizer.Tokens); n > m.Config.VocabSize {

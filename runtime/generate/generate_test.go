@@ -15,9 +15,9 @@ import (
 
 	"github.com/loomllm/loom/cpu"
 	"github.com/loomllm/loom/internal/testdata"
+	"github.com/loomllm/loom/model"
 	"github.com/loomllm/loom/model/arch"
 	"github.com/loomllm/loom/model/loader"
-	"github.com/loomllm/loom/model"
 	"github.com/loomllm/loom/model/tokenizer"
 	"github.com/loomllm/loom/runtime/backend"
 	"github.com/loomllm/loom/runtime/constrain"

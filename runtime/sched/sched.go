@@ -163,6 +163,13 @@ type Seq struct {
 	// prompt is computed in full (the prefix cache is not used) in chunks
 	// of at most the engine's MaxOut tokens.
 	Echo bool
+	// Embed, when set ("mean", "last" or "cls"), makes the sequence an
+	// embedding instead of a generation: the prompt is run through the
+	// model in full (the prefix cache is not used), its tokens' final
+	// hidden states are pooled (averaged, the last one's, or the first
+	// one's) and scaled to unit length, and its one event carries the
+	// vector (Event.Embedding). Nothing is generated.
+	Embed string
 }
 
 // PromptLogprob is a prompt token's log probability given the tokens
@@ -190,6 +197,9 @@ type Event struct {
 	// Prompt holds, on a sequence's first event, the log probabilities of
 	// its prompt tokens after the first (Seq.Echo).
 	Prompt []PromptLogprob
+	// Embedding is an embedding sequence's vector (Seq.Embed), on its
+	// last event.
+	Embedding []float32
 	// Done marks the last event; Stats (with Finish) or Err are set on it.
 	Done  bool
 	Stats generate.Stats
@@ -281,6 +291,7 @@ type seqState struct {
 	last    Event            // the last event, sent once the sequence is retired
 	drafter generate.Drafter // Config.NewDrafter's, or nil
 	prompt  []PromptLogprob  // Seq.Echo's, until the first event carries them
+	pooled  []float64        // Seq.Embed's pooled hidden states so far
 }
 
 // push sends ev, with the prompt's log probabilities if it is the first.
@@ -367,7 +378,10 @@ func (s *Scheduler) signal() {
 // blocksFor is the worst-case number of KV blocks of a sequence.
 func (s *Scheduler) blocksFor(q Seq) int {
 	n := s.e.Context()
-	if q.Options.MaxTokens > 0 {
+	switch {
+	case q.Embed != "":
+		n = len(q.Prompt)
+	case q.Options.MaxTokens > 0:
 		n = min(len(q.Prompt)+q.Options.MaxTokens, n)
 	}
 	b := s.e.Cache().BlockSize()
@@ -391,6 +405,16 @@ func (s *Scheduler) Submit(ctx context.Context, seqs []Seq) ([]*Stream, error) {
 		}
 		if q.Echo && q.Logprobs < 0 {
 			return nil, fmt.Errorf("sched: %w: the prompt's log probabilities (Echo) need Logprobs ≥ 0", ErrConfig)
+		}
+		switch q.Embed {
+		case "":
+		case "mean", "last", "cls":
+			if q.Echo || q.Logprobs >= 0 {
+				return nil, fmt.Errorf("sched: %w: an embedding (Embed) has no log probabilities", ErrConfig)
+			}
+			q.Options.PromptLookup = 0
+		default:
+			return nil, fmt.Errorf("sched: %w: pooling %q (mean, last or cls)", ErrConfig, q.Embed)
 		}
 		if q.Options.PromptLookup == 0 && q.Logprobs < 0 {
 			q.Options.PromptLookup = s.cfg.PromptLookup
@@ -583,7 +607,7 @@ func (s *Scheduler) loop() {
 			for i, q := range g.seqs {
 				lead := g.seqs[0]
 				switch {
-				case !s.cfg.PrefixCache, q.spec.Echo: // an echoed prompt is computed in full
+				case !s.cfg.PrefixCache, q.spec.Echo, q.spec.Embed != "": // computed in full
 				case i > 0 && len(q.spec.Prompt) > s.e.Cache().BlockSize() && slices.Equal(q.spec.Prompt, lead.spec.Prompt):
 					q.leader = lead
 				default:
@@ -633,10 +657,13 @@ func (s *Scheduler) loop() {
 		for _, q := range running {
 			if q.fed < len(q.spec.Prompt) && q.leader == nil && budget > 0 && len(jobs) < s.e.MaxJobs() && outs > 0 {
 				var j generate.Job
-				if q.spec.Echo { // the logits after every token
+				switch {
+				case q.spec.Echo: // the logits after every token
 					j = q.req.Job(min(budget, outs))
 					j.Want, j.Outs = generate.WantLogits, len(j.Tokens)
-				} else {
+				case q.spec.Embed != "":
+					j = s.embedJob(q, budget, outs)
+				default:
 					j = s.job(q, budget)
 				}
 				jobs, owners = append(jobs, j), append(owners, q)
@@ -670,6 +697,15 @@ func (s *Scheduler) loop() {
 		for i := range jobs {
 			q := owners[i]
 			j := &jobs[i]
+			if q.spec.Embed != "" {
+				q.pool(j)
+				j.Want = generate.WantNone
+				q.req.Advance(j) // the prompt fed so far; nothing sampled
+				if q.fed += len(j.Tokens); q.fed == len(q.spec.Prompt) {
+					finish(q, Event{Embedding: q.embedding()})
+				}
+				continue
+			}
 			if q.fed < len(q.spec.Prompt) {
 				q.fed += len(j.Tokens)
 			}
@@ -774,6 +810,62 @@ func (s *Scheduler) promptLogprobs(q *seqState, j *generate.Job) {
 		return
 	}
 	j.Logits = j.Logits[len(j.Logits)-vocab:]
+}
+
+// embedJob returns q's next prompt chunk (an embedding, Seq.Embed), of at
+// most rows tokens, asking for the hidden states its pooling needs with
+// at most outs result rows: every token's (mean), the first token's (cls:
+// the first chunk), the last token's (last: the last chunk).
+func (s *Scheduler) embedJob(q *seqState, rows, outs int) generate.Job {
+	if q.spec.Embed == "mean" || q.spec.Embed == "cls" && q.fed == 0 {
+		rows = min(rows, outs)
+	}
+	j := q.req.Job(rows)
+	j.Want, j.Outs = generate.WantNone, 0
+	switch {
+	case q.spec.Embed == "mean", q.spec.Embed == "cls" && q.fed == 0:
+		j.Want, j.Outs = generate.WantHidden, len(j.Tokens)
+	case q.spec.Embed == "last" && q.fed+len(j.Tokens) == len(q.spec.Prompt):
+		j.Want, j.Outs = generate.WantHidden, 1
+	}
+	return j
+}
+
+// pool adds the hidden states of an embedding's chunk to what its pooling
+// keeps.
+func (q *seqState) pool(j *generate.Job) {
+	if j.Want != generate.WantHidden {
+		return
+	}
+	dim := len(j.Hidden) / max(j.Outs, 1)
+	if q.pooled == nil {
+		q.pooled = make([]float64, dim)
+	}
+	rows := j.Hidden
+	if q.spec.Embed == "cls" {
+		rows = rows[:dim] // the prompt's first token
+	}
+	for k := 0; k < len(rows); k += dim {
+		for i, v := range rows[k : k+dim] {
+			q.pooled[i] += float64(v)
+		}
+	}
+}
+
+// embedding returns an embedding's pooled vector scaled to unit length
+// (a mean is a sum scaled, so the sum serves).
+func (q *seqState) embedding() []float32 {
+	var norm float64
+	for _, v := range q.pooled {
+		norm += v * v
+	}
+	out := make([]float32, len(q.pooled))
+	if norm = math.Sqrt(norm); norm > 0 {
+		for i, v := range q.pooled {
+			out[i] = float32(v / norm)
+		}
+	}
+	return out
 }
 
 // resultRows is the number of result rows j takes in a step.

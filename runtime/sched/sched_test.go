@@ -495,6 +495,67 @@ func TestEcho(t *testing.T) {
 	require.ErrorIs(t, err, ErrConfig)
 }
 
+// TestEmbed: embedding sequences (mean, last and cls pooling) give the
+// unit vector of the pooled final hidden states, computed here from one
+// engine step over the whole prompt, while the scheduler cuts the prompt
+// into chunks of its 4 result rows beside a generating sequence, which is
+// unchanged; bad pooling names are refused.
+func TestEmbed(t *testing.T) {
+	s := loadStories(t, 4, 0)
+	sc := s.start(t, Config{PrefixCache: true})
+	prompt := s.tok.Encode("Once upon a time, there was a little girl named Lily", tokenizer.EncodeOptions{AddSpecial: true})
+	require.Greater(t, len(prompt), 8)
+
+	ref := loadStories(t, 64, 0)
+	seq := ref.e.Cache().NewSeq()
+	jobs := []generate.Job{{Seq: seq, Tokens: prompt, Want: generate.WantHidden, Outs: len(prompt)}}
+	require.NoError(t, ref.e.Step(jobs))
+	seq.Free()
+	dim := len(jobs[0].Hidden) / len(prompt)
+	unit := func(rows ...[]float32) []float64 {
+		v := make([]float64, dim)
+		for _, r := range rows {
+			for i, x := range r {
+				v[i] += float64(x)
+			}
+		}
+		var n float64
+		for _, x := range v {
+			n += x * x
+		}
+		for i := range v {
+			v[i] /= math.Sqrt(n)
+		}
+		return v
+	}
+	var all [][]float32
+	for k := range prompt {
+		all = append(all, jobs[0].Hidden[k*dim:(k+1)*dim])
+	}
+	want := map[string][]float64{"mean": unit(all...), "last": unit(all[len(all)-1]), "cls": unit(all[0])}
+
+	other := s.seq("The dog", 30)
+	for pooling, w := range want {
+		q := Seq{Prompt: prompt, Logprobs: -1, Embed: pooling}
+		rs := runConcurrently(t, sc, []Seq{other, q})
+		require.Equal(t, run(t, sc, other).ids, rs[0].ids, "the other sequence is unchanged")
+		ev := rs[1].events[len(rs[1].events)-1]
+		require.True(t, ev.Done)
+		require.Empty(t, rs[1].ids, "nothing generated")
+		require.Len(t, ev.Embedding, dim)
+		for i := range w {
+			require.InDelta(t, w[i], ev.Embedding[i], 1e-5, "%s: element %d", pooling, i)
+		}
+		require.Equal(t, len(prompt), ev.Stats.PromptTokens)
+	}
+	require.NotEqual(t, want["mean"], want["last"])
+	for _, bad := range []Seq{{Prompt: prompt, Logprobs: -1, Embed: "max"}, {Prompt: prompt, Logprobs: 0, Embed: "mean"}} {
+		_, err := sc.Submit(context.Background(), []Seq{bad})
+		require.ErrorIs(t, err, ErrConfig)
+	}
+	require.Zero(t, sc.Stats().BlocksUsed, "every block free or idle in the prefix cache")
+}
+
 func TestLogprobsFunc(t *testing.T) {
 	logits := []float32{1, 3, 3, float32(math.NaN()), 2}
 	var buf []float32
