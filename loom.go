@@ -345,13 +345,16 @@ type Info struct {
 	// ChatTemplate is the model's chat template (Jinja source, from GGUF
 	// tokenizer.chat_template or tokenizer_config.json), "" if it has none.
 	ChatTemplate string
+	// Pooling is how the file says to pool token states into an
+	// embedding (model.Config.Pooling), "" if it says nothing.
+	Pooling string
 }
 
 // Info describes the model.
 func (m *Model) Info() Info {
 	c := m.desc.Config
 	info := Info{Name: c.Name, Arch: c.Arch, Path: m.desc.Path, Device: m.be.Name(), Context: m.eng.Context(),
-		Vocab: c.VocabSize, Demo: m.demo, ChatTemplate: m.desc.Tokenizer.ChatTemplate}
+		Vocab: c.VocabSize, Demo: m.demo, ChatTemplate: m.desc.Tokenizer.ChatTemplate, Pooling: c.Pooling}
 	for _, t := range m.desc.Tensors {
 		info.Params += int64(t.Rows) * int64(t.Cols)
 		info.Bytes += int64(len(t.Data))

@@ -1,5 +1,5 @@
 // Package server is loom's OpenAI-compatible HTTP server: the handlers of
-// /v1/completions, /v1/chat/completions and /v1/models, server-sent event
+// /v1/completions, /v1/chat/completions, /v1/embeddings and /v1/models, server-sent event
 // streaming, a health check, Prometheus metrics and bearer-token auth, in
 // front of a continuous-batching scheduler (package runtime/sched).
 //
@@ -8,6 +8,7 @@
 //	POST /v1/completions       text completion (prompt: text or token ids, one or several)
 //	POST /v1/chat/completions  chat completion, the prompt rendered with the model's chat template
 //	GET  /v1/models            the served model (also GET /v1/models/{id})
+//	POST /v1/embeddings        one vector per input: final hidden states pooled (Config.Pooling), unit length
 //	POST /tokenize             token ids of a prompt, or of chat messages as rendered (vLLM's shape)
 //	POST /detokenize           the text of token ids
 //	GET  /health               200 {"status":"ok"}; 503 when the engine failed or the server drains
@@ -114,6 +115,10 @@ type Config struct {
 	// the rest as content, when the chat template writes think tags
 	// (reasoning.go). Requests with logprobs keep the whole text.
 	SplitReasoning bool
+	// Pooling is how /v1/embeddings pools a text's final hidden states:
+	// "mean", "last" or "cls" (sched.Seq.Embed); "" answers embedding
+	// requests with an error saying so.
+	Pooling string
 }
 
 // Server is an http.Handler serving the OpenAI API for one model.
@@ -264,6 +269,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) string {
 	case path == "/v1/chat/completions":
 		if method(http.MethodPost) {
 			s.chatCompletions(w, r)
+		}
+	case path == "/v1/embeddings":
+		if method(http.MethodPost) {
+			s.embeddings(w, r)
 		}
 	case path == "/tokenize":
 		if method(http.MethodPost) {

@@ -45,6 +45,7 @@ type serverOptions struct {
 	template *chat.Template // chat template; nil: the model's (ChatML for stories260K)
 	// splitReasoning sets Config.SplitReasoning.
 	splitReasoning bool
+	pooling        string // Config.Pooling
 }
 
 func loadModel(t testing.TB, seqs, blocks int) *loom.Model {
@@ -87,7 +88,7 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	sc, err := sched.New(m.Engine(), o.sched)
 	require.NoError(t, err)
 	srv, err := New(Config{Sched: sc, Tokenizer: m.Tokenizer(), ModelName: "stories260K", APIKey: o.apiKey,
-		MaxBodyBytes: o.body, Metrics: metrics, Template: o.template, SplitReasoning: o.splitReasoning})
+		MaxBodyBytes: o.body, Metrics: metrics, Template: o.template, SplitReasoning: o.splitReasoning, Pooling: o.pooling})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -571,7 +572,8 @@ func TestBadInput(t *testing.T) {
 		{"response format", "/v1/chat/completions", `{"model": "stories260K", "messages": [{"role": "user", "content": "x"}], "response_format": {"type": "grammar"}}`, 400, "response_format", ""},
 		{"chat too long", "/v1/chat/completions", fmt.Sprintf(`{"model": "stories260K", "messages": [{"role": "user", "content": %q}]}`, long), 400, "messages", "context_length_exceeded"},
 		{"wrong method", "/v1/models", ``, 405, "", ""},
-		{"unknown path", "/v1/embeddings", `{}`, 404, "", "not_found"},
+		{"unknown path", "/v1/rerank", `{}`, 404, "", "not_found"},
+		{"embeddings without pooling", "/v1/embeddings", `{"model": "stories260K", "input": "x"}`, 400, "model", ""},
 		{"unknown model id", "/v1/models/gpt-4", ``, 405, "", ""},
 	}
 	for _, c := range cases {

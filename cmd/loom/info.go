@@ -253,6 +253,9 @@ func (r *infoReport) print(w io.Writer) {
 			row("context", "%d", r.Context)
 		}
 	}
+	if c := r.Config; c != nil && c.Pooling != "" {
+		row("pooling", "%s (embeddings)", c.Pooling)
+	}
 	if t := r.Tokenizer; t != nil {
 		kind := map[string]string{"llama": "llama (SentencePiece)", "gpt2": "gpt2 (byte-level BPE)"}[t.Model]
 		if kind == "" {

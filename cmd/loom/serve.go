@@ -38,6 +38,7 @@ type serveFlags struct {
 	maxBody                                                                  int64
 	grace                                                                    time.Duration
 	prefixCache, splitReasoning                                              bool
+	pooling                                                                  string
 }
 
 func runServe(args []string, stdout, stderr io.Writer) error {
@@ -68,6 +69,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&f.prefixCache, "prefix-cache", true, "reuse the keys and values of earlier prompts' whole 16-token blocks (a shared system prompt is computed once)")
 	fs.StringVar(&f.apiKey, "api-key", "", "require Authorization: Bearer `KEY` on /v1/ (default $LOOM_API_KEY)")
 	fs.StringVar(&f.name, "model-name", "", "model id clients send (default: the file name without extension)")
+	fs.StringVar(&f.pooling, "pooling", "", "how /v1/embeddings pools a text's final hidden states: mean, last or cls (default: what the model file says; without it, embeddings are refused)")
 	fs.StringVar(&f.template, "chat-template", "", "Jinja chat template `file` to use instead of the model's")
 	fs.Int64Var(&f.maxBody, "max-body", 4<<20, "largest request body in bytes")
 	fs.DurationVar(&f.grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, time in-flight requests get to finish")
@@ -99,6 +101,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("%w: --port %d", errUsage, f.port)
 	case f.lookup < 0 || f.lookup > 32:
 		return fmt.Errorf("%w: --lookup %d is out of range (0 to 32)", errUsage, f.lookup)
+	case f.pooling != "" && f.pooling != "mean" && f.pooling != "last" && f.pooling != "cls":
+		return fmt.Errorf("%w: --pooling %q (mean, last or cls)", errUsage, f.pooling)
 	case f.maxBatch < 1 || f.maxQueue < 1 || f.kvBlocks < 0 || f.ctx < 0 || f.prefill < 0 || f.maxBody <= 0 || f.grace < 0:
 		return fmt.Errorf("%w: --max-batch and --max-queue must be at least 1, other counts, sizes and --grace not negative", errUsage)
 	}
@@ -149,8 +153,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	pooling := f.pooling
+	if pooling == "" {
+		pooling = m.Info().Pooling
+	}
 	srv, err := server.New(server.Config{Sched: sc, Tokenizer: m.Tokenizer(), ModelName: name, Template: tmpl,
-		APIKey: f.apiKey, MaxBodyBytes: f.maxBody, Metrics: metrics, Logger: log, SplitReasoning: f.splitReasoning})
+		APIKey: f.apiKey, MaxBodyBytes: f.maxBody, Metrics: metrics, Logger: log, SplitReasoning: f.splitReasoning, Pooling: pooling})
 	if err != nil {
 		_ = sc.Close(context.Background())
 		return err
