@@ -6,6 +6,7 @@ import (
 	"iter"
 
 	"github.com/loomllm/loom/model/chat"
+	"github.com/loomllm/loom/runtime/generate"
 )
 
 // Message is one turn of a conversation: Role "system", "user",
@@ -53,4 +54,30 @@ func (m *Model) Chat(ctx context.Context, messages []Message, opt GenerateOption
 		}
 		m.streamSeq(ctx, ids, opt, yield)
 	}
+}
+
+// Embed returns the embedding of text: the final hidden states of its
+// tokens (Encode's, BOS included where the model wants one) pooled as
+// pooling says ("mean", "last" or "cls"; "" for the pooling the model file
+// declares) and scaled to unit length.
+func (m *Model) Embed(ctx context.Context, text string, pooling string) ([]float32, error) {
+	if pooling == "" {
+		if pooling = m.desc.Config.Pooling; pooling == "" {
+			return nil, fmt.Errorf("loom: %w: %s declares no pooling for embeddings; name one (mean, last or cls)", ErrOptions, m.desc.Path)
+		}
+	}
+	ids, err := m.Encode(text)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.eng == nil {
+		return nil, fmt.Errorf("loom: model is closed")
+	}
+	v, err := generate.Embed(ctx, m.eng, ids, pooling)
+	if err != nil {
+		return nil, fmt.Errorf("loom: %w", err)
+	}
+	return v, nil
 }

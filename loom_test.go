@@ -3,6 +3,7 @@ package loom
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/loomllm/loom/internal/testdata"
 	"github.com/loomllm/loom/runtime/constrain"
+	"github.com/loomllm/loom/runtime/generate"
 )
 
 func loadStories(t *testing.T, opt Options) *Model {
@@ -254,4 +256,39 @@ func TestChat(t *testing.T) {
 
 	_, err = m.EncodeChat([]Message{{Role: "user", Content: "x"}}, map[string]any{"unused": true})
 	require.NoError(t, err)
+}
+
+// TestEmbed: Model.Embed gives the server's vector (the same pooling of
+// the same engine), unit length; a model that declares no pooling needs
+// one named.
+func TestEmbed(t *testing.T) {
+	m := loadStories(t, Options{Device: "cpu"})
+	v, err := m.Embed(context.Background(), "Once upon a time", "mean")
+	require.NoError(t, err)
+	require.Len(t, v, m.desc.Config.Dim)
+	var n float64
+	for _, x := range v {
+		n += float64(x) * float64(x)
+	}
+	require.InDelta(t, 1, n, 1e-5)
+	last, err := m.Embed(context.Background(), "Once upon a time", "last")
+	require.NoError(t, err)
+	require.NotEqual(t, v, last)
+	ids, err := m.Encode("Once upon a time")
+	require.NoError(t, err)
+	seq := m.eng.Cache().NewSeq()
+	defer seq.Free()
+	jobs := []generate.Job{{Seq: seq, Tokens: ids, Want: generate.WantHidden, Outs: 1}}
+	require.NoError(t, m.eng.Step(jobs))
+	n = 0
+	for _, x := range jobs[0].Hidden {
+		n += float64(x) * float64(x)
+	}
+	for i, x := range jobs[0].Hidden {
+		require.InDelta(t, float64(x)/math.Sqrt(n), last[i], 1e-6)
+	}
+	_, err = m.Embed(context.Background(), "x", "")
+	require.ErrorIs(t, err, ErrOptions)
+	_, err = m.Embed(context.Background(), "x", "max")
+	require.Error(t, err)
 }

@@ -562,3 +562,31 @@ func TestConstraintStops(t *testing.T) {
 		require.Equal(t, s.tok.Decode(ids), text)
 	}
 }
+
+// TestEmbed: Embed, chunked to the engine's 4 result rows, gives the
+// pooling of one step over the whole prompt, for each pooling.
+func TestEmbed(t *testing.T) {
+	small := loadStories(t, arch.Options{MaxRows: 32, MaxOut: 4}, EngineOptions{Blocks: 64})
+	big := loadStories(t, arch.Options{MaxRows: 32, MaxOut: 32}, EngineOptions{Blocks: 64})
+	prompt := small.tok.Encode("Once upon a time, there was a little girl named Lily", tokenizer.EncodeOptions{AddSpecial: true})
+	for _, kind := range []string{"mean", "last", "cls"} {
+		got, err := Embed(context.Background(), small.e, prompt, kind)
+		require.NoError(t, err)
+		p, err := NewPooling(kind)
+		require.NoError(t, err)
+		seq := big.e.Cache().NewSeq()
+		jobs := []Job{{Seq: seq, Tokens: prompt, Want: WantHidden, Outs: len(prompt)}}
+		require.NoError(t, big.e.Step(jobs))
+		if kind == "last" {
+			jobs[0].Hidden, jobs[0].Outs = jobs[0].Hidden[len(jobs[0].Hidden)-len(got):], 1
+		}
+		p.Add(&jobs[0])
+		seq.Free()
+		require.InDeltaSlice(t, p.Vector(), got, 1e-5, kind)
+	}
+	_, err := Embed(context.Background(), small.e, prompt, "max")
+	require.ErrorIs(t, err, ErrBatch)
+	_, err = Embed(context.Background(), small.e, nil, "mean")
+	require.ErrorIs(t, err, ErrContext)
+	require.Equal(t, small.e.Cache().NumBlocks(), small.e.Cache().FreeBlocks())
+}

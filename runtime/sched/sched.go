@@ -287,11 +287,11 @@ type seqState struct {
 	// starts from the blocks the leader recorded instead of computing them
 	// again (n > 1 choices of one prompt).
 	leader  *seqState
-	blocks  int              // worst-case KV blocks
-	last    Event            // the last event, sent once the sequence is retired
-	drafter generate.Drafter // Config.NewDrafter's, or nil
-	prompt  []PromptLogprob  // Seq.Echo's, until the first event carries them
-	pooled  []float64        // Seq.Embed's pooled hidden states so far
+	blocks  int               // worst-case KV blocks
+	last    Event             // the last event, sent once the sequence is retired
+	drafter generate.Drafter  // Config.NewDrafter's, or nil
+	prompt  []PromptLogprob   // Seq.Echo's, until the first event carries them
+	pool    *generate.Pooling // Seq.Embed's
 }
 
 // push sends ev, with the prompt's log probabilities if it is the first.
@@ -406,15 +406,16 @@ func (s *Scheduler) Submit(ctx context.Context, seqs []Seq) ([]*Stream, error) {
 		if q.Echo && q.Logprobs < 0 {
 			return nil, fmt.Errorf("sched: %w: the prompt's log probabilities (Echo) need Logprobs ≥ 0", ErrConfig)
 		}
-		switch q.Embed {
-		case "":
-		case "mean", "last", "cls":
+		var pool *generate.Pooling
+		if q.Embed != "" {
+			var err error
+			if pool, err = generate.NewPooling(q.Embed); err != nil {
+				return nil, fmt.Errorf("sched: %w: pooling %q (mean, last or cls)", ErrConfig, q.Embed)
+			}
 			if q.Echo || q.Logprobs >= 0 {
 				return nil, fmt.Errorf("sched: %w: an embedding (Embed) has no log probabilities", ErrConfig)
 			}
 			q.Options.PromptLookup = 0
-		default:
-			return nil, fmt.Errorf("sched: %w: pooling %q (mean, last or cls)", ErrConfig, q.Embed)
 		}
 		if q.Options.PromptLookup == 0 && q.Logprobs < 0 {
 			q.Options.PromptLookup = s.cfg.PromptLookup
@@ -428,7 +429,7 @@ func (s *Scheduler) Submit(ctx context.Context, seqs []Seq) ([]*Stream, error) {
 			}
 			return nil, err
 		}
-		st := &seqState{spec: q, st: newStream(), req: r, blocks: s.blocksFor(q)}
+		st := &seqState{spec: q, st: newStream(), req: r, blocks: s.blocksFor(q), pool: pool}
 		g.seqs = append(g.seqs, st)
 		g.blocks += st.blocks
 		streams[i] = st.st
@@ -661,7 +662,7 @@ func (s *Scheduler) loop() {
 				case q.spec.Echo: // the logits after every token
 					j = q.req.Job(min(budget, outs))
 					j.Want, j.Outs = generate.WantLogits, len(j.Tokens)
-				case q.spec.Embed != "":
+				case q.pool != nil:
 					j = s.embedJob(q, budget, outs)
 				default:
 					j = s.job(q, budget)
@@ -697,12 +698,12 @@ func (s *Scheduler) loop() {
 		for i := range jobs {
 			q := owners[i]
 			j := &jobs[i]
-			if q.spec.Embed != "" {
-				q.pool(j)
+			if q.pool != nil {
+				q.pool.Add(j)
 				j.Want = generate.WantNone
 				q.req.Advance(j) // the prompt fed so far; nothing sampled
 				if q.fed += len(j.Tokens); q.fed == len(q.spec.Prompt) {
-					finish(q, Event{Embedding: q.embedding()})
+					finish(q, Event{Embedding: q.pool.Vector()})
 				}
 				continue
 			}
@@ -813,59 +814,12 @@ func (s *Scheduler) promptLogprobs(q *seqState, j *generate.Job) {
 }
 
 // embedJob returns q's next prompt chunk (an embedding, Seq.Embed), of at
-// most rows tokens, asking for the hidden states its pooling needs with
-// at most outs result rows: every token's (mean), the first token's (cls:
-// the first chunk), the last token's (last: the last chunk).
+// most rows tokens and outs result rows, asking for the hidden states its
+// pooling needs.
 func (s *Scheduler) embedJob(q *seqState, rows, outs int) generate.Job {
-	if q.spec.Embed == "mean" || q.spec.Embed == "cls" && q.fed == 0 {
-		rows = min(rows, outs)
-	}
-	j := q.req.Job(rows)
-	j.Want, j.Outs = generate.WantNone, 0
-	switch {
-	case q.spec.Embed == "mean", q.spec.Embed == "cls" && q.fed == 0:
-		j.Want, j.Outs = generate.WantHidden, len(j.Tokens)
-	case q.spec.Embed == "last" && q.fed+len(j.Tokens) == len(q.spec.Prompt):
-		j.Want, j.Outs = generate.WantHidden, 1
-	}
+	j := q.req.Job(q.pool.Limit(q.fed, rows, outs))
+	q.pool.Mark(&j, q.fed, len(q.spec.Prompt))
 	return j
-}
-
-// pool adds the hidden states of an embedding's chunk to what its pooling
-// keeps.
-func (q *seqState) pool(j *generate.Job) {
-	if j.Want != generate.WantHidden {
-		return
-	}
-	dim := len(j.Hidden) / max(j.Outs, 1)
-	if q.pooled == nil {
-		q.pooled = make([]float64, dim)
-	}
-	rows := j.Hidden
-	if q.spec.Embed == "cls" {
-		rows = rows[:dim] // the prompt's first token
-	}
-	for k := 0; k < len(rows); k += dim {
-		for i, v := range rows[k : k+dim] {
-			q.pooled[i] += float64(v)
-		}
-	}
-}
-
-// embedding returns an embedding's pooled vector scaled to unit length
-// (a mean is a sum scaled, so the sum serves).
-func (q *seqState) embedding() []float32 {
-	var norm float64
-	for _, v := range q.pooled {
-		norm += v * v
-	}
-	out := make([]float32, len(q.pooled))
-	if norm = math.Sqrt(norm); norm > 0 {
-		for i, v := range q.pooled {
-			out[i] = float32(v / norm)
-		}
-	}
-	return out
 }
 
 // resultRows is the number of result rows j takes in a step.
