@@ -61,6 +61,9 @@ type CompletionRequest struct {
 	Echo   bool   `json:"echo"`
 	Suffix string `json:"suffix"`
 	BestOf *int   `json:"best_of"`
+	// ResponseFormat constrains each choice as in chat (vLLM's extension
+	// of completions): json_object or json_schema.
+	ResponseFormat *ResponseFormat `json:"response_format"`
 }
 
 // ChatRequest is the body of POST /v1/chat/completions.

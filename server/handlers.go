@@ -103,6 +103,9 @@ func (s *Server) parseCompletion(req *CompletionRequest, j *job) *apiError {
 		j.logprobs = *req.Logprobs
 	}
 	j.echo = req.Echo
+	if e := s.parseResponseFormat(req.ResponseFormat, j); e != nil {
+		return e
+	}
 	tok := s.cfg.Tokenizer
 	for _, text := range req.Prompt.Texts {
 		ids := tok.Encode(text, tokenizer.EncodeOptions{AddSpecial: true})

@@ -797,6 +797,14 @@ func TestJSONSchemaFormat(t *testing.T) {
 	req["n"] = 1
 	st := streamChat(t, ts, req)
 	check(0, st.content.String(), st.reason)
+
+	// The same on /v1/completions (vLLM's extension).
+	comp := map[string]any{"model": "stories260K", "prompt": "JSON:", "response_format": rf, "max_tokens": 300, "temperature": 1.0, "seed": 4, "n": 3}
+	var cr CompletionResponse
+	require.Equal(t, 200, ts.post(t, "/v1/completions", comp, &cr).StatusCode)
+	for i, c := range cr.Choices {
+		check(i, c.Text, *c.FinishReason)
+	}
 }
 
 // TestJSONMode: response_format json_object constrains every choice to a
