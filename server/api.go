@@ -83,6 +83,9 @@ type ChatRequest struct {
 	// "required" and a named function are rejected.
 	Tools      json.RawMessage `json:"tools"`
 	ToolChoice json.RawMessage `json:"tool_choice"`
+	// ParallelToolCalls false keeps a reply to one call (the first; a
+	// forced Mistral call list holds one).
+	ParallelToolCalls *bool `json:"parallel_tool_calls"`
 	// ResponseFormat constrains the reply: "text" (the default),
 	// "json_object" (a JSON object) or "json_schema" (an instance of
 	// JSONSchema.Schema, in the subset constrain.Schema describes).

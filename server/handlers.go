@@ -46,6 +46,7 @@ type job struct {
 	defaultMax int        // max_tokens when absent; 0: the rest of the context
 	tools      toolFormat // the call syntax to look for in chat replies; toolsUnknown: none
 	think      int        // split chat replies' reasoning: 0 no, thinkMaybe+1 (a block may open) or thinkIn+1 (the prompt opened it)
+	choice     toolChoice // tool_choice and parallel_tool_calls
 	echo       bool       // completions: the prompt precedes each choice's text (and its tokens the log probabilities)
 }
 
@@ -161,7 +162,7 @@ func (s *Server) parseChat(req *ChatRequest, j *job) *apiError {
 	} else if req.TopLogprobs != nil && *req.TopLogprobs > 0 {
 		return badRequest("top_logprobs", "top_logprobs needs logprobs: true")
 	}
-	tools, decls, choice, e := parseTools(req.Tools, req.ToolChoice)
+	tools, decls, choice, e := parseTools(req.Tools, req.ToolChoice, req.ParallelToolCalls)
 	if e != nil {
 		return e
 	}
@@ -173,6 +174,7 @@ func (s *Server) parseChat(req *ChatRequest, j *job) *apiError {
 		if req.Logprobs {
 			return badRequest("logprobs", "logprobs and tools do not go together")
 		}
+		j.choice = choice
 		if j.tools = s.toolFormat(); j.tools == toolsUnknown {
 			return badRequest("tools", "this model's chat template does not describe tools in a call syntax loom reads (Hermes/Qwen <tool_call>, Mistral [TOOL_CALLS], Llama 3 JSON)")
 		}
@@ -539,7 +541,7 @@ func (s *Server) respond(w http.ResponseWriter, ctx context.Context, j *job, str
 			}
 			if j.tools != toolsUnknown {
 				if content, calls, ok := parseToolCalls(j.tools, text); ok {
-					reply.ToolCalls, reason = calls, "tool_calls"
+					reply.ToolCalls, reason = j.choice.firstCall(calls), "tool_calls"
 					reply.Content = nil
 					if content != "" {
 						reply.Content = &content
@@ -694,6 +696,7 @@ func (s *Server) stream(w http.ResponseWriter, ctx context.Context, j *job, stre
 				}
 				if calls != nil {
 					content, tc, ok := calls[t.i].finish()
+					tc = j.choice.firstCall(tc)
 					switch {
 					case ok:
 						for k := range tc {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/loomllm/loom/model/chat"
@@ -72,10 +73,12 @@ type ToolCallFunction struct {
 }
 
 // toolChoice is a request's tool_choice beyond "auto" and "none": a
-// call to any of the tools ("required"), or to the one named.
+// call to any of the tools ("required"), or to the one named; and
+// parallel_tool_calls false (single).
 type toolChoice struct {
 	required bool
 	name     string
+	single   bool
 }
 
 // forced reports whether the reply must be a call.
@@ -84,7 +87,7 @@ func (c toolChoice) forced() bool { return c.required || c.name != "" }
 // parseTools checks a request's tools and tool_choice and returns the
 // tools as the chat template takes them (nil when there are none or
 // tool_choice is "none"), as declared, and the choice.
-func parseTools(raw, choice json.RawMessage) ([]any, []Tool, toolChoice, *apiError) {
+func parseTools(raw, choice json.RawMessage, parallel *bool) ([]any, []Tool, toolChoice, *apiError) {
 	var none toolChoice
 	if len(raw) == 0 || string(raw) == "null" {
 		if c := strings.TrimSpace(string(choice)); c != "" && c != "null" && c != `"auto"` && c != `"none"` {
@@ -109,7 +112,7 @@ func parseTools(raw, choice json.RawMessage) ([]any, []Tool, toolChoice, *apiErr
 		}
 		names[t.Function.Name] = true
 	}
-	var c toolChoice
+	c := toolChoice{single: parallel != nil && !*parallel}
 	switch s := strings.TrimSpace(string(choice)); s {
 	case "", "null", `"auto"`:
 	case `"none"`:
@@ -157,12 +160,27 @@ func callSyntax(f toolFormat) (prefix, argsKey string, list bool) {
 	return "", "parameters", false
 }
 
+// firstCall keeps the first of calls when parallel_tool_calls is false.
+func (c toolChoice) firstCall(calls []ToolCall) []ToolCall {
+	if c.single && len(calls) > 1 {
+		return calls[:1]
+	}
+	return calls
+}
+
 // callConstraint returns the maker of the constraint that makes a reply
 // a call in format f to one of tools (the one choice names, or any): the
 // format's opening tokens, then the call's JSON with the function's
 // parameters enforced as a JSON Schema; the reply ends with it.
 func (s *Server) callConstraint(f toolFormat, tools []Tool, choice toolChoice) (func() generate.Constraint, *apiError) {
 	prefix, argsKey, list := callSyntax(f)
+	maxList := 0 // one call object
+	if list {
+		maxList = math.MaxInt
+		if choice.single {
+			maxList = 1
+		}
+	}
 	var fns []constrain.Function
 	for i, t := range tools {
 		if choice.name != "" && t.Function.Name != choice.name {
@@ -172,7 +190,7 @@ func (s *Server) callConstraint(f toolFormat, tools []Tool, choice toolChoice) (
 		if p := bytes.TrimSpace(t.Function.Parameters); len(p) > 0 && string(p) != "null" {
 			fn.Parameters = p
 		}
-		if _, err := constrain.CompileCalls([]constrain.Function{fn}, argsKey, false); err != nil {
+		if _, err := constrain.CompileCalls([]constrain.Function{fn}, argsKey, 0); err != nil {
 			return nil, badRequest(fmt.Sprintf("tools[%d].function.parameters", i), "tool_choice makes the reply a call, and %v", err)
 		}
 		fns = append(fns, fn)
@@ -180,9 +198,9 @@ func (s *Server) callConstraint(f toolFormat, tools []Tool, choice toolChoice) (
 	key, _ := json.Marshal(struct {
 		F   []constrain.Function
 		Key string
-		L   bool
-	}{fns, argsKey, list})
-	schema, err := s.compileSchema(string(key), func() (*constrain.Schema, error) { return constrain.CompileCalls(fns, argsKey, list) })
+		L   int
+	}{fns, argsKey, maxList})
+	schema, err := s.compileSchema(string(key), func() (*constrain.Schema, error) { return constrain.CompileCalls(fns, argsKey, maxList) })
 	if err != nil {
 		return nil, badRequest("tools", "%v", err)
 	}

@@ -133,37 +133,44 @@ func TestToolStream(t *testing.T) {
 func TestParseTools(t *testing.T) {
 	tools := json.RawMessage(`[{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}},
 		{"type": "function", "function": {"name": "g"}}]`)
-	got, decls, choice, e := parseTools(tools, nil)
+	got, decls, choice, e := parseTools(tools, nil, nil)
 	require.Nil(t, e)
 	require.Equal(t, map[string]any{"type": "function", "function": map[string]any{"name": "f", "description": "d",
 		"parameters": map[string]any{"type": "object"}}}, got[0])
 	require.Len(t, decls, 2)
 	require.False(t, choice.forced())
-	got, _, _, e = parseTools(tools, json.RawMessage(`"none"`))
+	got, _, _, e = parseTools(tools, json.RawMessage(`"none"`), nil)
 	require.Nil(t, e)
 	require.Nil(t, got)
-	_, _, choice, e = parseTools(tools, json.RawMessage(`"required"`))
+	_, _, choice, e = parseTools(tools, json.RawMessage(`"required"`), nil)
 	require.Nil(t, e)
 	require.Equal(t, toolChoice{required: true}, choice)
-	_, _, choice, e = parseTools(tools, json.RawMessage(`{"type": "function", "function": {"name": "g"}}`))
+	_, _, choice, e = parseTools(tools, json.RawMessage(`{"type": "function", "function": {"name": "g"}}`), nil)
 	require.Nil(t, e)
 	require.Equal(t, toolChoice{name: "g"}, choice)
 	for raw, choice := range map[string]string{
 		string(tools): `{"type": "function", "function": {"name": "h"}}`, "": `"required"`, "[]": `{"type": "function", "function": {"name": "f"}}`,
 		string(tools) + " ": `"sometimes"`,
 	} {
-		_, _, _, e = parseTools(json.RawMessage(raw), json.RawMessage(choice))
+		_, _, _, e = parseTools(json.RawMessage(raw), json.RawMessage(choice), nil)
 		require.NotNil(t, e, choice)
 		require.Equal(t, "tool_choice", e.param, choice)
 	}
-	got, _, _, e = parseTools(json.RawMessage(`[]`), nil)
+	got, _, _, e = parseTools(json.RawMessage(`[]`), nil, nil)
 	require.Nil(t, e)
 	require.Nil(t, got)
-	_, _, _, e = parseTools(json.RawMessage(`[{"type": "retrieval"}]`), nil)
+	_, _, _, e = parseTools(json.RawMessage(`[{"type": "retrieval"}]`), nil, nil)
 	require.NotNil(t, e)
-	_, _, _, e = parseTools(json.RawMessage(`[{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "f"}}]`), nil)
+	_, _, _, e = parseTools(json.RawMessage(`[{"type": "function", "function": {"name": "f"}}, {"type": "function", "function": {"name": "f"}}]`), nil, nil)
 	require.NotNil(t, e)
 	require.Equal(t, "tools[1].function.name", e.param)
+	no := false
+	_, _, choice, e = parseTools(tools, json.RawMessage(`"required"`), &no)
+	require.Nil(t, e)
+	require.Equal(t, toolChoice{required: true, single: true}, choice)
+	calls := []ToolCall{{ID: "a"}, {ID: "b"}}
+	require.Len(t, choice.firstCall(calls), 1)
+	require.Len(t, toolChoice{}.firstCall(calls), 2)
 }
 
 // TestForcedToolCall: tool_choice "required" and a named function make
@@ -359,4 +366,20 @@ func TestCallConstraintSyntaxes(t *testing.T) {
 		require.Equal(t, "wx", calls[0].Function.Name)
 		require.Equal(t, `{"at":"Oslo"}`, calls[0].Function.Arguments)
 	}
+
+	// parallel_tool_calls false: a Mistral list holds one call.
+	srv := &Server{cfg: Config{Tokenizer: m.Tokenizer()}}
+	mk, e := srv.callConstraint(toolsMistral, tools, toolChoice{required: true, single: true})
+	require.Nil(t, e)
+	c := mk()
+	allow := make([]bool, m.Tokenizer().VocabSize())
+	refused := false
+	for _, id := range m.Tokenizer().Encode(`[TOOL_CALLS][{"name": "wx", "arguments": {"at": "Oslo"}}, {"name": "clock", "arguments": {}}]`, tokenizer.EncodeOptions{ParseSpecial: true}) {
+		if c.Allow(allow) == 0 || !allow[id] {
+			refused = true
+			break
+		}
+		c.Accept(id)
+	}
+	require.True(t, refused, "a second call is refused")
 }

@@ -178,9 +178,10 @@ type Function struct {
 
 // CompileCalls compiles the schema of a call to one of fns: an object
 // {"name": NAME, argsKey: ARGUMENTS} whose arguments are an instance of
-// that function's Parameters (a union told apart by the name); with list
-// set, a list of one or more such calls. An error names the function.
-func CompileCalls(fns []Function, argsKey string, list bool) (*Schema, error) {
+// that function's Parameters (a union told apart by the name); with
+// maxList above 0, a list of 1 to maxList such calls. An error names the
+// function.
+func CompileCalls(fns []Function, argsKey string, maxList int) (*Schema, error) {
 	c := &compiler{s: &Schema{}}
 	var alts []uint16
 	for _, f := range fns {
@@ -221,8 +222,8 @@ func CompileCalls(fns []Function, argsKey string, list bool) (*Schema, error) {
 			return nil, err
 		}
 	}
-	if list {
-		if top, err = c.add(snode{kind: kArray, items: top, min: 1, max: math.MaxUint32, path: "calls"}); err != nil {
+	if maxList > 0 {
+		if top, err = c.add(snode{kind: kArray, items: top, min: 1, max: uint32(min(maxList, math.MaxUint32)), path: "calls"}); err != nil {
 			return nil, err
 		}
 	}

@@ -3,6 +3,7 @@ package constrain
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -430,9 +431,11 @@ func TestCompileCalls(t *testing.T) {
 		{Name: "now"},
 		{Name: "add", Parameters: []byte(`{"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]}`)},
 	}
-	one, err := CompileCalls(fns, "arguments", false)
+	one, err := CompileCalls(fns, "arguments", 0)
 	require.NoError(t, err)
-	list, err := CompileCalls(fns, "parameters", true)
+	list, err := CompileCalls(fns, "parameters", math.MaxInt)
+	require.NoError(t, err)
+	single, err := CompileCalls(fns, "parameters", 1)
 	require.NoError(t, err)
 	for _, c := range []struct {
 		s    *Schema
@@ -450,15 +453,17 @@ func TestCompileCalls(t *testing.T) {
 		{list, `[{"name":"now","parameters":{}}, {"name":"add","parameters":{"a":1,"b":2}}]`, true},
 		{list, `[]`, false},
 		{list, `{"name":"now","parameters":{}}`, false},
+		{single, `[{"name":"now","parameters":{}}]`, true},
+		{single, `[{"name":"now","parameters":{}}, {"name":"now","parameters":{}}]`, false},
 	} {
 		st, bad := feedState(c.s, c.text)
 		require.Equal(t, c.ok, bad == -1 && st.Done(), "%s", c.text)
 	}
-	_, err = CompileCalls([]Function{{Name: "f", Parameters: []byte(`{"type": "object", "properties": {"d": {"type": "string", "format": "date"}}}`)}}, "arguments", false)
+	_, err = CompileCalls([]Function{{Name: "f", Parameters: []byte(`{"type": "object", "properties": {"d": {"type": "string", "format": "date"}}}`)}}, "arguments", 0)
 	require.ErrorIs(t, err, ErrSchema)
 	require.ErrorContains(t, err, `function "f"'s parameters: unsupported JSON schema: #.properties.d: keyword "format"`)
-	_, err = CompileCalls([]Function{{Name: "f", Parameters: []byte(`{"type": "array", "items": {}}`)}}, "arguments", false)
+	_, err = CompileCalls([]Function{{Name: "f", Parameters: []byte(`{"type": "array", "items": {}}`)}}, "arguments", 0)
 	require.ErrorContains(t, err, "the arguments must be an object")
-	_, err = CompileCalls([]Function{{Name: "f"}, {Name: "f"}}, "arguments", false)
+	_, err = CompileCalls([]Function{{Name: "f"}, {Name: "f"}}, "arguments", 0)
 	require.ErrorContains(t, err, "no property tells them apart")
 }
