@@ -224,3 +224,66 @@ func maxAbsDiff(got, want []float32) float64 {
 	}
 	return d
 }
+
+// TestResultRowsAgainstCPU: the step results beyond one row of logits per
+// job, on the GPU against the CPU in one step of mixed jobs: hidden states
+// of several rows (embeddings, no logits computed for them), logits of
+// several rows (a prompt's log probabilities) and an argmax; then a step
+// of hidden states alone (no logits at all, as a recorded graph when it is
+// one row).
+func TestResultRowsAgainstCPU(t *testing.T) {
+	wm := wholeModels()[0]
+	desc, err := synth.New(wm.cfg, wm.dt, model.TokenizerSpec{}, 5)
+	require.NoError(t, err)
+	ref := cpu.New(cpu.Options{ExactQuant: true})
+	t.Cleanup(func() { _ = ref.Close() })
+	g, err := gpu.New(gpu.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = g.Close() })
+	mk := func(be backend.Backend) *generate.Engine {
+		net, err := arch.New(be, desc, arch.Options{MaxRows: 128, MaxOut: 8})
+		require.NoError(t, err)
+		t.Cleanup(net.Close)
+		e, err := generate.NewEngine(be, net, generate.EngineOptions{Context: 512, Blocks: 4 * 512 / 16, KVType: backend.F16})
+		require.NoError(t, err)
+		t.Cleanup(e.Close)
+		return e
+	}
+	engines := []*generate.Engine{mk(ref), mk(g)}
+	rng := rand.New(rand.NewPCG(3, 4))
+	prompt := make([]int32, 12)
+	for i := range prompt {
+		prompt[i] = int32(rng.IntN(wm.cfg.VocabSize))
+	}
+	var res [2][]generate.Job
+	for i, e := range engines {
+		c := e.Cache()
+		jobs := []generate.Job{
+			{Seq: c.NewSeq(), Tokens: prompt, Want: generate.WantHidden, Outs: 4},
+			{Seq: c.NewSeq(), Tokens: prompt[:3], Want: generate.WantLogits, Outs: 3},
+			{Seq: c.NewSeq(), Tokens: prompt[:5], Want: generate.WantArgMax},
+		}
+		require.NoError(t, e.Step(jobs))
+		for k := range jobs {
+			jobs[k].Hidden = append([]float32(nil), jobs[k].Hidden...)
+			jobs[k].Logits = append([]float32(nil), jobs[k].Logits...)
+		}
+		res[i] = jobs
+	}
+	require.Len(t, res[1][0].Hidden, 4*wm.cfg.Dim)
+	require.LessOrEqual(t, relErr(res[1][0].Hidden, res[0][0].Hidden), wm.prefillTol, "hidden states")
+	require.Len(t, res[1][1].Logits, 3*wm.cfg.VocabSize)
+	require.LessOrEqual(t, relErr(res[1][1].Logits, res[0][1].Logits), wm.prefillTol, "logit rows")
+	require.Equal(t, res[0][2].ID, res[1][2].ID)
+
+	// Hidden states alone: one row (a graph), then four.
+	for _, n := range []int{1, 4} {
+		var got [2][]float32
+		for i, e := range engines {
+			jobs := []generate.Job{{Seq: res[i][0].Seq, Tokens: prompt[:n], Want: generate.WantHidden, Outs: n}}
+			require.NoError(t, e.Step(jobs))
+			got[i] = append([]float32(nil), jobs[0].Hidden...)
+		}
+		require.LessOrEqual(t, relErr(got[1], got[0]), wm.decodeTol, "%d hidden rows alone", n)
+	}
+}
