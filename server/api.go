@@ -43,6 +43,13 @@ type samplingFields struct {
 	FrequencyPenalty *float64           `json:"frequency_penalty"`
 	RepPenalty       *float64           `json:"repetition_penalty"` // vLLM's extension
 	LogitBias        map[string]float64 `json:"logit_bias"`
+	// vLLM's extensions: IgnoreEOS keeps generating past the model's end
+	// tokens (to max_tokens or a stop); MinTokens keeps the end tokens
+	// (and StopTokenIDs) from being sampled before that many tokens;
+	// StopTokenIDs are more ids that end a choice (finish_reason stop).
+	IgnoreEOS    bool    `json:"ignore_eos"`
+	MinTokens    *int    `json:"min_tokens"`
+	StopTokenIDs []int64 `json:"stop_token_ids"`
 }
 
 // CompletionRequest is the body of POST /v1/completions.

@@ -228,6 +228,31 @@ func (s *Server) parseChat(req *ChatRequest, j *job) *apiError {
 	return nil
 }
 
+// maxStopTokenIDs bounds stop_token_ids.
+const maxStopTokenIDs = 64
+
+// endTokens returns what ends a choice: the model's end tokens (none with
+// ignore_eos) and stop_token_ids.
+func endTokens(model func(int32) bool, f *samplingFields, vocab int) (func(int32) bool, *apiError) {
+	if len(f.StopTokenIDs) > maxStopTokenIDs {
+		return nil, badRequest("stop_token_ids", "at most %d stop_token_ids, got %d", maxStopTokenIDs, len(f.StopTokenIDs))
+	}
+	stop := map[int32]bool{}
+	for _, id := range f.StopTokenIDs {
+		if id < 0 || id >= int64(vocab) {
+			return nil, badRequest("stop_token_ids", "token id %d is outside the vocabulary (0 to %d)", id, vocab-1)
+		}
+		stop[int32(id)] = true
+	}
+	switch {
+	case len(stop) == 0 && !f.IgnoreEOS:
+		return model, nil
+	case f.IgnoreEOS:
+		return func(id int32) bool { return stop[id] }, nil
+	}
+	return func(id int32) bool { return stop[id] || model(id) }, nil
+}
+
 // parseSampling validates the fields both endpoints share.
 func (s *Server) parseSampling(f *samplingFields, j *job) *apiError {
 	if f.Model != s.cfg.ModelName {
@@ -293,8 +318,18 @@ func (s *Server) parseSampling(f *samplingFields, j *job) *apiError {
 		return badRequest("stream_options", "stream_options needs stream: true")
 	}
 	tok := s.cfg.Tokenizer
-	j.opt = generate.Options{Sampling: o, Stop: f.Stop, IsEnd: tok.IsEndOfGeneration,
+	isEnd, e := endTokens(tok.IsEndOfGeneration, f, vocab)
+	if e != nil {
+		return e
+	}
+	j.opt = generate.Options{Sampling: o, Stop: f.Stop, IsEnd: isEnd,
 		NewDecoder: func() generate.Decoder { return tok.NewStream() }}
+	if f.MinTokens != nil {
+		if *f.MinTokens < 0 || f.MaxTokens != nil && *f.MinTokens > *f.MaxTokens {
+			return badRequest("min_tokens", "min_tokens must be between 0 and max_tokens, got %d", *f.MinTokens)
+		}
+		j.opt.MinTokens = *f.MinTokens
+	}
 	if f.MaxTokens != nil {
 		j.opt.MaxTokens = *f.MaxTokens
 		j.defaultMax = -1

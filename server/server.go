@@ -18,12 +18,14 @@
 // (max_completion_tokens), temperature, top_p, n, stream and
 // stream_options.include_usage, stop, seed, presence_penalty,
 // frequency_penalty, logit_bias, logprobs (completions: 0 to 5 top
-// alternatives; chat: logprobs with top_logprobs 0 to 20), plus vLLM's
-// top_k, min_p, repetition_penalty and chat_template_kwargs, and for chat
-// tools with tool_choice auto or none and messages carrying tool_calls and
-// tool_call_id (tools.go: the model's template describes the tools, and
-// the reply's calls, in the syntax that template teaches, come back as
-// tool_calls). Responses carry usage and finish_reason: "stop" (an
+// alternatives, echo; chat: logprobs with top_logprobs 0 to 20),
+// response_format (text, json_object, json_schema), plus vLLM's top_k,
+// min_p, repetition_penalty, ignore_eos, min_tokens, stop_token_ids and
+// chat_template_kwargs, and for chat tools with tool_choice auto, none,
+// required or a named function, parallel_tool_calls, and messages carrying
+// tool_calls and tool_call_id (tools.go: the model's template describes the
+// tools, and the reply's calls, in the syntax that template teaches, come
+// back as tool_calls). Responses carry usage and finish_reason: "stop" (an
 // end-of-generation token or a stop string), "length" (max_tokens or the
 // context) or "tool_calls"; with Config.SplitReasoning a chat reply's
 // think block comes back as reasoning_content. Defaults are

@@ -831,3 +831,48 @@ func TestJSONMode(t *testing.T) {
 		}
 	}
 }
+
+// TestStopTokenIDs: vLLM's stop_token_ids end a choice at a token of the
+// story (finish stop, the token not in the text), min_tokens holds that
+// end off, and ignore_eos leaves only the stop ids as ends.
+func TestStopTokenIDs(t *testing.T) {
+	ts := startServer(t, serverOptions{})
+	req := greedy("Once upon a time", 40)
+	req["logprobs"] = 0
+	var full CompletionResponse
+	require.Equal(t, 200, ts.post(t, "/v1/completions", req, &full).StatusCode)
+	var p, all TokenizeResponse
+	require.Equal(t, 200, ts.post(t, "/tokenize", map[string]any{"model": "stories260K", "prompt": "Once upon a time"}, &p).StatusCode)
+	require.Equal(t, 200, ts.post(t, "/tokenize", map[string]any{"model": "stories260K", "prompt": "Once upon a time" + full.Choices[0].Text}, &all).StatusCode)
+	id := all.Tokens[len(p.Tokens)+10] // the story's 11th token
+
+	delete(req, "logprobs")
+	req["stop_token_ids"] = []int32{id}
+	var stopped CompletionResponse
+	require.Equal(t, 200, ts.post(t, "/v1/completions", req, &stopped).StatusCode)
+	require.Equal(t, "stop", *stopped.Choices[0].FinishReason)
+	require.True(t, strings.HasPrefix(full.Choices[0].Text, stopped.Choices[0].Text))
+	require.Less(t, len(stopped.Choices[0].Text), len(full.Choices[0].Text))
+
+	req["min_tokens"] = 30
+	var held CompletionResponse
+	require.Equal(t, 200, ts.post(t, "/v1/completions", req, &held).StatusCode)
+	require.GreaterOrEqual(t, held.Usage.CompletionTokens, 30)
+
+	model := func(id int32) bool { return id == 2 }
+	isEnd, e := endTokens(model, &samplingFields{IgnoreEOS: true, StopTokenIDs: []int64{7}}, 100)
+	require.Nil(t, e)
+	require.False(t, isEnd(2))
+	require.True(t, isEnd(7))
+	isEnd, _ = endTokens(model, &samplingFields{StopTokenIDs: []int64{7}}, 100)
+	require.True(t, isEnd(2) && isEnd(7) && !isEnd(3))
+	for body, param := range map[string]string{
+		`{"model": "stories260K", "prompt": "x", "stop_token_ids": [99999]}`:        "stop_token_ids",
+		`{"model": "stories260K", "prompt": "x", "max_tokens": 5, "min_tokens": 6}`: "min_tokens",
+		`{"model": "stories260K", "prompt": "x", "min_tokens": -1}`:                 "min_tokens",
+	} {
+		var eb ErrorBody
+		require.Equal(t, 400, ts.post(t, "/v1/completions", body, &eb).StatusCode, body)
+		require.Equal(t, param, *eb.Error.Param, body)
+	}
+}

@@ -590,3 +590,28 @@ func TestEmbed(t *testing.T) {
 	require.ErrorIs(t, err, ErrContext)
 	require.Equal(t, small.e.Cache().NumBlocks(), small.e.Cache().FreeBlocks())
 }
+
+// TestMinTokens: with some token of a greedy story taken as the end
+// token, the story ends at its first occurrence after k tokens; with
+// MinTokens k+8 it goes on: the same first k tokens, then no end token
+// before the minimum, then ending at the next one.
+func TestMinTokens(t *testing.T) {
+	s := loadStories(t, arch.Options{}, EngineOptions{})
+	prompt := s.tok.Encode("Once upon a time", tokenizer.EncodeOptions{AddSpecial: true})
+	story, _, _ := s.run(t, prompt, s.options(60))
+	end := story[12] // some word of the story
+	opt := s.options(200)
+	opt.IsEnd = func(id int32) bool { return id == end }
+	ids, _, st := s.run(t, prompt, opt)
+	require.Equal(t, FinishEnd, st.Finish)
+	k := len(ids)
+	require.LessOrEqual(t, k, 12)
+	opt.MinTokens = k + 8
+	more, _, st := s.run(t, prompt, opt)
+	require.GreaterOrEqual(t, len(more), k+8, "finish %s", st.Finish)
+	require.Equal(t, ids, more[:k])
+	require.NotContains(t, more, end, "never emitted: before the minimum it is masked, after it ends the story")
+	if st.Finish == FinishEnd {
+		require.Greater(t, len(more), k+8)
+	}
+}

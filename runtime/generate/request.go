@@ -33,6 +33,10 @@ type Options struct {
 	// IsEnd reports end-of-generation ids (EOS, EOT), which end the
 	// generation without being emitted. nil: none.
 	IsEnd func(id int32) bool
+	// MinTokens, when above 0, keeps the end ids (IsEnd) from being
+	// sampled until that many tokens have been generated (their logits
+	// are masked; stop strings still apply). Beam search ignores it.
+	MinTokens int
 	// NewDecoder returns a decoder for the text of the tokens, positioned
 	// at the start of a text; nil means no text (Token.Text stays empty
 	// and Stop cannot match).
@@ -143,6 +147,7 @@ type Request struct {
 	ids     []int32
 
 	constraint Constraint // Options.NewConstraint's, or nil
+	ends       []int32    // the end ids, masked while fewer than Options.MinTokens are made
 	allow      []bool     // the constraint's mask
 	masked     []float32  // logits with the disallowed ones at -Inf
 
@@ -187,6 +192,16 @@ func NewRequest(e *Engine, prompt []int32, opt Options) (*Request, error) {
 	if opt.NewConstraint != nil {
 		r.constraint = opt.NewConstraint()
 		r.want = WantLogits // the mask is applied on the host
+	}
+	if opt.MinTokens > 0 && opt.IsEnd != nil {
+		for id := range e.vocab {
+			if opt.IsEnd(int32(id)) {
+				r.ends = append(r.ends, int32(id))
+			}
+		}
+		if len(r.ends) > 0 {
+			r.want = WantLogits // the mask is applied on the host
+		}
 	}
 	for _, t := range prompt {
 		s.Accept(t)
@@ -339,6 +354,17 @@ func (r *Request) Sample(j *Job) {
 			r.masked[i] = l
 		}
 		logits = r.masked[:len(logits)]
+	}
+	if r.stats.Tokens < r.opt.MinTokens && len(r.ends) > 0 {
+		if r.constraint == nil {
+			if len(r.masked) < len(logits) {
+				r.masked = make([]float32, len(logits))
+			}
+			logits = r.masked[:copy(r.masked, logits)]
+		}
+		for _, id := range r.ends {
+			logits[id] = float32(math.Inf(-1))
+		}
 	}
 	j.ID = r.sampler.Sample(logits)
 	j.Want = WantArgMax
