@@ -33,6 +33,9 @@ type GenerateOptions struct {
 	Seed uint64
 	// Stop strings end the text where they appear; they are not emitted.
 	Stop []string
+	// MinTokens keeps the model's end tokens from being sampled until that
+	// many tokens have been generated.
+	MinTokens int
 	// Beams > 1 runs beam search with that many beams (the model needs
 	// Options.Sequences ≥ Beams); LengthPenalty and EarlyStopping tune
 	// it (see runtime/generate.Beam).
@@ -125,6 +128,7 @@ func (m *Model) Stream(ctx context.Context, ids []int32, opt GenerateOptions, em
 			LogitBias: opt.LogitBias, Seed: opt.Seed},
 		Stop:          opt.Stop,
 		IsEnd:         m.tok.IsEndOfGeneration,
+		MinTokens:     opt.MinTokens,
 		NewDecoder:    func() generate.Decoder { return m.tok.NewStream() },
 		Beams:         opt.Beams,
 		LengthPenalty: opt.LengthPenalty,
